@@ -1,0 +1,53 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { protoPath as healthProtoPath } from 'grpc-health-check';
+
+const PROTO_ROOT = fileURLToPath(new URL('../../proto', import.meta.url));
+
+export const CALCULATOR_PROTO = path.join(PROTO_ROOT, 'summa/v1/calculator.proto');
+export const CALCULATOR_COMPAT_PROTO = path.join(PROTO_ROOT, 'calculator_compat.proto');
+
+/** int64 fields are read and written as decimal strings, so no value is ever rounded. */
+const LOADER_OPTIONS: protoLoader.Options = { longs: String, enums: String, defaults: true, oneofs: true };
+
+export interface AddRequestMessage {
+  num1: string;
+  num2: string;
+  request_id: string;
+}
+
+export interface AddResponseMessage {
+  sum: string;
+  request_id: string;
+  replayed: boolean;
+}
+
+export interface CalculatorProtos {
+  /** Everything the server exposes, for reflection. */
+  packageDefinition: protoLoader.PackageDefinition;
+  /** summa.v1.CalculatorService */
+  service: grpc.ServiceDefinition;
+  /** CalculatorService, without a package */
+  compatService: grpc.ServiceDefinition;
+  /** A client constructor for summa.v1.CalculatorService */
+  Client: grpc.ServiceClientConstructor;
+}
+
+export function loadCalculatorProtos(): CalculatorProtos {
+  const packageDefinition = protoLoader.loadSync([CALCULATOR_PROTO, CALCULATOR_COMPAT_PROTO, healthProtoPath], {
+    ...LOADER_OPTIONS,
+    includeDirs: [PROTO_ROOT],
+  });
+  const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
+    summa: { v1: { CalculatorService: grpc.ServiceClientConstructor } };
+    CalculatorService: grpc.ServiceClientConstructor;
+  };
+  return {
+    packageDefinition,
+    service: loaded.summa.v1.CalculatorService.service,
+    compatService: loaded.CalculatorService.service,
+    Client: loaded.summa.v1.CalculatorService,
+  };
+}

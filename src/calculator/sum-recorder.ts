@@ -1,0 +1,180 @@
+import { randomUUID } from 'node:crypto';
+import { encodeSumAccepted } from '../events/sum-accepted.ts';
+import type { Pool } from '../platform/db/pool.ts';
+import { SummaError } from '../platform/errors.ts';
+import type { Logger } from '../platform/logger.ts';
+import { replayOf, type AddCommand, type AddResult, type RecordedRequest } from './add-command.ts';
+import type { CalculatorMetrics } from './metrics.ts';
+
+/**
+ * Records new requests together with their outbox events in one statement, so both commit or
+ * neither does. Both tables are written by a single INSERT ... WITH, which PostgreSQL runs as one
+ * transaction.
+ */
+const RECORD_SQL = `
+WITH input AS (
+  SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::uuid[], $6::text[], $7::timestamptz[])
+    AS t(request_id, num1, num2, sum, event_id, payload, accepted_at)
+), accepted AS (
+  INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id, accepted_at)
+  SELECT request_id, num1, num2, sum, event_id, accepted_at FROM input
+  ON CONFLICT (request_id) DO NOTHING
+  RETURNING request_id, event_id
+)
+INSERT INTO calculator.outbox (event_id, topic, message_key, payload, created_at)
+SELECT accepted.event_id, $8, input.request_id, input.payload, input.accepted_at
+FROM accepted JOIN input USING (request_id)
+RETURNING message_key AS request_id`;
+
+const RECORDED_SQL = `SELECT request_id, num1, num2, sum FROM calculator.requests WHERE request_id = ANY($1::text[])`;
+
+export interface SumRecorderOptions {
+  topic: string;
+  /** Most requests written by one statement. */
+  maxBatchSize: number;
+  /** Statements in flight at once; further requests queue and go in the next batch (group commit). */
+  maxConcurrentWrites: number;
+  /** Requests waiting beyond this are refused with RESOURCE_EXHAUSTED rather than queued without bound. */
+  maxQueued: number;
+}
+
+interface Pending {
+  command: AddCommand;
+  resolve: (result: AddResult) => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * Group commit for Add requests. Requests that arrive while a write is in flight are gathered
+ * and written together by the next statement, so under load one commit (one WAL flush) serves
+ * many requests, and a lone request is still written at once.
+ */
+export class SumRecorder {
+  private readonly queue: Pending[] = [];
+  private writesInFlight = 0;
+  private idle: (() => void) | undefined;
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly options: SumRecorderOptions,
+    private readonly logger: Logger,
+    private readonly metrics: CalculatorMetrics,
+  ) {}
+
+  record(command: AddCommand): Promise<AddResult> {
+    if (this.queue.length >= this.options.maxQueued) {
+      return Promise.reject(new SummaError('RESOURCE_EXHAUSTED', 'too many requests waiting to be recorded; retry later'));
+    }
+    return new Promise<AddResult>((resolve, reject) => {
+      this.queue.push({ command, resolve, reject });
+      this.startWrites();
+    });
+  }
+
+  /** Resolves once every request accepted so far has been answered. */
+  drain(): Promise<void> {
+    if (this.queue.length === 0 && this.writesInFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.idle = resolve;
+    });
+  }
+
+  private startWrites(): void {
+    while (this.writesInFlight < this.options.maxConcurrentWrites && this.queue.length > 0) {
+      const batch = this.queue.splice(0, this.options.maxBatchSize);
+      this.writesInFlight += 1;
+      void this.write(batch).finally(() => {
+        this.writesInFlight -= 1;
+        this.startWrites();
+        if (this.queue.length === 0 && this.writesInFlight === 0) this.idle?.();
+      });
+    }
+  }
+
+  private async write(batch: Pending[]): Promise<void> {
+    this.metrics.batchSize.observe(batch.length);
+    // Requests that repeat an id within the batch wait for the first one's outcome.
+    const byRequestId = new Map<string, Pending[]>();
+    for (const pending of batch) {
+      const group = byRequestId.get(pending.command.requestId);
+      if (group) group.push(pending);
+      else byRequestId.set(pending.command.requestId, [pending]);
+    }
+    // A fixed order of keys keeps two concurrent statements from locking the same ids in
+    // opposite orders, which would deadlock.
+    const requestIds = [...byRequestId.keys()].sort();
+    const leaders = requestIds.map((id) => byRequestId.get(id)![0]!.command);
+    let recorded: Map<string, Recorded>;
+    try {
+      recorded = await this.writeLeaders(leaders);
+    } catch (error) {
+      this.logger.error({ err: error, batchSize: batch.length }, 'recording a batch of sums failed');
+      const failure = new SummaError('UNAVAILABLE', 'the database is unavailable; retry with the same request id', { cause: error });
+      for (const pending of batch) pending.reject(failure);
+      return;
+    }
+    for (const requestId of requestIds) {
+      const { request, isNew } = recorded.get(requestId)!;
+      byRequestId.get(requestId)!.forEach((pending, index) => {
+        if (index === 0 && isNew) {
+          this.metrics.requests.inc({ outcome: 'accepted' });
+          pending.resolve({ requestId, sum: request.sum, replayed: false });
+          return;
+        }
+        try {
+          const replay = replayOf(pending.command, request);
+          this.metrics.requests.inc({ outcome: 'replayed' });
+          pending.resolve(replay);
+        } catch (error) {
+          this.metrics.requests.inc({ outcome: 'conflict' });
+          pending.reject(error);
+        }
+      });
+    }
+  }
+
+  /** Writes one command per request id; returns what each id is recorded as, and whether it is new. */
+  private async writeLeaders(commands: AddCommand[]): Promise<Map<string, Recorded>> {
+    const acceptedAt = new Date();
+    const eventIds = commands.map(() => randomUUID());
+    const payloads = commands.map((command, index) =>
+      encodeSumAccepted({ ...command, eventId: eventIds[index]!, acceptedAt }),
+    );
+    const accepted = await this.pool.query<{ request_id: string }>(RECORD_SQL, [
+      commands.map((c) => c.requestId),
+      commands.map((c) => c.num1.toString()),
+      commands.map((c) => c.num2.toString()),
+      commands.map((c) => c.sum.toString()),
+      eventIds,
+      payloads,
+      commands.map(() => acceptedAt),
+      this.options.topic,
+    ]);
+    const newlyAccepted = new Set(accepted.rows.map((row) => row.request_id));
+    const recorded = new Map<string, Recorded>();
+    const repeated: string[] = [];
+    for (const command of commands) {
+      if (newlyAccepted.has(command.requestId)) recorded.set(command.requestId, { request: command, isNew: true });
+      else repeated.push(command.requestId);
+    }
+    if (repeated.length > 0) {
+      // A separate statement: it sees rows that concurrent writers committed while ours waited.
+      const { rows } = await this.pool.query<{ request_id: string; num1: string; num2: string; sum: string }>(
+        RECORDED_SQL,
+        [repeated],
+      );
+      for (const row of rows) {
+        const request = { num1: BigInt(row.num1), num2: BigInt(row.num2), sum: BigInt(row.sum) };
+        recorded.set(row.request_id, { request, isNew: false });
+      }
+      const missing = repeated.find((requestId) => !recorded.has(requestId));
+      if (missing !== undefined) throw new Error(`request ${missing} conflicted but is not recorded`);
+    }
+    return recorded;
+  }
+}
+
+interface Recorded {
+  request: RecordedRequest;
+  isNew: boolean;
+}

@@ -1,0 +1,97 @@
+import { isInt64 } from '../platform/int64.ts';
+
+/**
+ * The one event of the system: a sum was accepted. It is published with the request id as the
+ * Kafka key and JSON as the value; int64 values travel as decimal strings so that no reader can
+ * round them.
+ */
+export const SUM_ACCEPTED_TYPE = 'summa.sum.accepted';
+export const SUM_ACCEPTED_VERSION = 1;
+
+export interface SumAccepted {
+  eventId: string;
+  requestId: string;
+  num1: bigint;
+  num2: bigint;
+  sum: bigint;
+  acceptedAt: Date;
+}
+
+interface SumAcceptedJson {
+  type: typeof SUM_ACCEPTED_TYPE;
+  version: typeof SUM_ACCEPTED_VERSION;
+  eventId: string;
+  requestId: string;
+  num1: string;
+  num2: string;
+  sum: string;
+  acceptedAt: string;
+}
+
+export function encodeSumAccepted(event: SumAccepted): string {
+  const json: SumAcceptedJson = {
+    type: SUM_ACCEPTED_TYPE,
+    version: SUM_ACCEPTED_VERSION,
+    eventId: event.eventId,
+    requestId: event.requestId,
+    num1: event.num1.toString(),
+    num2: event.num2.toString(),
+    sum: event.sum.toString(),
+    acceptedAt: event.acceptedAt.toISOString(),
+  };
+  return JSON.stringify(json);
+}
+
+export class MalformedEventError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'MalformedEventError';
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const DECIMAL = /^-?\d{1,19}$/;
+
+/** Reads an event; anything that is not a well-formed version-1 event throws MalformedEventError. */
+export function decodeSumAccepted(value: Buffer | string): SumAccepted {
+  let json: unknown;
+  try {
+    json = JSON.parse(typeof value === 'string' ? value : value.toString('utf8'));
+  } catch {
+    throw new MalformedEventError('value is not JSON');
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) {
+    throw new MalformedEventError('value is not a JSON object');
+  }
+  const record = json as Record<string, unknown>;
+  if (record.type !== SUM_ACCEPTED_TYPE) {
+    throw new MalformedEventError(`unknown event type ${JSON.stringify(record.type)}`);
+  }
+  if (record.version !== SUM_ACCEPTED_VERSION) {
+    throw new MalformedEventError(`unsupported event version ${JSON.stringify(record.version)}`);
+  }
+  const eventId = requireString(record, 'eventId');
+  if (!UUID.test(eventId)) throw new MalformedEventError('eventId is not a UUID');
+  const requestId = requireString(record, 'requestId');
+  const num1 = requireInt64(record, 'num1');
+  const num2 = requireInt64(record, 'num2');
+  const sum = requireInt64(record, 'sum');
+  if (num1 + num2 !== sum) throw new MalformedEventError('sum does not equal num1 + num2');
+  const acceptedAt = new Date(requireString(record, 'acceptedAt'));
+  if (Number.isNaN(acceptedAt.getTime())) throw new MalformedEventError('acceptedAt is not a timestamp');
+  return { eventId: eventId.toLowerCase(), requestId, num1, num2, sum, acceptedAt };
+}
+
+function requireString(record: Record<string, unknown>, field: string): string {
+  const value = record[field];
+  if (typeof value !== 'string' || value.length === 0) throw new MalformedEventError(`${field} is missing`);
+  return value;
+}
+
+function requireInt64(record: Record<string, unknown>, field: string): bigint {
+  const value = requireString(record, field);
+  if (!DECIMAL.test(value)) throw new MalformedEventError(`${field} is not a decimal integer`);
+  const parsed = BigInt(value);
+  if (!isInt64(parsed)) throw new MalformedEventError(`${field} is outside the 64-bit range`);
+  return parsed;
+}

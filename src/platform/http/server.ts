@@ -1,0 +1,58 @@
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import { SummaError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
+
+export interface HttpServerOptions {
+  logger: Logger;
+  registry: Registry;
+  /** /readyz answers 200 only while this returns true. */
+  isReady: () => boolean;
+  bodyLimitBytes?: number;
+}
+
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+/**
+ * A Fastify server with the endpoints every Summa service has (/healthz, /readyz, /metrics) and
+ * one error format: `{"error": {"code", "message"}}` with the status that fits the code.
+ */
+export function createHttpServer(options: HttpServerOptions): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: options.bodyLimitBytes ?? 16 * 1024 });
+
+  app.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof SummaError) {
+      if (error.code === 'INTERNAL' || error.code === 'UNAVAILABLE') {
+        options.logger.warn({ err: error.cause ?? error, route: request.routeOptions.url }, error.message);
+      }
+      return reply.status(error.httpStatus).send(errorBody(error.code, error.message));
+    }
+    const status = error.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      const code = status === 413 ? 'PAYLOAD_TOO_LARGE' : status === 415 ? 'UNSUPPORTED_MEDIA_TYPE' : 'INVALID_ARGUMENT';
+      return reply.status(status).send(errorBody(code, error.message));
+    }
+    options.logger.error({ err: error, route: request.routeOptions.url }, 'unhandled error');
+    return reply.status(500).send(errorBody('INTERNAL', 'internal error'));
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send(errorBody('NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`)),
+  );
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_request, reply) =>
+    options.isReady() ? { status: 'ready' } : reply.status(503).send({ status: 'not ready' }),
+  );
+  app.get('/metrics', async (_request, reply) => {
+    reply.header('content-type', options.registry.contentType);
+    return options.registry.metrics();
+  });
+  return app;
+}
+
+export function errorBody(code: string, message: string): ErrorBody {
+  return { error: { code, message } };
+}

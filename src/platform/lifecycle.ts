@@ -1,0 +1,34 @@
+import type { Logger } from './logger.ts';
+
+/**
+ * Runs `shutdown` once on SIGTERM or SIGINT, then exits. A second signal exits at once, for when
+ * a graceful stop hangs.
+ */
+export function handleShutdownSignals(logger: Logger, shutdown: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    logger.info({ signal }, 'shutting down');
+    shutdown().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+/** Logs a start-up failure in one line and exits non-zero, without a stack for configuration errors. */
+export function exitOnStartupFailure(logger: Logger, error: unknown): never {
+  const message = error instanceof Error ? error.message : String(error);
+  if (error instanceof Error && error.name === 'ConfigError') logger.fatal(`configuration error: ${message}`);
+  else logger.fatal({ err: error }, `start-up failed: ${message}`);
+  process.exit(1);
+}
