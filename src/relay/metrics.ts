@@ -1,0 +1,57 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Pool } from '../platform/db/pool.ts';
+
+export interface RelayMetrics {
+  published: Counter;
+  publishErrors: Counter;
+  publishSeconds: Histogram;
+  batchSize: Histogram;
+}
+
+export function createRelayMetrics(registry: Registry, pool: Pool): RelayMetrics {
+  // Read at scrape time, so the figures are the database's, shared by every relay instance.
+  let backlog: Promise<{ pending: number; oldestAgeSeconds: number }> | undefined;
+  const readBacklog = () => {
+    backlog ??= pool
+      .query<{ pending: string; oldest: number | null }>(
+        `SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest FROM calculator.outbox`,
+      )
+      .then((result) => ({ pending: Number(result.rows[0]!.pending), oldestAgeSeconds: Math.max(0, result.rows[0]!.oldest ?? 0) }))
+      .finally(() => {
+        backlog = undefined;
+      });
+    return backlog;
+  };
+  new Gauge({
+    name: 'summa_outbox_pending_events',
+    help: 'Events in the outbox not yet published.',
+    registers: [registry],
+    async collect() {
+      this.set((await readBacklog()).pending);
+    },
+  });
+  new Gauge({
+    name: 'summa_outbox_oldest_event_age_seconds',
+    help: 'Age of the oldest unpublished event (0 when the outbox is empty).',
+    registers: [registry],
+    async collect() {
+      this.set((await readBacklog()).oldestAgeSeconds);
+    },
+  });
+  return {
+    published: new Counter({ name: 'summa_relay_events_published_total', help: 'Events published to Kafka and removed from the outbox.', registers: [registry] }),
+    publishErrors: new Counter({ name: 'summa_relay_publish_errors_total', help: 'Relay batches that failed and will be retried.', registers: [registry] }),
+    publishSeconds: new Histogram({
+      name: 'summa_relay_publish_duration_seconds',
+      help: 'Time from sending a batch to Kafka until every record of it was acknowledged.',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: [registry],
+    }),
+    batchSize: new Histogram({
+      name: 'summa_relay_batch_size',
+      help: 'Events per relayed batch.',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+      registers: [registry],
+    }),
+  };
+}

@@ -1,0 +1,188 @@
+import pg from 'pg';
+import type { Pool } from '../platform/db/pool.ts';
+import type { Logger } from '../platform/logger.ts';
+import type { RelayMetrics } from './metrics.ts';
+
+/**
+ * Claims the oldest events no other relay holds. SKIP LOCKED lets several relays work side by side
+ * without waiting on each other, and since a row leaves the table only after it is published, a
+ * transaction that commits late is picked up by a later claim rather than skipped by a cursor.
+ */
+const CLAIM_SQL = `
+SELECT id, event_id, topic, message_key, payload, headers, created_at
+FROM calculator.outbox
+ORDER BY id
+LIMIT $1
+FOR UPDATE SKIP LOCKED`;
+
+const DELETE_SQL = `DELETE FROM calculator.outbox WHERE id = ANY($1::bigint[])`;
+
+export const OUTBOX_CHANNEL = 'summa_outbox';
+
+export interface OutboxRecord {
+  key: string;
+  value: string;
+  headers: Record<string, string>;
+}
+
+export interface RecordPublisher {
+  /** Resolves only once the broker acknowledged every record. */
+  publish(topic: string, records: OutboxRecord[]): Promise<void>;
+}
+
+export interface OutboxRelayOptions {
+  batchSize: number;
+  /** Claim-publish-delete loops run at once in this process; their batches overlap in time. */
+  workers: number;
+  /** How often to look for events when no notification arrives. */
+  pollIntervalMs: number;
+}
+
+interface OutboxRow {
+  id: string;
+  event_id: string;
+  topic: string;
+  message_key: string;
+  payload: string;
+  headers: Record<string, string>;
+  created_at: Date;
+}
+
+export class OutboxRelay {
+  private stopped = false;
+  /** Bumped by every notification; a worker that saw it change during a batch does not sleep. */
+  private wakeups = 0;
+  private sleepers = new Set<() => void>();
+  private listener: pg.Client | undefined;
+  private loops: Promise<void>[] = [];
+
+  constructor(
+    private readonly pool: Pool,
+    private readonly databaseUrl: string,
+    private readonly publisher: RecordPublisher,
+    private readonly options: OutboxRelayOptions,
+    private readonly logger: Logger,
+    private readonly metrics: RelayMetrics,
+  ) {}
+
+  start(): void {
+    void this.listen();
+    for (let worker = 0; worker < this.options.workers; worker += 1) this.loops.push(this.run());
+  }
+
+  /** Finishes the batches in flight (publish and delete), then stops. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake();
+    await Promise.all(this.loops);
+    await this.listener?.end().catch(() => {});
+  }
+
+  private async run(): Promise<void> {
+    let backoffMs = 100;
+    while (!this.stopped) {
+      const wakeupsBefore = this.wakeups;
+      let relayed: number;
+      try {
+        relayed = await this.relayBatch();
+        backoffMs = 100;
+      } catch (error) {
+        this.metrics.publishErrors.inc();
+        this.logger.warn({ err: error, retryInMs: backoffMs }, 'relaying outbox events failed; will retry');
+        await this.sleep(backoffMs);
+        backoffMs = Math.min(backoffMs * 2, 5_000);
+        continue;
+      }
+      if (relayed < this.options.batchSize && this.wakeups === wakeupsBefore) {
+        await this.sleep(this.options.pollIntervalMs);
+      }
+    }
+  }
+
+  /** One claim → publish → delete cycle in one transaction; returns how many events it relayed. */
+  async relayBatch(): Promise<number> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<OutboxRow>(CLAIM_SQL, [this.options.batchSize]);
+      if (rows.length > 0) {
+        const startedAt = performance.now();
+        for (const [topic, records] of groupByTopic(rows)) await this.publisher.publish(topic, records);
+        this.metrics.publishSeconds.observe((performance.now() - startedAt) / 1000);
+        await client.query(DELETE_SQL, [rows.map((row) => row.id)]);
+      }
+      await client.query('COMMIT');
+      if (rows.length > 0) {
+        this.metrics.published.inc(rows.length);
+        this.metrics.batchSize.observe(rows.length);
+      }
+      return rows.length;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** LISTEN on a connection of its own; reconnects after losing it. Polling covers the gaps. */
+  private async listen(): Promise<void> {
+    let backoffMs = 200;
+    while (!this.stopped) {
+      const client = new pg.Client({ connectionString: this.databaseUrl, application_name: 'summa-relay-listener' });
+      const lost = new Promise<void>((resolve) => {
+        client.once('error', () => resolve());
+        client.once('end', () => resolve());
+      });
+      try {
+        await client.connect();
+        client.on('notification', () => this.wake());
+        await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
+        this.listener = client;
+        backoffMs = 200;
+        this.wake(); // events may have committed while we were not listening
+        await lost;
+      } catch (error) {
+        this.logger.debug({ err: error }, 'outbox listener connection failed');
+      }
+      this.listener = undefined;
+      await client.end().catch(() => {});
+      if (!this.stopped) await this.sleep(backoffMs);
+      backoffMs = Math.min(backoffMs * 2, 5_000);
+    }
+  }
+
+  private wake(): void {
+    this.wakeups += 1;
+    for (const resolve of this.sleepers) resolve();
+    this.sleepers.clear();
+  }
+
+  private sleep(ms: number): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
+  }
+}
+
+function groupByTopic(rows: OutboxRow[]): Map<string, OutboxRecord[]> {
+  const byTopic = new Map<string, OutboxRecord[]>();
+  for (const row of rows) {
+    const record: OutboxRecord = {
+      key: row.message_key,
+      value: row.payload,
+      headers: { ...row.headers, 'content-type': 'application/json', 'summa-event-id': row.event_id },
+    };
+    const records = byTopic.get(row.topic);
+    if (records) records.push(record);
+    else byTopic.set(row.topic, [record]);
+  }
+  return byTopic;
+}

@@ -1,0 +1,143 @@
+import { inTransaction, type Pool, type PoolClient } from '../platform/db/pool.ts';
+import type { SumAccepted } from '../events/sum-accepted.ts';
+
+/**
+ * Applies events that are not applied yet and adds exactly those to the total, in one statement:
+ * an event delivered twice finds its row in applied_events and adds nothing.
+ */
+const APPLY_SQL = `
+WITH input AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::timestamptz[], $5::int4[], $6::int8[])
+    AS t(event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset)
+), applied AS (
+  INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset)
+  SELECT event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset FROM input
+  ON CONFLICT (event_id) DO NOTHING
+  RETURNING amount, accepted_at
+)
+UPDATE totals.total
+SET total = total + coalesce((SELECT sum(amount) FROM applied), 0),
+    count = count + (SELECT count(*) FROM applied),
+    updated_at = now()
+WHERE id = 1
+RETURNING (SELECT count(*) FROM applied)::int AS applied,
+          (SELECT coalesce(json_agg(extract(epoch FROM accepted_at)), '[]') FROM applied) AS accepted_epochs`;
+
+const REJECT_SQL = `
+INSERT INTO totals.rejected_records (topic, kafka_partition, kafka_offset, reason, message_key, payload)
+SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::text[], $5::text[], $6::bytea[])
+ON CONFLICT DO NOTHING`;
+
+/** Offsets only move forward, whatever order concurrent consumers commit in. */
+const SAVE_OFFSETS_SQL = `
+INSERT INTO totals.consumer_offsets (group_id, topic, partition, next_offset)
+SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::int8[])
+ON CONFLICT (group_id, topic, partition) DO UPDATE
+SET next_offset = greatest(consumer_offsets.next_offset, excluded.next_offset), updated_at = now()`;
+
+export interface EventAtOffset {
+  event: SumAccepted;
+  partition: number;
+  offset: bigint;
+}
+
+export interface RejectedRecord {
+  topic: string;
+  partition: number;
+  offset: bigint;
+  reason: string;
+  key: string | null;
+  value: Buffer;
+}
+
+export interface PartitionOffset {
+  topic: string;
+  partition: number;
+  nextOffset: bigint;
+}
+
+export interface BatchOutcome {
+  applied: number;
+  duplicates: number;
+  /** When each newly applied event was accepted by the calculator, in ms since the epoch. */
+  acceptedAtMs: number[];
+}
+
+export interface TotalSnapshot {
+  total: string;
+  count: number;
+}
+
+export interface AppliedSum {
+  requestId: string;
+  eventId: string;
+  sum: string;
+  acceptedAt: Date;
+  appliedAt: Date;
+}
+
+export class TotalsStore {
+  constructor(private readonly pool: Pool) {}
+
+  /** One transaction: new events, rejected records and the consumed offsets commit together. */
+  applyBatch(groupId: string, events: EventAtOffset[], rejected: RejectedRecord[], offsets: PartitionOffset[]): Promise<BatchOutcome> {
+    return inTransaction(this.pool, async (client) => {
+      const outcome = await applyEvents(client, events);
+      if (rejected.length > 0) {
+        await client.query(REJECT_SQL, [
+          rejected.map((r) => r.topic),
+          rejected.map((r) => r.partition),
+          rejected.map((r) => r.offset.toString()),
+          rejected.map((r) => r.reason),
+          rejected.map((r) => r.key),
+          rejected.map((r) => r.value),
+        ]);
+      }
+      if (offsets.length > 0) {
+        await client.query(SAVE_OFFSETS_SQL, [
+          groupId,
+          offsets.map((o) => o.topic),
+          offsets.map((o) => o.partition),
+          offsets.map((o) => o.nextOffset.toString()),
+        ]);
+      }
+      return outcome;
+    });
+  }
+
+  async readTotal(): Promise<TotalSnapshot> {
+    const { rows } = await this.pool.query<{ total: string; count: string }>(
+      'SELECT total::text AS total, count::text AS count FROM totals.total WHERE id = 1',
+    );
+    return { total: rows[0]!.total, count: Number(rows[0]!.count) };
+  }
+
+  async findByRequestId(requestId: string): Promise<AppliedSum | undefined> {
+    const { rows } = await this.pool.query<{ event_id: string; amount: string; accepted_at: Date; applied_at: Date }>(
+      'SELECT event_id, amount::text AS amount, accepted_at, applied_at FROM totals.applied_events WHERE request_id = $1 ORDER BY applied_at LIMIT 1',
+      [requestId],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    return { requestId, eventId: row.event_id, sum: row.amount, acceptedAt: row.accepted_at, appliedAt: row.applied_at };
+  }
+}
+
+async function applyEvents(client: PoolClient, events: EventAtOffset[]): Promise<BatchOutcome> {
+  // The same event twice in one batch would be inserted once anyway; dropping it here keeps the
+  // statement simple. Sorting fixes the lock order between concurrent consumers.
+  const unique = [...new Map(events.map((e) => [e.event.eventId, e])).values()].sort((a, b) =>
+    a.event.eventId < b.event.eventId ? -1 : 1,
+  );
+  if (unique.length === 0) return { applied: 0, duplicates: events.length, acceptedAtMs: [] };
+  const { rows } = await client.query<{ applied: number; accepted_epochs: number[] }>(APPLY_SQL, [
+    unique.map((e) => e.event.eventId),
+    unique.map((e) => e.event.requestId),
+    unique.map((e) => e.event.sum.toString()),
+    unique.map((e) => e.event.acceptedAt),
+    unique.map((e) => e.partition),
+    unique.map((e) => e.offset.toString()),
+  ]);
+  const applied = rows[0]!.applied;
+  return { applied, duplicates: events.length - applied, acceptedAtMs: rows[0]!.accepted_epochs.map((s) => s * 1000) };
+}
