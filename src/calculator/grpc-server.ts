@@ -42,7 +42,7 @@ export async function startCalculatorGrpcServer(options: {
 
   server.addService(protos.service, { Add: add });
   server.addService(protos.compatService, { Add: add });
-  new ReflectionService(protos.packageDefinition).addToServer(server);
+  withTopLevelNamesFixed(new ReflectionService(protos.packageDefinition)).addToServer(server);
   const health = new HealthImplementation({ '': 'SERVING', [CALCULATOR_SERVICE_NAME]: 'SERVING', CalculatorService: 'SERVING' });
   health.addToServer(server);
 
@@ -65,4 +65,25 @@ export async function startCalculatorGrpcServer(options: {
         });
       }),
   };
+}
+
+/**
+ * @grpc/reflection indexes the symbols of a package-less file as ".CalculatorService", so clients
+ * that ask for "CalculatorService" (as grpcurl does) would get NOT_FOUND. Index them under their
+ * proper fully-qualified names too.
+ */
+function withTopLevelNamesFixed(reflection: ReflectionService): ReflectionService {
+  type Index = Record<string, unknown>;
+  const implementations = reflection as unknown as Record<'v1' | 'v1Alpha', { symbols: Index; services: Index }>;
+  for (const implementation of [implementations.v1, implementations.v1Alpha]) {
+    for (const index of [implementation.symbols, implementation.services]) {
+      for (const name of Object.keys(index)) {
+        if (name.startsWith('.')) {
+          index[name.slice(1)] = index[name];
+          delete index[name];
+        }
+      }
+    }
+  }
+  return reflection;
 }

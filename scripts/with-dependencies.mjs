@@ -1,0 +1,38 @@
+#!/usr/bin/env node
+// Runs a TypeScript entry point, installing the npm dependencies first when they are missing or
+// older than the lockfile, so that `npm start` and `npm test` work on a fresh clone.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { constants } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const [entry, ...args] = process.argv.slice(2);
+if (!entry) {
+  console.error('usage: node scripts/with-dependencies.mjs <entry.ts> [args...]');
+  process.exit(2);
+}
+
+const [major, minor] = process.versions.node.split('.').map(Number);
+if (major < 20 || (major === 20 && minor < 19)) {
+  console.error(`Summa needs Node.js 20.19 or newer; this is ${process.version}.`);
+  process.exit(1);
+}
+
+const installed = path.join(root, 'node_modules', '.package-lock.json');
+const lockfile = path.join(root, 'package-lock.json');
+if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lockfile).mtimeMs) {
+  console.error('Installing npm dependencies (first run)…');
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+  const result = spawnSync(npm, ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (result.status !== 0) {
+    console.error('npm ci failed; see the output above.');
+    process.exit(result.status ?? 1);
+  }
+}
+
+const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(root, entry), ...args], { stdio: 'inherit' });
+// The child gets the same terminal signals; forwarding covers a plain `kill` of this process.
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
+child.on('exit', (code, signal) => process.exit(code ?? 128 + (constants.signals[signal] ?? 0)));

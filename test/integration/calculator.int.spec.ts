@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { status } from '@grpc/grpc-js';
+import pg from 'pg';
+import { startCalculator, type RunningCalculator } from '../../src/calculator/calculator-service.ts';
+import { readCalculatorConfig } from '../../src/calculator/config.ts';
+import { decodeSumAccepted } from '../../src/events/sum-accepted.ts';
+import { createLogger } from '../../src/platform/logger.ts';
+import { CalculatorClient, checkHealth, listServicesByReflection } from '../support/grpc-clients.ts';
+import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
+
+describe('calculator against real PostgreSQL', () => {
+  let database: TestDatabase;
+  let calculator: RunningCalculator;
+  let client: CalculatorClient;
+  let sql: pg.Pool;
+  let http: string;
+
+  before(async () => {
+    database = await createTestDatabase('calculator');
+    const config = readCalculatorConfig({
+      DATABASE_URL: database.url,
+      CALCULATOR_GRPC_PORT: '0',
+      CALCULATOR_HTTP_PORT: '0',
+      KAFKA_TOPIC: 'calculator-test',
+    });
+    calculator = await startCalculator(config, createLogger('calculator', { LOG_LEVEL: 'silent' }));
+    client = new CalculatorClient(`127.0.0.1:${calculator.grpcPort}`);
+    sql = new pg.Pool({ connectionString: database.url });
+    http = `http://127.0.0.1:${calculator.httpPort}`;
+  });
+
+  after(async () => {
+    client?.close();
+    await sql?.end();
+    await calculator?.stop();
+    await database?.drop();
+  });
+
+  const outboxFor = async (requestId: string) =>
+    (await sql.query<{ payload: string; topic: string }>('SELECT payload, topic FROM calculator.outbox WHERE message_key = $1', [requestId])).rows;
+
+  it('answers Add and writes exactly one outbox event in the same commit', async () => {
+    const response = await client.add({ num1: 5, num2: 10, requestId: 'first' });
+    assert.deepEqual(response, { sum: '15', request_id: 'first', replayed: false });
+    const outbox = await outboxFor('first');
+    assert.equal(outbox.length, 1);
+    assert.equal(outbox[0]!.topic, 'calculator-test');
+    const event = decodeSumAccepted(outbox[0]!.payload);
+    assert.equal(event.sum, 15n);
+    assert.equal(event.requestId, 'first');
+  });
+
+  it('replays a retried request with the original answer and no second event', async () => {
+    await client.add({ num1: '4611686018427387904', num2: '4611686018427387903', requestId: 'retry' });
+    const replay = await client.add({ num1: '4611686018427387904', num2: '4611686018427387903', requestId: 'retry' });
+    assert.deepEqual(replay, { sum: '9223372036854775807', request_id: 'retry', replayed: true });
+    assert.equal((await outboxFor('retry')).length, 1);
+  });
+
+  it('answers concurrent duplicates once as new and otherwise as replays', async () => {
+    const responses = await Promise.all(Array.from({ length: 40 }, () => client.add({ num1: 7, num2: 8, requestId: 'burst' })));
+    assert.equal(responses.filter((r) => !r.replayed).length, 1);
+    assert.ok(responses.every((r) => r.sum === '15' && r.request_id === 'burst'));
+    assert.equal((await outboxFor('burst')).length, 1);
+  });
+
+  it('refuses other numbers under a used request id with ALREADY_EXISTS', async () => {
+    await client.add({ num1: 1, num2: 1, requestId: 'taken' });
+    await assert.rejects(client.add({ num1: 1, num2: 2, requestId: 'taken' }), (error: any) => {
+      assert.equal(error.code, status.ALREADY_EXISTS);
+      assert.match(error.details, /already used/);
+      return true;
+    });
+    assert.equal((await outboxFor('taken')).length, 1);
+  });
+
+  it('assigns a request id when the caller gives none', async () => {
+    const response = await client.add({ num1: 2, num2: 2 });
+    assert.match(response.request_id, /^[0-9a-f-]{36}$/);
+    assert.equal((await outboxFor(response.request_id)).length, 1);
+  });
+
+  it('refuses an int64 overflow with OUT_OF_RANGE and an over-long id with INVALID_ARGUMENT', async () => {
+    await assert.rejects(client.add({ num1: '9223372036854775807', num2: 1, requestId: 'overflow' }), { code: status.OUT_OF_RANGE });
+    await assert.rejects(client.add({ num1: 1, num2: 1, requestId: 'x'.repeat(129) }), { code: status.INVALID_ARGUMENT });
+    assert.equal((await outboxFor('overflow')).length, 0);
+  });
+
+  it('serves the package-less CalculatorService, reflection and health', async () => {
+    const compat = new CalculatorClient(`127.0.0.1:${calculator.grpcPort}`, { compat: true });
+    try {
+      assert.equal((await compat.add({ num1: 5, num2: 10 })).sum, '15');
+    } finally {
+      compat.close();
+    }
+    const services = await listServicesByReflection(`127.0.0.1:${calculator.grpcPort}`);
+    assert.ok(services.includes('summa.v1.CalculatorService'), services.join());
+    assert.ok(services.includes('CalculatorService'), services.join());
+    assert.ok(services.includes('grpc.health.v1.Health'), services.join());
+    assert.equal(await checkHealth(`127.0.0.1:${calculator.grpcPort}`, 'summa.v1.CalculatorService'), 'SERVING');
+  });
+
+  describe('HTTP POST /v1/sums', () => {
+    const post = (body: unknown, headers: Record<string, string> = {}) =>
+      fetch(`${http}/v1/sums`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+      });
+
+    it('answers 201 first and 200 on a replay keyed by Idempotency-Key, sums as strings', async () => {
+      const first = await post({ num1: '-4611686018427387904', num2: 1 }, { 'idempotency-key': 'http-1' });
+      assert.equal(first.status, 201);
+      assert.deepEqual(await first.json(), { sum: '-4611686018427387903', requestId: 'http-1', replayed: false });
+      const again = await post({ num1: '-4611686018427387904', num2: 1 }, { 'idempotency-key': 'http-1' });
+      assert.equal(again.status, 200);
+      assert.deepEqual(await again.json(), { sum: '-4611686018427387903', requestId: 'http-1', replayed: true });
+      assert.equal((await outboxFor('http-1')).length, 1);
+    });
+
+    it('takes the key from a requestId field and shares it with gRPC', async () => {
+      assert.equal((await post({ num1: 3, num2: 4, requestId: 'shared' })).status, 201);
+      assert.equal((await client.add({ num1: 3, num2: 4, requestId: 'shared' })).replayed, true);
+    });
+
+    it('answers 422 for a reused key with other numbers', async () => {
+      await post({ num1: 1, num2: 1 }, { 'idempotency-key': 'http-taken' });
+      const response = await post({ num1: 9, num2: 1 }, { 'idempotency-key': 'http-taken' });
+      assert.equal(response.status, 422);
+      assert.equal(((await response.json()) as any).error.code, 'ALREADY_EXISTS');
+    });
+
+    for (const [label, body, headers] of [
+      ['invalid JSON', '{"num1": 1,', {}],
+      ['a missing number', { num1: 1 }, {}],
+      ['a float', { num1: 1.5, num2: 1 }, {}],
+      ['a JSON array', [1, 2], {}],
+      ['an empty Idempotency-Key', { num1: 1, num2: 2 }, { 'idempotency-key': '' }],
+      ['an overflowing sum', { num1: '9223372036854775807', num2: '1' }, {}],
+    ] as const) {
+      it(`answers 400 with a message for ${label}`, async () => {
+        const response = await post(body, headers as Record<string, string>);
+        assert.equal(response.status, 400);
+        const payload = (await response.json()) as { error: { code: string; message: string } };
+        assert.ok(payload.error.message.length > 0);
+      });
+    }
+
+    it('answers 413 for an oversized body', async () => {
+      const response = await post({ num1: 1, num2: 2, padding: 'x'.repeat(100_000) });
+      assert.equal(response.status, 413);
+    });
+
+    it('serves /healthz, /readyz and /metrics', async () => {
+      assert.equal((await fetch(`${http}/healthz`)).status, 200);
+      assert.equal((await fetch(`${http}/readyz`)).status, 200);
+      const metrics = await (await fetch(`${http}/metrics`)).text();
+      assert.match(metrics, /summa_calculator_requests_total\{outcome="accepted",service="calculator"\} \d+/);
+    });
+  });
+});
