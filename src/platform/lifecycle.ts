@@ -32,3 +32,18 @@ export function exitOnStartupFailure(logger: Logger, error: unknown): never {
   else logger.fatal({ err: error }, `start-up failed: ${message}`);
   process.exit(1);
 }
+
+/** The whole of a service's main: start it, log where it listens, stop it cleanly on a signal. */
+export async function runService<T extends { stop(): Promise<void> }>(
+  logger: Logger,
+  start: () => Promise<T>,
+  describe: (service: T) => Record<string, unknown>,
+): Promise<void> {
+  try {
+    const service = await start();
+    logger.info(describe(service), 'ready');
+    handleShutdownSignals(logger, () => service.stop());
+  } catch (error) {
+    exitOnStartupFailure(logger, error);
+  }
+}

@@ -1,0 +1,142 @@
+// `npm start`: the whole system on one machine. Starts embedded PostgreSQL and a single-node
+// Kafka broker (unless DATABASE_URL / KAFKA_BROKERS point at existing ones), then the calculator,
+// the relay and the totals service as separate processes, restarting any that dies.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startKafkaBroker, type KafkaBroker } from '../infra/kafka-broker.ts';
+import { startPostgresServer, type PostgresServer } from '../infra/postgres-server.ts';
+import { envPort } from '../platform/config.ts';
+import { createLogger } from '../platform/logger.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const logger = createLogger('launcher');
+const env = process.env;
+const dataDir = path.resolve(env.SUMMA_DATA_DIR ?? path.join(root, '.data'));
+
+interface ServiceSpec {
+  name: string;
+  entry: string;
+  readyUrl: string;
+}
+
+const ports = {
+  grpc: envPort(env, 'CALCULATOR_GRPC_PORT', 9090),
+  calculatorHttp: envPort(env, 'CALCULATOR_HTTP_PORT', 8090),
+  relayHttp: envPort(env, 'RELAY_HTTP_PORT', 8091),
+  totalsHttp: envPort(env, 'TOTALS_HTTP_PORT', 8080),
+};
+
+const services: ServiceSpec[] = [
+  { name: 'calculator', entry: 'src/calculator/main.ts', readyUrl: `http://127.0.0.1:${ports.calculatorHttp}/readyz` },
+  { name: 'relay', entry: 'src/relay/main.ts', readyUrl: `http://127.0.0.1:${ports.relayHttp}/readyz` },
+  { name: 'totals', entry: 'src/totals/main.ts', readyUrl: `http://127.0.0.1:${ports.totalsHttp}/readyz` },
+];
+
+let stopping = false;
+let postgres: PostgresServer | undefined;
+let kafka: KafkaBroker | undefined;
+const children = new Map<string, ChildProcess>();
+
+async function main(): Promise<void> {
+  let databaseUrl = env.DATABASE_URL;
+  if (!databaseUrl) {
+    const port = envPort(env, 'SUMMA_POSTGRES_PORT', 55432);
+    logger.info({ port, dataDir: path.join(dataDir, 'postgres') }, 'starting embedded PostgreSQL');
+    postgres = await startPostgresServer({ dataDir: path.join(dataDir, 'postgres'), port });
+    await postgres.ensureDatabase('summa');
+    databaseUrl = postgres.url('summa');
+  }
+  let brokers = env.KAFKA_BROKERS;
+  if (!brokers) {
+    const port = envPort(env, 'SUMMA_KAFKA_PORT', 9092);
+    logger.info({ port, dataDir: path.join(dataDir, 'kafka') }, 'starting Kafka (first start resolves its jars with Maven)');
+    kafka = await startKafkaBroker({ dataDir: path.join(dataDir, 'kafka'), port, controllerPort: envPort(env, 'SUMMA_KAFKA_CONTROLLER_PORT', 9093) });
+    brokers = kafka.brokers;
+  }
+  const serviceEnv = { ...env, DATABASE_URL: databaseUrl, KAFKA_BROKERS: brokers };
+  for (const service of services) startService(service, serviceEnv);
+  await Promise.all(services.map((service) => waitUntilReady(service)));
+
+  console.log(`
+Summa is running.
+  Calculator gRPC   127.0.0.1:${ports.grpc}      (summa.v1.CalculatorService/Add, reflection on)
+  Calculator HTTP   http://127.0.0.1:${ports.calculatorHttp}/v1/sums
+  Totals REST       http://127.0.0.1:${ports.totalsHttp}/total
+  Metrics           :${ports.calculatorHttp}/metrics  :${ports.relayHttp}/metrics  :${ports.totalsHttp}/metrics
+  PostgreSQL        ${redact(databaseUrl)}
+  Kafka             ${brokers}
+Try: npx summa add 5 10 && npx summa total
+Press Ctrl-C to stop.
+`);
+}
+
+function startService(service: ServiceSpec, serviceEnv: NodeJS.ProcessEnv): void {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, service.entry)], {
+    cwd: root,
+    env: serviceEnv,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  children.set(service.name, child);
+  child.on('exit', (code, signal) => {
+    children.delete(service.name);
+    if (stopping) return;
+    logger.error({ service: service.name, code, signal }, 'service exited; restarting it in 1s');
+    setTimeout(() => !stopping && startService(service, serviceEnv), 1_000);
+  });
+}
+
+async function waitUntilReady(service: ServiceSpec): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (Date.now() < deadline && !stopping) {
+    const ok = await fetch(service.readyUrl).then((r) => r.ok, () => false);
+    if (ok) return;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  if (!stopping) throw new Error(`${service.name} did not become ready at ${service.readyUrl}`);
+}
+
+async function stop(): Promise<void> {
+  stopping = true;
+  await Promise.all(
+    [...children.values()].map(
+      (child) =>
+        new Promise<void>((resolve) => {
+          const force = setTimeout(() => child.kill('SIGKILL'), 20_000);
+          child.once('exit', () => {
+            clearTimeout(force);
+            resolve();
+          });
+          child.kill('SIGTERM');
+        }),
+    ),
+  );
+  await kafka?.stop();
+  await postgres?.stop();
+}
+
+function redact(url: string): string {
+  return url.replace(/\/\/([^:@/]+):[^@/]*@/, '//$1:***@');
+}
+
+let signalled = false;
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    if (signalled) process.exit(1);
+    signalled = true;
+    logger.info({ signal }, 'stopping Summa');
+    stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        logger.error({ err: error }, 'stopping failed');
+        process.exit(1);
+      },
+    );
+  });
+}
+
+main().catch(async (error: unknown) => {
+  logger.fatal({ err: error }, `Summa did not start: ${(error as Error).message}`);
+  await stop().catch(() => {});
+  process.exit(1);
+});

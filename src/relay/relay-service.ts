@@ -1,0 +1,56 @@
+import { CALCULATOR_MIGRATIONS } from '../calculator/calculator-service.ts';
+import { migrate } from '../platform/db/migrate.ts';
+import { createPool } from '../platform/db/pool.ts';
+import { createHttpServer } from '../platform/http/server.ts';
+import { createEventPublisher } from '../platform/kafka/publisher.ts';
+import { ensureTopic } from '../platform/kafka/topics.ts';
+import type { Logger } from '../platform/logger.ts';
+import { createMetricsRegistry } from '../platform/metrics.ts';
+import { retryUntilSuccess } from '../platform/retry.ts';
+import type { RelayConfig } from './config.ts';
+import { createRelayMetrics } from './metrics.ts';
+import { OutboxRelay } from './outbox-relay.ts';
+
+export interface RunningRelay {
+  readonly httpPort: number;
+  readonly relay: OutboxRelay;
+  stop(): Promise<void>;
+}
+
+/** The relay: moves outbox events to Kafka. Any number of instances may run against one database. */
+export async function startRelay(config: RelayConfig, logger: Logger): Promise<RunningRelay> {
+  const pool = createPool(config.databaseUrl, { max: config.workers + 2, applicationName: 'summa-relay' });
+  // The outbox belongs to the calculator; whichever starts first creates it.
+  await retryUntilSuccess('migrating the calculator schema', () => migrate(pool, 'calculator', CALCULATOR_MIGRATIONS), logger);
+  const kafka = { brokers: config.kafkaBrokers, clientId: 'summa-relay' };
+  await retryUntilSuccess('creating the Kafka topic', () => ensureTopic(kafka, config.topic, config.topicPartitions), logger);
+
+  const registry = createMetricsRegistry('relay');
+  const publisher = createEventPublisher(kafka);
+  const relay = new OutboxRelay(
+    pool,
+    config.databaseUrl,
+    publisher,
+    { batchSize: config.batchSize, workers: config.workers, pollIntervalMs: config.pollIntervalMs },
+    logger,
+    createRelayMetrics(registry, pool),
+  );
+  let ready = false;
+  const http = createHttpServer({ logger, registry, isReady: () => ready });
+  await http.listen({ host: config.host, port: config.httpPort });
+  relay.start();
+  ready = true;
+
+  const address = http.server.address();
+  return {
+    httpPort: typeof address === 'object' && address ? address.port : config.httpPort,
+    relay,
+    async stop() {
+      ready = false;
+      await relay.stop();
+      await publisher.close();
+      await http.close();
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,55 @@
+import { fileURLToPath } from 'node:url';
+import { migrate } from '../platform/db/migrate.ts';
+import { createPool } from '../platform/db/pool.ts';
+import { createHttpServer } from '../platform/http/server.ts';
+import { createBatchConsumer } from '../platform/kafka/batch-consumer.ts';
+import { ensureTopic } from '../platform/kafka/topics.ts';
+import type { Logger } from '../platform/logger.ts';
+import { createMetricsRegistry } from '../platform/metrics.ts';
+import { retryUntilSuccess } from '../platform/retry.ts';
+import { createBatchApplier } from './batch-applier.ts';
+import type { TotalsConfig } from './config.ts';
+import { registerTotalsRoutes } from './http-routes.ts';
+import { createTotalsMetrics } from './metrics.ts';
+import { TotalsStore } from './totals-store.ts';
+
+export const TOTALS_MIGRATIONS = fileURLToPath(new URL('./migrations', import.meta.url));
+
+export interface RunningTotals {
+  readonly httpPort: number;
+  stop(): Promise<void>;
+}
+
+/** The totals service: a consumer-group member that applies events to the total, and its REST API. */
+export async function startTotals(config: TotalsConfig, logger: Logger): Promise<RunningTotals> {
+  const pool = createPool(config.databaseUrl, { max: 6, applicationName: 'summa-totals' });
+  await retryUntilSuccess('migrating the totals schema', () => migrate(pool, 'totals', TOTALS_MIGRATIONS), logger);
+  const kafka = { brokers: config.kafkaBrokers, clientId: 'summa-totals' };
+  await retryUntilSuccess('creating the Kafka topic', () => ensureTopic(kafka, config.topic, config.topicPartitions), logger);
+
+  const registry = createMetricsRegistry('totals');
+  const store = new TotalsStore(pool);
+  const metrics = createTotalsMetrics(registry, store);
+  const consumer = createBatchConsumer(
+    { ...kafka, groupId: config.groupId, topic: config.topic, maxBatchSize: config.maxBatchSize },
+    createBatchApplier(store, config.groupId, logger, metrics),
+  );
+
+  let ready = false;
+  const http = createHttpServer({ logger, registry, isReady: () => ready });
+  registerTotalsRoutes(http, store);
+  await http.listen({ host: config.host, port: config.httpPort });
+  await consumer.start();
+  ready = true;
+
+  const address = http.server.address();
+  return {
+    httpPort: typeof address === 'object' && address ? address.port : config.httpPort,
+    async stop() {
+      ready = false;
+      await consumer.close();
+      await http.close();
+      await pool.end();
+    },
+  };
+}
