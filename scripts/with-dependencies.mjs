@@ -32,7 +32,12 @@ if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lockfile).m
   }
 }
 
-const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(root, entry), ...args], { stdio: 'inherit' });
-// The child gets the same terminal signals; forwarding covers a plain `kill` of this process.
+// The child gets a process group of its own, so that Ctrl-C reaches only it (forwarded from here)
+// and not the servers it starts, which it stops in order. The IPC channel tells it when this
+// process is gone.
+const child = spawn(process.execPath, ['--import', 'tsx', path.resolve(root, entry), ...args], {
+  stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+  detached: true,
+});
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
 child.on('exit', (code, signal) => process.exit(code ?? 128 + (constants.signals[signal] ?? 0)));

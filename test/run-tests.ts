@@ -50,6 +50,7 @@ const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-repo
 const stopChild = () => child.kill('SIGTERM');
 process.on('SIGINT', stopChild);
 process.on('SIGTERM', stopChild);
+process.on('disconnect', stopChild);
 
 const exitCode = await new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? 1)));
 await Promise.allSettled([kafka.stop(), postgres.stop()]);

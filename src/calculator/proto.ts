@@ -2,12 +2,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { protoPath as healthProtoPath } from 'grpc-health-check';
 
 const PROTO_ROOT = fileURLToPath(new URL('../../proto', import.meta.url));
 
 export const CALCULATOR_PROTO = path.join(PROTO_ROOT, 'summa/v1/calculator.proto');
 export const CALCULATOR_COMPAT_PROTO = path.join(PROTO_ROOT, 'calculator_compat.proto');
+const HEALTH_PROTO = path.join(PROTO_ROOT, 'grpc/health/v1/health.proto');
 
 /** int64 fields are read and written as decimal strings, so no value is ever rounded. */
 const LOADER_OPTIONS: protoLoader.Options = { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true };
@@ -38,10 +38,13 @@ export interface CalculatorProtos {
 }
 
 export function loadCalculatorProtos(): CalculatorProtos {
-  const packageDefinition = protoLoader.loadSync([CALCULATOR_PROTO, CALCULATOR_COMPAT_PROTO, healthProtoPath], {
-    ...LOADER_OPTIONS,
-    includeDirs: [PROTO_ROOT],
-  });
+  const options = { ...LOADER_OPTIONS, includeDirs: [PROTO_ROOT] };
+  // Loaded apart: in one protobufjs root, the package-less AddRequest would shadow
+  // summa.v1.AddRequest inside summa.v1's own descriptors.
+  const packageDefinition = {
+    ...protoLoader.loadSync([CALCULATOR_PROTO, HEALTH_PROTO], options),
+    ...protoLoader.loadSync(CALCULATOR_COMPAT_PROTO, options),
+  };
   const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
     summa: { v1: { CalculatorService: grpc.ServiceClientConstructor } };
     CalculatorService: grpc.ServiceClientConstructor;

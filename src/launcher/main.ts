@@ -75,7 +75,7 @@ function startService(service: ServiceSpec, serviceEnv: NodeJS.ProcessEnv): void
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, service.entry)], {
     cwd: root,
     env: serviceEnv,
-    stdio: ['ignore', 'inherit', 'inherit'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   children.set(service.name, child);
   child.on('exit', (code, signal) => {
@@ -120,7 +120,7 @@ function redact(url: string): string {
 }
 
 let signalled = false;
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+for (const signal of ['SIGINT', 'SIGTERM', 'disconnect'] as const) {
   process.on(signal, () => {
     if (signalled) process.exit(1);
     signalled = true;

@@ -23,6 +23,8 @@ export function handleShutdownSignals(logger: Logger, shutdown: () => Promise<vo
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Started by a parent with an IPC channel (the launcher): stop when that parent is gone.
+  if (process.send) process.once('disconnect', () => onSignal('SIGTERM'));
 }
 
 /** Logs a start-up failure in one line and exits non-zero, without a stack for configuration errors. */

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import { Consumer, ListOffsetTimestamps } from '@platformatic/kafka';
 import { startKafkaBroker, type KafkaBroker } from '../../src/infra/kafka-broker.ts';
 import {
@@ -30,6 +30,15 @@ before(async () => {
   broker = await startKafkaBroker({ dataDir, port: 0 });
   console.log(`kafka broker ${broker.brokers} (pid ${broker.pid}) ready in ${Date.now() - started}ms`);
   settings = { brokers: [broker.brokers], clientId: 'kafka-int-test' };
+});
+
+// Clients still open when a test failed midway; they would keep the process alive.
+const openClients = new Set<{ close(): Promise<void> }>();
+const track = <T extends { close(): Promise<void> }>(client: T): T => (openClients.add(client), client);
+
+afterEach(async () => {
+  await Promise.all([...openClients].map((client) => client.close().catch(() => {})));
+  openClients.clear();
 });
 
 after(async () => {
@@ -61,7 +70,7 @@ function collector(options: Partial<BatchConsumerOptions> & { topic: string; gro
   const batchSizes: number[] = [];
   let inFlight = 0;
   let overlapped = false;
-  const consumer: BatchConsumer = createBatchConsumer({ ...settings, ...options }, async (batch) => {
+  const consumer: BatchConsumer = track(createBatchConsumer({ ...settings, ...options }, async (batch) => {
     if (inFlight++ > 0) overlapped = true;
     try {
       await hook?.(batch);
@@ -70,7 +79,7 @@ function collector(options: Partial<BatchConsumerOptions> & { topic: string; gro
     } finally {
       inFlight--;
     }
-  });
+  }));
   return { consumer, received, batchSizes, overlapped: () => overlapped };
 }
 
@@ -96,7 +105,7 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
   it('delivers every published record once, in batches, with key, value and headers intact', { timeout: 60_000 }, async () => {
     const topic = unique('roundtrip');
     await ensureTopic(settings, topic, 3);
-    const publisher = createEventPublisher(settings);
+    const publisher = track(createEventPublisher(settings));
     const sent = records(1200, 'rt');
     for (let i = 0; i < sent.length; i += 300) await publisher.publish(topic, sent.slice(i, i + 300));
     await publisher.close();
@@ -136,7 +145,7 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
   it('loses nothing when many publishes to one partition run concurrently', { timeout: 60_000 }, async () => {
     const topic = unique('concurrent');
     await ensureTopic(settings, topic, 1);
-    const publisher = createEventPublisher(settings);
+    const publisher = track(createEventPublisher(settings));
     // Same-size batches to one partition: what the library's sequence handling would silently drop.
     await Promise.all(Array.from({ length: 20 }, (_, i) => publisher.publish(topic, records(10, 'c', i * 10))));
     await publisher.close();
@@ -147,12 +156,19 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
     const topic = unique('commits');
     const groupId = unique('g');
     await ensureTopic(settings, topic, 2);
-    const publisher = createEventPublisher(settings);
+    const publisher = track(createEventPublisher(settings));
     await publisher.publish(topic, records(50, 'first'));
 
     const first = collector({ topic, groupId });
     await first.consumer.start();
     await waitFor('first 50', () => first.received.length >= 50);
+    let lag = new Map<number, bigint>();
+    for (const deadline = Date.now() + 10_000; Date.now() < deadline; ) {
+      lag = await first.consumer.lag();
+      if (lag.size === 2 && [...lag.values()].every((l) => l === 0n)) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.deepEqual(lag, new Map([[0, 0n], [1, 0n]]), 'everything consumed is committed');
     await first.consumer.close();
     assert.equal(first.received.length, 50);
 
@@ -171,7 +187,7 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
     const topic = unique('retry');
     const groupId = unique('g');
     await ensureTopic(settings, topic, 1);
-    const publisher = createEventPublisher(settings);
+    const publisher = track(createEventPublisher(settings));
     await publisher.publish(topic, records(40, 'r'));
 
     const attempts: IncomingRecord[][] = [];
@@ -208,7 +224,7 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
     const topic = unique('poison');
     const groupId = unique('g');
     await ensureTopic(settings, topic, 1);
-    const publisher = createEventPublisher(settings);
+    const publisher = track(createEventPublisher(settings));
     await publisher.publish(topic, records(10, 'ok'));
     await publisher.publish(topic, [{ key: 'p', value: 'poison' }, ...records(5, 'later')]);
     await publisher.close();
@@ -236,7 +252,7 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
     const topic = unique('rebalance');
     const groupId = unique('g');
     await ensureTopic(settings, topic, 4);
-    const publisher = createEventPublisher(settings);
+    const publisher = track(createEventPublisher(settings));
     await publisher.publish(topic, records(400, 'a'));
 
     const one = collector({ topic, groupId, maxBatchSize: 50 });
@@ -260,7 +276,7 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
     const topic = unique('restart');
     const groupId = unique('g');
     await ensureTopic(settings, topic, 2);
-    const publisher = createEventPublisher(settings);
+    const publisher = track(createEventPublisher(settings));
     await publisher.publish(topic, records(60, 'before'));
 
     const committed = collector({ topic, groupId });
@@ -275,6 +291,7 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
 
     const { port, controllerPort, pid } = broker;
     await broker.stop();
+    await assert.rejects(publisher.publish(topic, records(1, 'lost')), 'publishing without a broker fails');
     broker = await startKafkaBroker({ dataDir, port, controllerPort });
     assert.notEqual(broker.pid, pid);
     assert.equal(broker.brokers, settings.brokers[0]);
