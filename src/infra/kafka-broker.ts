@@ -79,7 +79,11 @@ export async function startKafkaBroker(options: KafkaBrokerOptions): Promise<Kaf
   const logFile = path.join(logDir, 'broker.log');
   if (existsSync(logFile)) await rename(logFile, `${logFile}.1`);
   const child = spawnTiedToParent(java, [...jvmArgs, 'kafka.Kafka', serverProperties], logFile);
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = new Promise<void>((resolve) => {
+    child.once('exit', () => resolve());
+    // A failed spawn emits 'error' and never 'exit'.
+    child.once('error', () => child.pid === undefined && resolve());
+  });
 
   const brokers = `${HOST}:${port}`;
   try {
@@ -131,17 +135,17 @@ async function resolveClasspath(dataDir: string): Promise<string> {
   if (cached && cached.split(path.delimiter).every((jar) => existsSync(jar))) return cached.trim();
 
   const tmpFile = `${cacheFile}.${process.pid}.tmp`;
-  const result = spawnSync(
+  const mavenLog = path.join(dataDir, 'logs', 'maven.log');
+  const result = await runToFile(
     'mvn',
-    ['-q', '-B', '-f', POM_PATH, 'dependency:build-classpath', `-Dmdep.outputFile=${tmpFile}`],
-    { encoding: 'utf8', maxBuffer: 16 * 1024 * 1024 },
+    ['-q', '-B', '-Dstyle.color=never', '-f', POM_PATH, 'dependency:build-classpath', `-Dmdep.outputFile=${tmpFile}`],
+    mavenLog,
   );
   if (result.error) {
     throw new Error(`Cannot run 'mvn' (${result.error.message}); Maven is needed to fetch the Kafka broker jars`);
   }
-  if (result.status !== 0) {
-    const output = `${result.stdout}\n${result.stderr}`.trim().split('\n').slice(-30).join('\n');
-    throw new Error(`Maven could not resolve the Kafka broker classpath from ${POM_PATH}:\n${output}`);
+  if (result.code !== 0) {
+    throw new Error(`Maven could not resolve the Kafka broker classpath from ${POM_PATH}; see ${mavenLog}:\n${await tail(mavenLog)}`);
   }
   await rename(tmpFile, cacheFile);
   return (await readFile(cacheFile, 'utf8')).trim();
@@ -214,17 +218,30 @@ async function formatStorage(
     clusterId = kafkaClusterId();
     await writeFile(clusterIdFile, `${clusterId}\n`);
   }
-  const result = spawnSync(
+  const result = await runToFile(
     java,
     [...jvmArgs, 'kafka.tools.StorageTool', 'format', '--ignore-formatted', '-t', clusterId, '-c', serverProperties],
-    { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 },
+    formatLog,
   );
-  await writeFile(formatLog, `${result.stdout ?? ''}${result.stderr ?? ''}`);
-  if (result.error || result.status !== 0) {
+  if (result.error || result.code !== 0) {
     throw new Error(
-      `Formatting the Kafka storage in ${dataDir} failed (exit ${result.status}); see ${formatLog}:\n${await tail(formatLog)}`,
+      `Formatting the Kafka storage in ${dataDir} failed (exit ${result.code}); see ${formatLog}:\n${await tail(formatLog)}`,
       { cause: result.error },
     );
+  }
+}
+
+/** Runs a command to completion with its output going to `outputFile`. */
+function runToFile(command: string, args: string[], outputFile: string): Promise<{ code: number | null; error?: Error }> {
+  const out = openSync(outputFile, 'w');
+  try {
+    const child = spawn(command, args, { stdio: ['ignore', out, out] });
+    return new Promise((resolve) => {
+      child.once('error', (error) => resolve({ code: null, error }));
+      child.once('exit', (code) => resolve({ code }));
+    });
+  } finally {
+    closeSync(out);
   }
 }
 
@@ -276,20 +293,26 @@ async function waitUntilServing(brokers: string, child: ChildProcess, exited: Pr
   throw new Error(`Kafka broker on ${brokers} ${why}; see ${logFile}:\n${await tail(logFile)}`);
 }
 
-async function tail(file: string, bytes = 6_000): Promise<string> {
+/** The log's last lines, preceded by its last errors (which a long shutdown may push out of the tail). */
+async function tail(file: string, bytes = 256 * 1024): Promise<string> {
+  let text: string;
   try {
     const size = (await stat(file)).size;
     const handle = await open(file, 'r');
     try {
       const buffer = Buffer.alloc(Math.min(bytes, size));
       await handle.read(buffer, 0, buffer.length, size - buffer.length);
-      return buffer.toString('utf8').split('\n').slice(-40).join('\n');
+      text = buffer.toString('utf8');
     } finally {
       await handle.close();
     }
   } catch {
     return '(no log)';
   }
+  const lines = text.split('\n');
+  const errors = lines.filter((line) => /\] (ERROR|FATAL) |^Caused by: /.test(line)).slice(-6);
+  const last = lines.slice(-25);
+  return errors.length > 0 ? [...errors, '...', ...last].join('\n') : last.join('\n');
 }
 
 function freePort(exclude: number[] = []): Promise<number> {

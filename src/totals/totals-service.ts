@@ -31,7 +31,13 @@ export async function startTotals(config: TotalsConfig, logger: Logger): Promise
   const store = new TotalsStore(pool);
   const metrics = createTotalsMetrics(registry, store);
   const consumer = createBatchConsumer(
-    { ...kafka, groupId: config.groupId, topic: config.topic, maxBatchSize: config.maxBatchSize },
+    {
+      ...kafka,
+      groupId: config.groupId,
+      topic: config.topic,
+      maxBatchSize: config.maxBatchSize,
+      onError: (error, context) => logger.warn({ err: error, context }, 'Kafka consumer recovered from an error'),
+    },
     createBatchApplier(store, config.groupId, logger, metrics),
   );
 
