@@ -1,7 +1,7 @@
 // `npm test`: starts one real PostgreSQL server and one real Kafka broker for the whole run, then
 // runs every *.spec.ts file under node's test runner. Each test file makes its own database and
 // topics on them, so files stay isolated while the servers start only once.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,6 +26,16 @@ const files = await specFiles();
 if (files.length === 0) {
   console.error(`no test files match ${filters.join(' ')}`);
   process.exit(1);
+}
+
+// Tools the tests need beyond npm packages (each script is idempotent and quick once installed).
+const setupDir = path.join(root, 'scripts', 'setup');
+for (const script of (await readdir(setupDir)).filter((name) => name.endsWith('.sh')).sort()) {
+  const result = spawnSync('bash', [path.join(setupDir, script)], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (result.status !== 0) {
+    console.error(`scripts/setup/${script} failed`);
+    process.exit(1);
+  }
 }
 
 const workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-test-'));
