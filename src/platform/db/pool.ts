@@ -40,10 +40,3 @@ export async function inTransaction<T>(pool: Pool, work: (client: PoolClient) =>
     client.release();
   }
 }
-
-/** Errors worth retrying as they are: a lost connection, a deadlock, a serialization failure. */
-export function isTransientDatabaseError(error: unknown): boolean {
-  const code = (error as { code?: string } | null)?.code;
-  if (typeof code !== 'string') return error instanceof Error;
-  return code === '40001' || code === '40P01' || code.startsWith('08') || code === '57P01' || code === '57P03' || code === 'ECONNREFUSED' || code === 'ECONNRESET';
-}
