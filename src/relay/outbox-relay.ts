@@ -1,6 +1,8 @@
+import type { Span } from '@opentelemetry/api';
 import pg from 'pg';
 import type { Pool } from '../platform/db/pool.ts';
 import type { Logger } from '../platform/logger.ts';
+import { contextFromHeaders, recordFailure, SpanKind, traceHeadersOf, tracer } from '../platform/tracing.ts';
 import type { RelayMetrics } from './metrics.ts';
 
 /**
@@ -106,9 +108,17 @@ export class OutboxRelay {
       await client.query('BEGIN');
       const { rows } = await client.query<OutboxRow>(CLAIM_SQL, [this.options.batchSize]);
       if (rows.length > 0) {
-        const startedAt = performance.now();
-        for (const [topic, records] of groupByTopic(rows)) await this.publisher.publish(topic, records);
-        this.metrics.publishSeconds.observe((performance.now() - startedAt) / 1000);
+        const spans = startPublishSpans(rows);
+        try {
+          const startedAt = performance.now();
+          for (const [topic, records] of groupByTopic(rows, spans)) await this.publisher.publish(topic, records);
+          this.metrics.publishSeconds.observe((performance.now() - startedAt) / 1000);
+        } catch (error) {
+          for (const span of spans.values()) recordFailure(span, error);
+          throw error;
+        } finally {
+          for (const span of spans.values()) span.end();
+        }
         await client.query(DELETE_SQL, [rows.map((row) => row.id)]);
       }
       await client.query('COMMIT');
@@ -130,8 +140,10 @@ export class OutboxRelay {
     let backoffMs = 200;
     while (!this.stopped) {
       const client = new pg.Client({ connectionString: this.databaseUrl, application_name: 'summa-relay-listener' });
+      // 'on', not 'once': a server that shuts down sends an error and then drops the connection,
+      // and a second 'error' without a listener would crash the process.
       const lost = new Promise<void>((resolve) => {
-        client.once('error', () => resolve());
+        client.on('error', () => resolve());
         client.once('end', () => resolve());
       });
       try {
@@ -172,13 +184,38 @@ export class OutboxRelay {
   }
 }
 
-function groupByTopic(rows: OutboxRow[]): Map<string, OutboxRecord[]> {
+/**
+ * A publish span for each event whose outbox row carries a traceparent, child of the request that
+ * wrote it; the event's Kafka record then carries the publish span's traceparent instead.
+ */
+function startPublishSpans(rows: OutboxRow[]): Map<OutboxRow, Span> {
+  const spans = new Map<OutboxRow, Span>();
+  for (const row of rows) {
+    if (row.headers.traceparent === undefined) continue;
+    const attributes = {
+      'messaging.system': 'kafka',
+      'messaging.operation.type': 'send',
+      'messaging.destination.name': row.topic,
+      'messaging.message.id': row.event_id,
+    };
+    spans.set(row, tracer().startSpan(`send ${row.topic}`, { kind: SpanKind.PRODUCER, attributes }, contextFromHeaders(row.headers)));
+  }
+  return spans;
+}
+
+function groupByTopic(rows: OutboxRow[], spans: Map<OutboxRow, Span>): Map<string, OutboxRecord[]> {
   const byTopic = new Map<string, OutboxRecord[]>();
   for (const row of rows) {
+    const span = spans.get(row);
     const record: OutboxRecord = {
       key: row.message_key,
       value: row.payload,
-      headers: { ...row.headers, 'content-type': 'application/json', 'summa-event-id': row.event_id },
+      headers: {
+        ...row.headers,
+        ...(span ? traceHeadersOf(span) : {}),
+        'content-type': 'application/json',
+        'summa-event-id': row.event_id,
+      },
     };
     const records = byTopic.get(row.topic);
     if (records) records.push(record);

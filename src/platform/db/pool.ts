@@ -6,6 +6,10 @@ export type PoolClient = pg.PoolClient;
 export interface PoolOptions {
   max?: number;
   applicationName: string;
+  /** How long to wait for a new connection before failing (default 3s). */
+  connectTimeoutMs?: number;
+  /** A query not answered within this long fails and its connection is dropped (default: no limit). */
+  queryTimeoutMs?: number;
 }
 
 /**
@@ -17,12 +21,17 @@ export function createPool(connectionString: string, options: PoolOptions): Pool
     connectionString,
     max: options.max ?? 8,
     application_name: options.applicationName,
-    connectionTimeoutMillis: 3_000,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? 3_000,
+    ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
     idleTimeoutMillis: 30_000,
     keepAlive: true,
   });
-  // An idle client that loses its connection emits here; without a listener it would crash the process.
+  // A client that loses its connection emits 'error': the pool listens while the client is idle
+  // (and emits it here), but nobody does while it is checked out, between two queries of a
+  // transaction (the relay holds one across a Kafka publish). Unheard, it would crash the process;
+  // heard, the loss surfaces as the next query's error and the pool drops the broken client.
   pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
   return pool;
 }
 
