@@ -1,8 +1,10 @@
 import { randomUUID } from 'node:crypto';
+import { context, type Context, type Span } from '@opentelemetry/api';
 import { encodeSumAccepted } from '../events/sum-accepted.ts';
 import type { Pool } from '../platform/db/pool.ts';
 import { SummaError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
+import { recordFailure, recordingSpanIn, traceHeadersOf, tracer } from '../platform/tracing.ts';
 import { replayOf, type AddCommand, type AddResult, type RecordedRequest } from './add-command.ts';
 import type { CalculatorMetrics } from './metrics.ts';
 
@@ -11,20 +13,23 @@ import type { CalculatorMetrics } from './metrics.ts';
  * neither does. Both tables are written by a single INSERT ... WITH, which PostgreSQL runs as one
  * transaction.
  */
-const RECORD_SQL = `
+const recordSql = (withHeaders: boolean) => `
 WITH input AS (
-  SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::uuid[], $6::text[], $7::timestamptz[])
-    AS t(request_id, num1, num2, sum, event_id, payload, accepted_at)
+  SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::uuid[], $6::text[], $7::timestamptz[]${withHeaders ? ', $9::jsonb[]' : ''})
+    AS t(request_id, num1, num2, sum, event_id, payload, accepted_at${withHeaders ? ', headers' : ''})
 ), accepted AS (
   INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id, accepted_at)
   SELECT request_id, num1, num2, sum, event_id, accepted_at FROM input
   ON CONFLICT (request_id) DO NOTHING
   RETURNING request_id, event_id
 )
-INSERT INTO calculator.outbox (event_id, topic, message_key, payload, created_at)
-SELECT accepted.event_id, $8, input.request_id, input.payload, input.accepted_at
+INSERT INTO calculator.outbox (event_id, topic, message_key, payload, ${withHeaders ? 'headers, ' : ''}created_at)
+SELECT accepted.event_id, $8, input.request_id, input.payload, ${withHeaders ? 'input.headers, ' : ''}input.accepted_at
 FROM accepted JOIN input USING (request_id)
 RETURNING message_key AS request_id`;
+const RECORD_SQL = recordSql(false);
+/** Used only for batches with a traced request: stores each request's traceparent in its outbox row. */
+const RECORD_TRACED_SQL = recordSql(true);
 
 const RECORDED_SQL = `SELECT request_id, num1, num2, sum FROM calculator.requests WHERE request_id = ANY($1::text[])`;
 
@@ -40,6 +45,8 @@ export interface SumRecorderOptions {
 
 interface Pending {
   command: AddCommand;
+  /** The caller's trace context (its server span), parent of the outbox write span. */
+  trace: Context;
   resolve: (result: AddResult) => void;
   reject: (error: unknown) => void;
 }
@@ -66,7 +73,7 @@ export class SumRecorder {
       return Promise.reject(new SummaError('RESOURCE_EXHAUSTED', 'too many requests waiting to be recorded; retry later'));
     }
     return new Promise<AddResult>((resolve, reject) => {
-      this.queue.push({ command, resolve, reject });
+      this.queue.push({ command, trace: context.active(), resolve, reject });
       this.startWrites();
     });
   }
@@ -103,11 +110,15 @@ export class SumRecorder {
     // A fixed order of keys keeps two concurrent statements from locking the same ids in
     // opposite orders, which would deadlock.
     const requestIds = [...byRequestId.keys()].sort();
-    const leaders = requestIds.map((id) => byRequestId.get(id)![0]!.command);
+    const leaderPendings = requestIds.map((id) => byRequestId.get(id)![0]!);
+    const leaders = leaderPendings.map((pending) => pending.command);
+    const spans = startOutboxWriteSpans(leaderPendings, batch.length);
     let recorded: Map<string, Recorded>;
     try {
-      recorded = await this.writeLeaders(leaders);
+      recorded = await this.writeLeaders(leaders, spans);
+      endSpans(spans);
     } catch (error) {
+      endSpans(spans, error);
       this.logger.error({ err: error, batchSize: batch.length }, 'recording a batch of sums failed');
       const failure = new SummaError('UNAVAILABLE', 'the database is unavailable; retry with the same request id', { cause: error });
       for (const pending of batch) pending.reject(failure);
@@ -134,13 +145,13 @@ export class SumRecorder {
   }
 
   /** Writes one command per request id; returns what each id is recorded as, and whether it is new. */
-  private async writeLeaders(commands: AddCommand[]): Promise<Map<string, Recorded>> {
+  private async writeLeaders(commands: AddCommand[], spans: (Span | undefined)[] | undefined): Promise<Map<string, Recorded>> {
     const acceptedAt = new Date();
     const eventIds = commands.map(() => randomUUID());
     const payloads = commands.map((command, index) =>
       encodeSumAccepted({ ...command, eventId: eventIds[index]!, acceptedAt }),
     );
-    const accepted = await this.pool.query<{ request_id: string }>(RECORD_SQL, [
+    const parameters: unknown[] = [
       commands.map((c) => c.requestId),
       commands.map((c) => c.num1.toString()),
       commands.map((c) => c.num2.toString()),
@@ -149,7 +160,9 @@ export class SumRecorder {
       payloads,
       commands.map(() => acceptedAt),
       this.options.topic,
-    ]);
+    ];
+    if (spans) parameters.push(commands.map((_, index) => JSON.stringify(spans[index] ? traceHeadersOf(spans[index]) : {})));
+    const accepted = await this.pool.query<{ request_id: string }>(spans ? RECORD_TRACED_SQL : RECORD_SQL, parameters);
     const newlyAccepted = new Set(accepted.rows.map((row) => row.request_id));
     const recorded = new Map<string, Recorded>();
     const repeated: string[] = [];
@@ -177,4 +190,30 @@ export class SumRecorder {
 interface Recorded {
   request: RecordedRequest;
   isNew: boolean;
+}
+
+/**
+ * One span per new request whose caller is traced, child of the caller's span; undefined when no
+ * request of the batch is traced, which keeps untraced batches on the plain statement.
+ */
+function startOutboxWriteSpans(leaders: Pending[], batchSize: number): (Span | undefined)[] | undefined {
+  let spans: (Span | undefined)[] | undefined;
+  leaders.forEach((pending, index) => {
+    if (!recordingSpanIn(pending.trace)) return;
+    spans ??= new Array<Span | undefined>(leaders.length);
+    spans[index] = tracer().startSpan(
+      'calculator.outbox write',
+      { attributes: { 'db.system.name': 'postgresql', 'db.collection.name': 'calculator.outbox', 'summa.batch_size': batchSize } },
+      pending.trace,
+    );
+  });
+  return spans;
+}
+
+function endSpans(spans: (Span | undefined)[] | undefined, error?: unknown): void {
+  for (const span of spans ?? []) {
+    if (!span) continue;
+    if (error !== undefined) recordFailure(span, error);
+    span.end();
+  }
 }

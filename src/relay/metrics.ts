@@ -1,5 +1,6 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Pool } from '../platform/db/pool.ts';
+import { scrapeTimeReader, withoutSamples } from '../platform/metrics.ts';
 
 export interface RelayMetrics {
   published: Counter;
@@ -10,24 +11,21 @@ export interface RelayMetrics {
 
 export function createRelayMetrics(registry: Registry, pool: Pool): RelayMetrics {
   // Read at scrape time, so the figures are the database's, shared by every relay instance.
-  let backlog: Promise<{ pending: number; oldestAgeSeconds: number }> | undefined;
-  const readBacklog = () => {
-    backlog ??= pool
+  const readBacklog = scrapeTimeReader(() =>
+    pool
       .query<{ pending: string; oldest: number | null }>(
         `SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest FROM calculator.outbox`,
       )
-      .then((result) => ({ pending: Number(result.rows[0]!.pending), oldestAgeSeconds: Math.max(0, result.rows[0]!.oldest ?? 0) }))
-      .finally(() => {
-        backlog = undefined;
-      });
-    return backlog;
-  };
+      .then((result) => ({ pending: Number(result.rows[0]!.pending), oldestAgeSeconds: Math.max(0, result.rows[0]!.oldest ?? 0) })),
+  );
   new Gauge({
     name: 'summa_outbox_pending_events',
     help: 'Events in the outbox not yet published.',
     registers: [registry],
     async collect() {
-      this.set((await readBacklog()).pending);
+      const backlog = await readBacklog();
+      if (backlog) this.set(backlog.pending);
+      else withoutSamples(this);
     },
   });
   new Gauge({
@@ -35,7 +33,9 @@ export function createRelayMetrics(registry: Registry, pool: Pool): RelayMetrics
     help: 'Age of the oldest unpublished event (0 when the outbox is empty).',
     registers: [registry],
     async collect() {
-      this.set((await readBacklog()).oldestAgeSeconds);
+      const backlog = await readBacklog();
+      if (backlog) this.set(backlog.oldestAgeSeconds);
+      else withoutSamples(this);
     },
   });
   return {

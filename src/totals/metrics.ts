@@ -1,7 +1,9 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { scrapeTimeReader, withoutSamples } from '../platform/metrics.ts';
 import type { TotalsStore } from './totals-store.ts';
 
 export interface TotalsMetrics {
+  consumed: Counter;
   applied: Counter;
   duplicates: Counter;
   rejected: Counter;
@@ -9,19 +11,15 @@ export interface TotalsMetrics {
 }
 
 export function createTotalsMetrics(registry: Registry, store: TotalsStore): TotalsMetrics {
-  let snapshot: ReturnType<TotalsStore['readTotal']> | undefined;
-  const readTotal = () => {
-    snapshot ??= store.readTotal().finally(() => {
-      snapshot = undefined;
-    });
-    return snapshot;
-  };
+  const readTotal = scrapeTimeReader(() => store.readTotal());
   new Gauge({
     name: 'summa_total_value',
     help: 'The running total (as a float for graphs; GET /total has the exact value).',
     registers: [registry],
     async collect() {
-      this.set(Number((await readTotal()).total));
+      const snapshot = await readTotal();
+      if (snapshot) this.set(Number(snapshot.total));
+      else withoutSamples(this);
     },
   });
   new Gauge({
@@ -29,10 +27,17 @@ export function createTotalsMetrics(registry: Registry, store: TotalsStore): Tot
     help: 'Events applied to the running total.',
     registers: [registry],
     async collect() {
-      this.set((await readTotal()).count);
+      const snapshot = await readTotal();
+      if (snapshot) this.set(snapshot.count);
+      else withoutSamples(this);
     },
   });
   return {
+    consumed: new Counter({
+      name: 'summa_totals_records_consumed_total',
+      help: 'Kafka records handed to the applier (redeliveries included).',
+      registers: [registry],
+    }),
     applied: new Counter({ name: 'summa_totals_events_applied_total', help: 'Events added to the total.', registers: [registry] }),
     duplicates: new Counter({
       name: 'summa_totals_duplicates_skipped_total',
@@ -41,7 +46,7 @@ export function createTotalsMetrics(registry: Registry, store: TotalsStore): Tot
     }),
     rejected: new Counter({
       name: 'summa_totals_records_rejected_total',
-      help: 'Records that were not valid events, kept in totals.rejected_records.',
+      help: 'Records that were not valid events, sent to the dead-letter topic and kept in totals.rejected_records.',
       registers: [registry],
     }),
     endToEndSeconds: new Histogram({
@@ -51,4 +56,23 @@ export function createTotalsMetrics(registry: Registry, store: TotalsStore): Tot
       registers: [registry],
     }),
   };
+}
+
+/**
+ * summa_totals_consumer_lag_records{partition}: records not yet committed by this member, per
+ * partition assigned to it, asked of the broker at scrape time.
+ */
+export function registerConsumerLagGauge(registry: Registry, lag: () => Promise<Map<number, bigint>>): void {
+  const readLag = scrapeTimeReader(lag);
+  new Gauge({
+    name: 'summa_totals_consumer_lag_records',
+    help: 'Records in the partitions assigned to this consumer that it has not committed yet.',
+    labelNames: ['partition'],
+    registers: [registry],
+    async collect() {
+      const lags = await readLag();
+      this.reset();
+      for (const [partition, records] of lags ?? []) this.set({ partition: String(partition) }, Number(records));
+    },
+  });
 }

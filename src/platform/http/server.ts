@@ -2,6 +2,8 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { SummaError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
+import type { TlsIdentity } from '../security.ts';
+import { registerHttpMetrics } from './http-metrics.ts';
 
 export interface HttpServerOptions {
   logger: Logger;
@@ -9,6 +11,8 @@ export interface HttpServerOptions {
   /** /readyz answers 200 only while this returns true. */
   isReady: () => boolean;
   bodyLimitBytes?: number;
+  /** HTTPS instead of plain HTTP when given. */
+  tls?: TlsIdentity;
 }
 
 export interface ErrorBody {
@@ -20,7 +24,14 @@ export interface ErrorBody {
  * one error format: `{"error": {"code", "message"}}` with the status that fits the code.
  */
 export function createHttpServer(options: HttpServerOptions): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: options.bodyLimitBytes ?? 16 * 1024 });
+  const bodyLimit = options.bodyLimitBytes ?? 16 * 1024;
+  // Room for any request id in /sums/:requestId, percent-encoded (128 characters of up to 4 UTF-8 bytes, 3 characters each).
+  const maxParamLength = 128 * 4 * 3;
+  // Both kinds of server have the same Fastify surface; the HTTPS one only differs in its listener.
+  const app = options.tls
+    ? (Fastify({ logger: false, bodyLimit, maxParamLength, https: { cert: options.tls.cert, key: options.tls.key } }) as unknown as FastifyInstance)
+    : Fastify({ logger: false, bodyLimit, maxParamLength });
+  registerHttpMetrics(app, options.registry);
 
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (error instanceof SummaError) {
