@@ -4,7 +4,7 @@ import type { Logger } from './logger.ts';
  * Runs `shutdown` once on SIGTERM or SIGINT, then exits. A second signal exits at once, for when
  * a graceful stop hangs.
  */
-export function handleShutdownSignals(logger: Logger, shutdown: () => Promise<void>): void {
+export function handleShutdownSignals(logger: Logger, shutdown: () => Promise<void>, options: { timeoutMs?: number } = {}): void {
   let stopping = false;
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
@@ -13,6 +13,13 @@ export function handleShutdownSignals(logger: Logger, shutdown: () => Promise<vo
     }
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    if (options.timeoutMs !== undefined) {
+      // A stop that hangs (a dependency that never answers) must not keep the process forever.
+      setTimeout(() => {
+        logger.error({ timeoutMs: options.timeoutMs }, 'graceful shutdown timed out; exiting');
+        process.exit(1);
+      }, options.timeoutMs).unref();
+    }
     shutdown().then(
       () => process.exit(0),
       (error: unknown) => {
@@ -36,7 +43,7 @@ export function exitOnStartupFailure(logger: Logger, error: unknown): never {
 }
 
 /** The whole of a service's main: start it, log where it listens, stop it cleanly on a signal. */
-export async function runService<T extends { stop(): Promise<void> }>(
+export async function runService<T extends { stop(): Promise<void>; readonly shutdownTimeoutMs?: number }>(
   logger: Logger,
   start: () => Promise<T>,
   describe: (service: T) => Record<string, unknown>,
@@ -44,7 +51,7 @@ export async function runService<T extends { stop(): Promise<void> }>(
   try {
     const service = await start();
     logger.info(describe(service), 'ready');
-    handleShutdownSignals(logger, () => service.stop());
+    handleShutdownSignals(logger, () => service.stop(), { timeoutMs: service.shutdownTimeoutMs });
   } catch (error) {
     exitOnStartupFailure(logger, error);
   }

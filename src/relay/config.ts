@@ -1,4 +1,6 @@
 import { envDatabaseUrl, envHost, envInteger, envKafkaBrokers, envPort, envTopic } from '../platform/config.ts';
+import { envTlsIdentity, type TlsIdentity } from '../platform/security.ts';
+import { envShutdownSettings, type ShutdownSettings } from '../platform/shutdown.ts';
 
 export interface RelayConfig {
   readonly host: string;
@@ -10,6 +12,9 @@ export interface RelayConfig {
   readonly batchSize: number;
   readonly workers: number;
   readonly pollIntervalMs: number;
+  readonly shutdown: ShutdownSettings;
+  /** Serves HTTP over TLS when set. */
+  readonly tls: TlsIdentity | undefined;
 }
 
 export function readRelayConfig(env: Record<string, string | undefined> = process.env): RelayConfig {
@@ -23,5 +28,7 @@ export function readRelayConfig(env: Record<string, string | undefined> = proces
     batchSize: envInteger(env, 'RELAY_BATCH_SIZE', 500, { min: 1, max: 10_000 }),
     workers: envInteger(env, 'RELAY_WORKERS', 2, { min: 1, max: 32 }),
     pollIntervalMs: envInteger(env, 'RELAY_POLL_INTERVAL_MS', 500, { min: 10, max: 60_000 }),
+    shutdown: envShutdownSettings(env),
+    tls: envTlsIdentity(env),
   });
 }

@@ -7,12 +7,14 @@ import { ensureTopic } from '../platform/kafka/topics.ts';
 import type { Logger } from '../platform/logger.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { retryUntilSuccess } from '../platform/retry.ts';
+import { pause } from '../platform/shutdown.ts';
 import type { RelayConfig } from './config.ts';
 import { createRelayMetrics } from './metrics.ts';
 import { OutboxRelay } from './outbox-relay.ts';
 
 export interface RunningRelay {
   readonly httpPort: number;
+  readonly shutdownTimeoutMs: number;
   readonly relay: OutboxRelay;
   stop(): Promise<void>;
 }
@@ -36,7 +38,7 @@ export async function startRelay(config: RelayConfig, logger: Logger): Promise<R
     createRelayMetrics(registry, pool),
   );
   let ready = false;
-  const http = createHttpServer({ logger, registry, isReady: () => ready });
+  const http = createHttpServer({ logger, registry, isReady: () => ready, tls: config.tls });
   await http.listen({ host: config.host, port: config.httpPort });
   relay.start();
   ready = true;
@@ -45,10 +47,15 @@ export async function startRelay(config: RelayConfig, logger: Logger): Promise<R
   return {
     httpPort: typeof address === 'object' && address ? address.port : config.httpPort,
     relay,
+    shutdownTimeoutMs: config.shutdown.timeoutMs,
+    // The batches in flight are published and deleted before the producer closes; whatever a
+    // relay did not finish stays in the outbox for the next one.
     async stop() {
       ready = false;
+      const stoppedAt = Date.now();
       await relay.stop();
       await publisher.close();
+      await pause(config.shutdown.delayMs - (Date.now() - stoppedAt));
       await http.close();
       await pool.end();
     },

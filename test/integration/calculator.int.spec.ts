@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
@@ -146,6 +147,23 @@ describe('calculator against real PostgreSQL', () => {
         assert.ok(payload.error.message.length > 0);
       });
     }
+
+    it('answers 400 when the Idempotency-Key header is given twice, rather than joining the two', async () => {
+      const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const request = httpRequest(`${http}/v1/sums`, { method: 'POST' }, (response) => {
+          let text = '';
+          response.on('data', (chunk) => (text += chunk));
+          response.on('end', () => resolve({ status: response.statusCode ?? 0, body: text }));
+        });
+        request.on('error', reject);
+        request.setHeader('content-type', 'application/json');
+        request.setHeader('idempotency-key', ['twice-a', 'twice-b']);
+        request.end(JSON.stringify({ num1: 1, num2: 2 }));
+      });
+      assert.equal(status, 400, body);
+      assert.match(JSON.parse(body).error.message, /Idempotency-Key header once/);
+      assert.equal((await outboxFor('twice-a, twice-b')).length, 0);
+    });
 
     it('answers 413 for an oversized body', async () => {
       const response = await post({ num1: 1, num2: 2, padding: 'x'.repeat(100_000) });

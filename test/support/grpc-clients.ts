@@ -14,16 +14,22 @@ export interface AddCall {
 export class CalculatorClient {
   private readonly client: grpc.Client & Record<string, Function>;
 
-  constructor(address: string, options: { compat?: boolean } = {}) {
+  private readonly metadata = new grpc.Metadata();
+
+  /** `ca`: use TLS and trust this CA; `token`: sent as the bearer token of every call. */
+  constructor(address: string, options: { compat?: boolean; ca?: Buffer; token?: string } = {}) {
     const protos = loadCalculatorProtos();
     const Client = options.compat ? protos.CompatClient : protos.Client;
-    this.client = new Client(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+    const credentials = options.ca ? grpc.credentials.createSsl(options.ca) : grpc.credentials.createInsecure();
+    this.client = new Client(address, credentials) as grpc.Client & Record<string, Function>;
+    if (options.token !== undefined) this.metadata.set('authorization', `Bearer ${options.token}`);
   }
 
   add(call: AddCall, deadlineMs = 10_000): Promise<AddResponseMessage> {
     return new Promise((resolve, reject) => {
       this.client.Add!(
         { num1: call.num1.toString(), num2: call.num2.toString(), request_id: call.requestId ?? '' },
+        this.metadata,
         { deadline: Date.now() + deadlineMs },
         (error: grpc.ServiceError | null, response: AddResponseMessage) => (error ? reject(error) : resolve(response)),
       );

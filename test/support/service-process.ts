@@ -13,6 +13,8 @@ export class ServiceProcess {
     readonly name: 'calculator' | 'relay' | 'totals',
     private readonly env: Record<string, string>,
     private readonly readyUrl: string,
+    /** How to tell it is ready, when a plain fetch of readyUrl cannot (HTTPS with a private CA). */
+    private readonly isReady: () => Promise<boolean> = () => fetch(readyUrl).then((r) => r.ok, () => false),
   ) {}
 
   async start(timeoutMs = 60_000): Promise<void> {
@@ -30,7 +32,7 @@ export class ServiceProcess {
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       if (child.exitCode !== null) throw new Error(`${this.name} exited during start-up:\n${this.output}`);
-      if (await fetch(this.readyUrl).then((r) => r.ok, () => false)) return;
+      if (await this.isReady()) return;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     throw new Error(`${this.name} was not ready within ${timeoutMs} ms:\n${this.output}`);
@@ -44,6 +46,11 @@ export class ServiceProcess {
   /** SIGKILL: no chance to clean up. */
   kill(): Promise<number | null> {
     return this.signal('SIGKILL');
+  }
+
+  /** Whether the current child is still running. */
+  get running(): boolean {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
   get logs(): string {
