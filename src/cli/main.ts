@@ -1,5 +1,7 @@
 // `summa`: a small command line for the running system.
 import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
 import * as grpc from '@grpc/grpc-js';
 import { loadCalculatorProtos, type AddResponseMessage } from '../calculator/proto.ts';
 
@@ -7,24 +9,38 @@ const USAGE = `usage:
   summa add <num1> <num2> [--id <request id>]   add two int64 numbers (retry with the same --id safely)
   summa total                                    print the running total
   summa sum <request id>                          whether that request's sum was applied
+  summa verify [--wait <s>] [--grace <s>] [--json] audit "no sum lost, none counted twice" in the databases
 
 environment:
   CALCULATOR_GRPC_ADDRESS  default 127.0.0.1:9090
-  TOTALS_URL               default http://127.0.0.1:8080`;
+  TOTALS_URL               default http://127.0.0.1:8080 (https://... when the services use TLS)
+  TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL
+  SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
+  DATABASE_URL             (verify) default postgres://summa:summa@127.0.0.1:5432/summa; CALCULATOR_DATABASE_URL
+                           and TOTALS_DATABASE_URL override it per schema`;
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { id: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  options: {
+    id: { type: 'string' },
+    wait: { type: 'string' },
+    grace: { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  },
 });
 const [command, ...rest] = positionals;
 
 async function add(num1: string, num2: string, requestId: string | undefined): Promise<void> {
   const { Client } = loadCalculatorProtos();
   const address = process.env.CALCULATOR_GRPC_ADDRESS ?? '127.0.0.1:9090';
-  const client = new Client(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, Function>;
+  const client = new Client(address, grpcCredentials()) as grpc.Client & Record<string, Function>;
+  const metadata = new grpc.Metadata();
+  const token = process.env.SUMMA_WRITE_TOKEN?.trim();
+  if (token) metadata.set('authorization', `Bearer ${token}`);
   try {
     const response = await new Promise<AddResponseMessage>((resolve, reject) =>
-      client.Add!({ num1, num2, request_id: requestId ?? '' }, { deadline: Date.now() + 10_000 }, (error: Error | null, value: AddResponseMessage) =>
+      client.Add!({ num1, num2, request_id: requestId ?? '' }, metadata, { deadline: Date.now() + 10_000 }, (error: Error | null, value: AddResponseMessage) =>
         error ? reject(error) : resolve(value),
       ),
     );
@@ -34,10 +50,41 @@ async function add(num1: string, num2: string, requestId: string | undefined): P
   }
 }
 
+function caFile(): Buffer | undefined {
+  const file = process.env.TLS_CA_FILE?.trim();
+  return file ? readFileSync(file) : undefined;
+}
+
+function grpcCredentials(): grpc.ChannelCredentials {
+  const ca = caFile();
+  return ca ? grpc.credentials.createSsl(ca) : grpc.credentials.createInsecure();
+}
+
 async function getJson(pathname: string): Promise<{ status: number; body: any }> {
   const base = process.env.TOTALS_URL ?? 'http://127.0.0.1:8080';
-  const response = await fetch(new URL(pathname, base));
-  return { status: response.status, body: await response.json() };
+  const url = new URL(pathname, base);
+  const ca = caFile();
+  if (url.protocol !== 'https:' || !ca) {
+    const response = await fetch(url);
+    return { status: response.status, body: await response.json() };
+  }
+  // fetch cannot be given a CA; node:https can.
+  return new Promise((resolve, reject) => {
+    https
+      .get(url, { ca, timeout: 10_000 }, (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () => {
+          try {
+            resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) });
+          } catch (error) {
+            reject(error);
+          }
+        });
+      })
+      .on('error', reject);
+  });
 }
 
 async function main(): Promise<number> {
@@ -63,6 +110,15 @@ async function main(): Promise<number> {
       const { status, body } = await getJson(`/sums/${encodeURIComponent(requestId)}`);
       console.log(status === 200 ? `applied: ${body.sum} at ${body.appliedAt}` : `not applied: ${body.error.message}`);
       return status === 200 ? 0 : 1;
+    }
+    case 'verify': {
+      if (rest.length > 0) break;
+      const { parseSeconds, runVerifyCommand } = await import('../verify/verify-command.ts');
+      return runVerifyCommand(process.env, {
+        waitSeconds: parseSeconds('--wait', values.wait, 0),
+        graceSeconds: parseSeconds('--grace', values.grace, 30),
+        json: values.json ?? false,
+      });
     }
   }
   console.error(USAGE);

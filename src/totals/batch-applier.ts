@@ -1,5 +1,7 @@
 import { decodeSumAccepted, MalformedEventError } from '../events/sum-accepted.ts';
 import type { Logger } from '../platform/logger.ts';
+import { contextFromHeaders, recordFailure, SpanKind, tracer, type Span } from '../platform/tracing.ts';
+import type { DeadLetter, DeadLetterSink } from './dead-letters.ts';
 import type { TotalsMetrics } from './metrics.ts';
 import type { EventAtOffset, PartitionOffset, RejectedRecord, TotalsStore } from './totals-store.ts';
 
@@ -10,16 +12,24 @@ export interface ConsumedRecord {
   offset: bigint;
   key: string | null;
   value: Buffer;
+  headers?: Record<string, string>;
 }
 
 /**
  * Turns a batch of consumed records into one store transaction. A record that is not a readable
- * event is kept as rejected, with the reason, so it neither blocks its partition nor vanishes.
+ * event is kept as rejected, with the reason, so it neither blocks its partition nor vanishes: it
+ * goes to the dead-letter topic (when a sink is given) and to totals.rejected_records.
  */
-export function createBatchApplier(store: TotalsStore, groupId: string, logger: Logger, metrics: TotalsMetrics) {
+export function createBatchApplier(
+  store: TotalsStore,
+  groupId: string,
+  logger: Logger,
+  metrics: TotalsMetrics,
+  deadLetters?: DeadLetterSink,
+) {
   return async (records: ConsumedRecord[]): Promise<void> => {
     const events: EventAtOffset[] = [];
-    const rejected: RejectedRecord[] = [];
+    const rejected: (RejectedRecord & DeadLetter)[] = [];
     const nextOffsets = new Map<string, PartitionOffset>();
     for (const record of records) {
       try {
@@ -34,7 +44,19 @@ export function createBatchApplier(store: TotalsStore, groupId: string, logger: 
         nextOffsets.set(key, { topic: record.topic, partition: record.partition, nextOffset: record.offset + 1n });
       }
     }
-    const outcome = await store.applyBatch(groupId, events, rejected, [...nextOffsets.values()]);
+    // Before the commit that moves the offsets past them: a crash in between re-sends, never loses.
+    if (rejected.length > 0 && deadLetters) await deadLetters.send(rejected);
+    metrics.consumed.inc(records.length);
+    const spans = startApplySpans(records);
+    let outcome: Awaited<ReturnType<TotalsStore['applyBatch']>>;
+    try {
+      outcome = await store.applyBatch(groupId, events, rejected, [...nextOffsets.values()]);
+    } catch (error) {
+      for (const span of spans) recordFailure(span, error);
+      throw error;
+    } finally {
+      for (const span of spans) span.end();
+    }
 
     const now = Date.now();
     metrics.applied.inc(outcome.applied);
@@ -47,4 +69,21 @@ export function createBatchApplier(store: TotalsStore, groupId: string, logger: 
       }
     }
   };
+}
+
+/** An apply span for each record that carries a traceparent, child of the relay's publish span. */
+function startApplySpans(records: ConsumedRecord[]): Span[] {
+  const spans: Span[] = [];
+  for (const record of records) {
+    if (record.headers?.traceparent === undefined) continue;
+    const attributes = {
+      'messaging.system': 'kafka',
+      'messaging.operation.type': 'process',
+      'messaging.destination.name': record.topic,
+      'messaging.destination.partition.id': String(record.partition),
+      'messaging.kafka.offset': Number(record.offset),
+    };
+    spans.push(tracer().startSpan(`process ${record.topic}`, { kind: SpanKind.CONSUMER, attributes }, contextFromHeaders(record.headers)));
+  }
+  return spans;
 }

@@ -1,0 +1,174 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import pg from 'pg';
+import { CALCULATOR_MIGRATIONS } from '../../src/calculator/calculator-service.ts';
+import { migrate } from '../../src/platform/db/migrate.ts';
+import { TOTALS_MIGRATIONS } from '../../src/totals/totals-service.ts';
+import { auditInvariant, auditUntilQuiet, formatReport } from '../../src/verify/invariant-audit.ts';
+import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Writes what the pipeline writes, without running it: the audit only reads tables. */
+async function accept(sql: pg.Pool, num1: bigint, num2: bigint, options: { published?: boolean; applied?: boolean; acceptedAgo?: string } = {}) {
+  const requestId = randomUUID();
+  const eventId = randomUUID();
+  const sum = num1 + num2;
+  await sql.query(
+    `INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id, accepted_at) VALUES ($1, $2, $3, $4, $5, now() - $6::interval)`,
+    [requestId, num1.toString(), num2.toString(), sum.toString(), eventId, options.acceptedAgo ?? '5 minutes'],
+  );
+  if (!options.published) {
+    await sql.query(`INSERT INTO calculator.outbox (event_id, topic, message_key, payload) VALUES ($1, 'sums', $2, '{}')`, [eventId, requestId]);
+  }
+  if (options.applied) await applyEvent(sql, eventId, requestId, sum);
+  return { requestId, eventId, sum };
+}
+
+async function applyEvent(sql: pg.Pool, eventId: string, requestId: string, amount: bigint) {
+  await sql.query(
+    `WITH applied AS (
+       INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset)
+       VALUES ($1, $2, $3, now(), 0, 0) RETURNING amount)
+     UPDATE totals.total SET total = total + (SELECT amount FROM applied), count = count + 1 WHERE id = 1`,
+    [eventId, requestId, amount.toString()],
+  );
+}
+
+function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(root, 'bin', 'summa.mjs'), ...args], { cwd: root, env: { ...process.env, ...env } });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    child.on('exit', (code) => resolve({ code, output }));
+  });
+}
+
+describe('summa verify against a real database', () => {
+  let database: TestDatabase;
+  let sql: pg.Pool;
+  const audit = () => auditInvariant({ calculator: sql, totals: sql });
+
+  before(async () => {
+    database = await createTestDatabase('verify');
+    sql = new pg.Pool({ connectionString: database.url });
+    await migrate(sql, 'calculator', CALCULATOR_MIGRATIONS);
+    await migrate(sql, 'totals', TOTALS_MIGRATIONS);
+  });
+
+  after(async () => {
+    await sql?.end();
+    await database?.drop();
+  });
+
+  // Every case starts from a consistent history: 20 applied sums beyond 64 bits, one still in the outbox.
+  beforeEach(async () => {
+    await sql.query('TRUNCATE calculator.requests, calculator.outbox, totals.applied_events');
+    await sql.query('UPDATE totals.total SET total = 0, count = 0');
+    for (let i = 0; i < 20; i++) await accept(sql, 2n ** 62n - BigInt(i), 2n ** 61n, { published: true, applied: true });
+    await accept(sql, 1n, 2n, { published: false });
+  });
+
+  it('passes on a consistent history and reports the pending event as in flight', async () => {
+    const report = await audit();
+    assert.equal(report.ok, true, formatReport(report));
+    assert.deepEqual(
+      { requests: report.counts.requests, appliedOnce: report.counts.appliedOnce, pending: report.counts.pendingInOutbox },
+      { requests: 21, appliedOnce: 20, pending: 1 },
+    );
+    assert.equal(report.total.recorded, report.total.ofAppliedEvents);
+    assert.ok(BigInt(report.total.recorded) > 2n ** 64n);
+
+    const cli = await runCli(['verify'], { DATABASE_URL: database.url });
+    assert.equal(cli.code, 0, cli.output);
+    assert.match(cli.output, /in flight: +1 \(1 in the outbox/);
+  });
+
+  it('with --wait, fails when the pipeline does not go quiet', async () => {
+    const cli = await runCli(['verify', '--wait', '1'], { DATABASE_URL: database.url });
+    assert.equal(cli.code, 1, cli.output);
+    assert.match(cli.output, /1 request\(s\) still in flight after waiting 1s/);
+  });
+
+  it('waits for an event in flight to be applied', async () => {
+    const { rows } = await sql.query<{ event_id: string; request_id: string; sum: string }>(
+      'SELECT r.event_id::text, r.request_id, r.sum::text FROM calculator.requests r JOIN calculator.outbox o USING (event_id)',
+    );
+    const pending = rows[0]!;
+    setTimeout(() => {
+      void (async () => {
+        await applyEvent(sql, pending.event_id, pending.request_id, BigInt(pending.sum));
+        await sql.query('DELETE FROM calculator.outbox');
+      })();
+    }, 700);
+    const report = await auditUntilQuiet({ calculator: sql, totals: sql }, { waitSeconds: 10, pollMs: 100 });
+    assert.equal(report.ok, true, formatReport(report));
+    assert.equal(report.counts.appliedOnce, 21);
+    assert.equal(report.counts.pendingInOutbox, 0);
+  });
+
+  it('fails when an applied event is deleted: the request is lost and the total disagrees', async () => {
+    await sql.query('DELETE FROM totals.applied_events WHERE event_id = (SELECT event_id FROM totals.applied_events LIMIT 1)');
+    const report = await audit();
+    assert.equal(report.ok, false);
+    assert.equal(report.problems.lost, 1);
+    assert.equal(report.problems.totalMismatch, true);
+
+    const cli = await runCli(['verify'], { DATABASE_URL: database.url });
+    assert.equal(cli.code, 1, cli.output);
+    assert.match(cli.output, /FAILED:\n {2}- 1 accepted request\(s\) lost/);
+    assert.match(cli.output, /totals\.total says \d+ over 20 events, the applied events add up to \d+ over 19/);
+  });
+
+  it('does not call a request lost while it is younger than the grace period', async () => {
+    await accept(sql, 4n, 5n, { published: true, acceptedAgo: '1 second' });
+    const report = await audit();
+    assert.equal(report.ok, true, formatReport(report));
+    assert.equal(report.counts.inTransit, 1);
+  });
+
+  it('fails when the total is doubled', async () => {
+    await sql.query('UPDATE totals.total SET total = total * 2');
+    const report = await audit();
+    assert.deepEqual(report.failures.length, 1, formatReport(report));
+    assert.equal(report.problems.totalMismatch, true);
+    assert.match(formatReport(report), /totals\.total says \d+ over 20 events, the applied events add up to/);
+  });
+
+  it('fails on an applied event no request produced, and on a request applied twice', async () => {
+    await applyEvent(sql, randomUUID(), 'made-up', 42n);
+    const { rows } = await sql.query<{ request_id: string; sum: string }>('SELECT request_id, sum::text FROM totals.applied_events JOIN calculator.requests USING (request_id) LIMIT 1');
+    // A second event for the same request: what a retry that bypassed the idempotency key would do.
+    const twin = randomUUID();
+    await sql.query('INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id) VALUES ($1, 0, $2, $2, $3)', [
+      `${rows[0]!.request_id}-twin`,
+      rows[0]!.sum,
+      twin,
+    ]);
+    await applyEvent(sql, twin, rows[0]!.request_id, BigInt(rows[0]!.sum));
+    const report = await audit();
+    assert.equal(report.ok, false);
+    assert.equal(report.problems.withoutRequest, 1);
+    assert.equal(report.problems.appliedTwice, 1);
+    assert.equal(report.problems.mismatched, 1, 'the twin was applied under another request id');
+    assert.equal(report.problems.totalMismatch, false, 'the total matches the applied events; the events are wrong');
+    const cli = await runCli(['verify', '--json'], { DATABASE_URL: database.url });
+    assert.equal(cli.code, 1);
+    const json = JSON.parse(cli.output);
+    assert.match(json.samples.withoutRequest[0], /request id made-up, amount 42/);
+  });
+
+  it('fails when an applied amount differs from the accepted sum', async () => {
+    await sql.query('UPDATE totals.applied_events SET amount = amount + 1 WHERE event_id = (SELECT event_id FROM totals.applied_events LIMIT 1)');
+    await sql.query('UPDATE totals.total SET total = total + 1');
+    const report = await audit();
+    assert.equal(report.problems.mismatched, 1);
+    assert.match(report.samples.mismatched[0]!.reason, /applied amount \d+, accepted sum \d+/);
+    assert.equal(report.problems.totalMismatch, false);
+  });
+});
