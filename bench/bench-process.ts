@@ -1,0 +1,78 @@
+// A process the benchmark starts and measures: one of Summa's services, or the echo server.
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface BenchProcessOptions {
+  name: string;
+  /** Entry point, relative to the repository root. */
+  entry: string;
+  env: Record<string, string>;
+  /** Resolves true once the process serves. */
+  isReady: (output: string) => Promise<boolean>;
+  /** Writes a V8 CPU profile here on exit (node --cpu-prof). */
+  cpuProfileDir?: string;
+}
+
+export class BenchProcess {
+  private child: ChildProcess | undefined;
+  private output = '';
+
+  constructor(private readonly options: BenchProcessOptions) {}
+
+  get name(): string {
+    return this.options.name;
+  }
+
+  get pid(): number {
+    const pid = this.child?.pid;
+    if (pid === undefined) throw new Error(`${this.options.name} is not running`);
+    return pid;
+  }
+
+  get logs(): string {
+    return this.output;
+  }
+
+  async start(timeoutMs = 60_000): Promise<void> {
+    const profile = this.options.cpuProfileDir
+      ? ['--cpu-prof', `--cpu-prof-dir=${this.options.cpuProfileDir}`, `--cpu-prof-name=${this.options.name}-${Date.now()}.cpuprofile`]
+      : [];
+    const child = spawn(process.execPath, [...profile, '--import', 'tsx', path.join(repoRoot, this.options.entry)], {
+      cwd: repoRoot,
+      env: { ...process.env, LOG_LEVEL: 'warn', ...this.options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    const keep = (chunk: Buffer) => {
+      this.output = (this.output + chunk.toString()).slice(-20_000);
+    };
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      if (child.exitCode !== null) throw new Error(`${this.options.name} exited during start-up:\n${this.output}`);
+      if (await this.options.isReady(this.output)) return;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    throw new Error(`${this.options.name} was not ready within ${timeoutMs} ms:\n${this.output}`);
+  }
+
+  /** SIGTERM, then SIGKILL after 20 s. */
+  stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+    return new Promise((resolve) => {
+      const force = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      child.once('exit', () => {
+        clearTimeout(force);
+        resolve();
+      });
+      child.kill('SIGTERM');
+    });
+  }
+}
+
+export const httpReady = (url: string) => () => fetch(url).then((response) => response.ok, () => false);

@@ -1,0 +1,344 @@
+// `npm run bench [-- --quick] [--cpu-prof] [--vus N]`
+//
+// One run, one machine, one load generator (k6, bench/k6/add.js) against:
+//   R1  a bare grpc-js server with Summa's proto that answers Add in memory (the ceiling);
+//   P   the whole pipeline (calculator → PostgreSQL outbox → relay → Kafka → totals) as real
+//       processes on an embedded PostgreSQL and Kafka in a temp dir.
+// Prints a table and writes bench/results/latest.json.
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { startKafkaBroker, type KafkaBroker } from '../src/infra/kafka-broker.ts';
+import { startPostgresServer, type PostgresServer } from '../src/infra/postgres-server.ts';
+import { ensureK6 } from '../scripts/loadtest/k6-binary.ts';
+import { freePort } from '../test/support/free-port.ts';
+import { BenchProcess, httpReady, repoRoot } from './bench-process.ts';
+import { runLoad, type LoadResult } from './k6-load.ts';
+import { cpuSeconds, peakRssMb, processTree, treeCpuSeconds } from './process-stats.ts';
+
+const { values: flags } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
+    vus: { type: 'string', default: '64' },
+  },
+});
+const VUS = Number(flags.vus);
+if (!Number.isInteger(VUS) || VUS < 1) throw new Error(`--vus must be a positive whole number, got ${flags.vus}`);
+const plan = flags.quick
+  ? { windowSeconds: 8, warmupSeconds: 2, backlog: 20_000 }
+  : { windowSeconds: 20, warmupSeconds: 4, backlog: 100_000 };
+/** Busy backends report I/O statistics at most once a second, idle ones after 10 s. */
+const STATS_FLUSH_MS = 11_500;
+const RESULTS_DIR = path.join(repoRoot, 'bench', 'results');
+const PROFILE_DIR = path.join(repoRoot, '.data', 'profiles');
+
+const log = (message: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const round = (value: number, digits = 2) => Number(value.toFixed(digits));
+const loadAverage = () => os.loadavg().map((value) => round(value));
+
+const cleanups: (() => Promise<unknown>)[] = [];
+async function cleanUp(): Promise<void> {
+  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
+  cleanups.length = 0;
+}
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(signal, () => {
+    log(`${signal}: stopping`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
+
+interface Snapshot {
+  walFsyncs: number;
+  cpu: Record<string, number>;
+}
+
+async function main(): Promise<void> {
+  const k6 = ensureK6();
+  if (flags['cpu-prof']) await mkdir(PROFILE_DIR, { recursive: true });
+  const workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-bench-'));
+  // PostgreSQL runs as its own user when started as root, and must reach its cluster folder.
+  await chmod(workDir, 0o755);
+  cleanups.push(() => rm(workDir, { recursive: true, force: true }));
+  const runId = Date.now().toString(36);
+  const startedAt = new Date();
+  const loadAtStart = loadAverage();
+
+  // ---- R1: the ceiling --------------------------------------------------------------------
+  log('R1: starting the bare gRPC echo server');
+  const echoPort = await freePort();
+  const echo = new BenchProcess({
+    name: 'echo',
+    entry: 'bench/echo-server.ts',
+    env: { ECHO_PORT: String(echoPort) },
+    isReady: async (output) => output.includes('listening'),
+    cpuProfileDir: flags['cpu-prof'] ? PROFILE_DIR : undefined,
+  });
+  cleanups.push(() => echo.stop());
+  await echo.start();
+  const echoTarget = `127.0.0.1:${echoPort}`;
+  await runLoad(k6, echoTarget, `${runId}-r1w`, { mode: 'closed', vus: VUS, durationSeconds: plan.warmupSeconds });
+  log(`R1: closed loop, ${VUS} callers, ${plan.windowSeconds}s`);
+  const echoCpu0 = cpuSeconds(echo.pid);
+  const r1Closed = await runLoad(k6, echoTarget, `${runId}-r1c`, { mode: 'closed', vus: VUS, durationSeconds: plan.windowSeconds });
+  const echoCpu1 = cpuSeconds(echo.pid);
+  log(`R1: ${r1Closed.ackedPerSecond.toFixed(0)} Add/s; open loop at 50% (${(r1Closed.ackedPerSecond / 2).toFixed(0)}/s)`);
+  const r1Open = await runLoad(k6, echoTarget, `${runId}-r1o`, { mode: 'open', rate: r1Closed.ackedPerSecond / 2, durationSeconds: plan.windowSeconds });
+  const echoRss = peakRssMb(echo.pid);
+  await echo.stop();
+
+  // ---- P: the pipeline ---------------------------------------------------------------------
+  log('P: starting PostgreSQL and Kafka');
+  const postgres: PostgresServer = await startPostgresServer({ dataDir: path.join(workDir, 'postgres'), port: await freePort() });
+  cleanups.push(() => postgres.stop());
+  const kafka: KafkaBroker = await startKafkaBroker({ dataDir: path.join(workDir, 'kafka'), port: 0 });
+  cleanups.push(() => kafka.stop());
+  await postgres.ensureDatabase('summa_bench');
+  const databaseUrl = postgres.url('summa_bench');
+  const sql = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+  cleanups.push(() => sql.end());
+
+  const [grpcPort, calculatorPort, relayPort, totalsPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const env = {
+    DATABASE_URL: databaseUrl,
+    KAFKA_BROKERS: kafka.brokers,
+    KAFKA_TOPIC: 'bench.sums',
+    TOTALS_GROUP_ID: 'bench-totals',
+    CALCULATOR_GRPC_PORT: String(grpcPort),
+    CALCULATOR_HTTP_PORT: String(calculatorPort),
+    RELAY_HTTP_PORT: String(relayPort),
+    TOTALS_HTTP_PORT: String(totalsPort),
+  };
+  const service = (name: 'calculator' | 'relay' | 'totals', port: number) =>
+    new BenchProcess({
+      name,
+      entry: `src/${name}/main.ts`,
+      env,
+      isReady: httpReady(`http://127.0.0.1:${port}/readyz`),
+      cpuProfileDir: flags['cpu-prof'] ? PROFILE_DIR : undefined,
+    });
+  const calculator = service('calculator', calculatorPort);
+  const relay = service('relay', relayPort);
+  const totals = service('totals', totalsPort);
+  cleanups.push(() => Promise.all([calculator.stop(), relay.stop(), totals.stop()]));
+  log('P: starting the calculator, relay and totals services');
+  await calculator.start();
+  await Promise.all([relay.start(), totals.start()]);
+  const postmaster = await postgres.pid();
+  const target = `127.0.0.1:${grpcPort}`;
+
+  const appliedCount = async () => Number((await sql.query<{ count: string }>('SELECT count::text FROM totals.total WHERE id = 1')).rows[0]!.count);
+  /** Waits until `count` events are applied; the seconds it took. */
+  const waitApplied = async (count: number, timeoutMs = 600_000) => {
+    const since = performance.now();
+    while ((await appliedCount()) < count) {
+      if (performance.now() - since > timeoutMs) throw new Error(`fewer than ${count} events applied after ${timeoutMs} ms`);
+      await sleep(50);
+    }
+    return (performance.now() - since) / 1000;
+  };
+  const walFsyncs = await walFsyncCounter(sql);
+  const snapshot = async (): Promise<Snapshot> => {
+    await sleep(STATS_FLUSH_MS);
+    return {
+      walFsyncs: await walFsyncs(),
+      cpu: {
+        calculator: cpuSeconds(calculator.pid),
+        relay: cpuSeconds(relay.pid),
+        totals: cpuSeconds(totals.pid),
+        postgres: treeCpuSeconds(postmaster),
+        kafka: cpuSeconds(kafka.pid),
+      },
+    };
+  };
+  /** Percentiles of accepted → applied (ms) for events accepted in [from, to), from the database's own timestamps. */
+  const endToEnd = async (from: Date, to: Date) => {
+    const { rows } = await sql.query<{ p50: number | null; p99: number | null; max: number | null }>(
+      `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99, max(ms) AS max
+       FROM (SELECT extract(epoch FROM applied_at - accepted_at) * 1000 AS ms FROM totals.applied_events
+             WHERE accepted_at >= $1 AND accepted_at < $2) AS e`,
+      [from, to],
+    );
+    return { p50: rows[0]!.p50 ?? NaN, p99: rows[0]!.p99 ?? NaN, max: rows[0]!.max ?? NaN };
+  };
+  const appliedBetween = async (from: Date, to: Date) =>
+    Number((await sql.query<{ n: string }>('SELECT count(*)::text AS n FROM totals.applied_events WHERE applied_at >= $1 AND applied_at < $2', [from, to])).rows[0]!.n);
+
+  let expected = 0;
+  log(`P: warming up (${plan.warmupSeconds}s)`);
+  expected += (await runLoad(k6, target, `${runId}-pw`, { mode: 'closed', vus: VUS, durationSeconds: plan.warmupSeconds })).acked;
+  await waitApplied(expected);
+  const s0 = await snapshot();
+
+  log(`P: closed loop, ${VUS} callers, ${plan.windowSeconds}s`);
+  const closedFrom = new Date();
+  const pClosed = await runLoad(k6, target, `${runId}-pc`, { mode: 'closed', vus: VUS, durationSeconds: plan.windowSeconds });
+  const closedTo = new Date();
+  expected += pClosed.acked;
+  const catchUpSeconds = await waitApplied(expected);
+  const closedEndToEnd = await endToEnd(closedFrom, closedTo);
+  const appliedPerSecond = (await appliedBetween(closedFrom, closedTo)) / ((closedTo.getTime() - closedFrom.getTime()) / 1000);
+  // The consumer kept up when events were applied within a second of acceptance all along.
+  const keptUp = catchUpSeconds < 1 && closedEndToEnd.p99 < 1000;
+  const pipelineRps = keptUp ? pClosed.ackedPerSecond : Math.min(pClosed.ackedPerSecond, appliedPerSecond);
+  const s1 = await snapshot();
+
+  log(`P: ${pClosed.ackedPerSecond.toFixed(0)} Add/s acknowledged, consumer ${keptUp ? 'kept up' : `fell behind (applied ${appliedPerSecond.toFixed(0)}/s)`}; open loop at 50% of ${pipelineRps.toFixed(0)}/s`);
+  const openFrom = new Date();
+  const pOpen = await runLoad(k6, target, `${runId}-po`, { mode: 'open', rate: pipelineRps / 2, durationSeconds: plan.windowSeconds });
+  const openTo = new Date();
+  expected += pOpen.acked;
+  await waitApplied(expected);
+  const openEndToEnd = await endToEnd(openFrom, openTo);
+  const s2 = await snapshot();
+
+  log(`P: backlog drain — relay stopped, queueing ${plan.backlog} events`);
+  const relayRssFirst = peakRssMb(relay.pid);
+  await relay.stop();
+  const fill = await runLoad(k6, target, `${runId}-pf`, { mode: 'fill', vus: VUS, iterations: plan.backlog });
+  expected += fill.acked;
+  const base = await appliedCount();
+  const { rows: outbox } = await sql.query<{ n: string }>('SELECT count(*)::text AS n FROM calculator.outbox');
+  log(`P: ${outbox[0]!.n} events queued; restarting the relay`);
+  const restartAt = performance.now();
+  await relay.start();
+  // Throughput from the first applied event of the backlog to the last, so the relay's start-up
+  // time is reported apart.
+  let firstProgress: { at: number; count: number } | undefined;
+  for (;;) {
+    const count = await appliedCount();
+    if (!firstProgress && count > base) firstProgress = { at: performance.now(), count };
+    if (count >= expected) break;
+    if (performance.now() - restartAt > 600_000) throw new Error('the backlog did not drain within 10 minutes');
+    await sleep(20);
+  }
+  const drainedAt = performance.now();
+  const drainRps = firstProgress ? (expected - firstProgress.count) / Math.max(0.001, (drainedAt - firstProgress.at) / 1000) : NaN;
+  const drainTotalSeconds = (drainedAt - restartAt) / 1000;
+
+  const rssMb = {
+    echo: round(echoRss, 1),
+    calculator: round(peakRssMb(calculator.pid), 1),
+    relay: round(Math.max(relayRssFirst, peakRssMb(relay.pid)), 1),
+    totals: round(peakRssMb(totals.pid), 1),
+  };
+  const infraRssMb = {
+    kafka: round(peakRssMb(kafka.pid), 1),
+    postgres_largest_process: round(Math.max(...processTree(postmaster).map(peakRssMb)), 1),
+  };
+  const loadAtEnd = loadAverage();
+  const pgVersion = (await sql.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
+  await Promise.all([calculator.stop(), relay.stop(), totals.stop()]);
+
+  const perRequest = (from: Snapshot, to: Snapshot, requests: number) => {
+    const ms = Object.fromEntries(Object.keys(to.cpu).map((name) => [name, round(((to.cpu[name]! - from.cpu[name]!) * 1000) / requests, 3)]));
+    return { ...ms, all: round(Object.values(ms).reduce((a, b) => a + b, 0), 3) };
+  };
+
+  const results = {
+    date: startedAt.toISOString(),
+    command: `npm run bench${flags.quick ? ' -- --quick' : ''}`,
+    machine: {
+      cpus: os.cpus().length,
+      cpu_model: os.cpus()[0]?.model ?? 'unknown',
+      memory_gb: round(os.totalmem() / 2 ** 30, 1),
+      kernel: os.release(),
+      node: process.version,
+      postgres: pgVersion,
+      load_average_at_start: loadAtStart,
+      load_average_at_end: loadAtEnd,
+    },
+    plan: { ...plan, vus: VUS, load_generator: 'k6 (bench/k6/add.js), gRPC, same for R1 and P' },
+    echo_rps: round(r1Closed.ackedPerSecond, 0),
+    pipeline_rps: round(pipelineRps, 0),
+    ratio: round(pipelineRps / r1Closed.ackedPerSecond, 3),
+    ack_p50_ms: round(pOpen.p50Ms),
+    ack_p99_ms: round(pOpen.p99Ms),
+    echo_ack_p50_ms: round(r1Open.p50Ms),
+    echo_ack_p99_ms: round(r1Open.p99Ms),
+    e2e_p50_ms: round(openEndToEnd.p50),
+    e2e_p99_ms: round(openEndToEnd.p99),
+    drain_rps: round(drainRps, 0),
+    fsyncs_per_request: round((s2.walFsyncs - s1.walFsyncs) / pOpen.acked, 4),
+    rss_mb: rssMb,
+    details: {
+      r1_closed: r1Closed,
+      r1_open: r1Open,
+      echo_cpu_ms_per_request: round(((echoCpu1 - echoCpu0) * 1000) / r1Closed.acked, 3),
+      p_closed: pClosed,
+      p_closed_consumer_kept_up: keptUp,
+      p_closed_applied_rps: round(appliedPerSecond, 0),
+      p_closed_catch_up_seconds: round(catchUpSeconds, 2),
+      p_closed_e2e_ms: closedEndToEnd,
+      p_open: pOpen,
+      p_open_e2e_ms: openEndToEnd,
+      fsyncs_per_request_at_saturation: round((s1.walFsyncs - s0.walFsyncs) / pClosed.acked, 4),
+      cpu_ms_per_request_at_saturation: perRequest(s0, s1, pClosed.acked),
+      cpu_ms_per_request_at_half_load: perRequest(s1, s2, pOpen.acked),
+      drain: { backlog: fill.acked, fill_rps: round(fill.ackedPerSecond, 0), seconds_including_relay_start: round(drainTotalSeconds, 2) },
+      infra_rss_mb: infraRssMb,
+    },
+  };
+
+  await mkdir(RESULTS_DIR, { recursive: true });
+  await writeFile(path.join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
+  printTable(results);
+  if (flags['cpu-prof']) log(`CPU profiles: ${path.relative(repoRoot, PROFILE_DIR)}/*.cpuprofile (open in Chrome DevTools → Performance)`);
+}
+
+/** pg_stat_wal.wal_sync up to PostgreSQL 17; from 18 on, WAL fsyncs are in pg_stat_io (object 'wal'). */
+async function walFsyncCounter(sql: pg.Pool): Promise<() => Promise<number>> {
+  const { rows } = await sql.query<Record<string, unknown>>('SELECT * FROM pg_stat_wal');
+  if (rows[0] && 'wal_sync' in rows[0]) {
+    return async () => Number((await sql.query<{ n: string }>('SELECT wal_sync::text AS n FROM pg_stat_wal')).rows[0]!.n);
+  }
+  return async () =>
+    Number((await sql.query<{ n: string }>(`SELECT coalesce(sum(fsyncs), 0)::text AS n FROM pg_stat_io WHERE object = 'wal'`)).rows[0]!.n);
+}
+
+function printTable(r: {
+  echo_rps: number;
+  pipeline_rps: number;
+  ratio: number;
+  ack_p50_ms: number;
+  ack_p99_ms: number;
+  echo_ack_p50_ms: number;
+  echo_ack_p99_ms: number;
+  e2e_p50_ms: number;
+  e2e_p99_ms: number;
+  drain_rps: number;
+  fsyncs_per_request: number;
+  rss_mb: Record<string, number>;
+  details: { cpu_ms_per_request_at_half_load: Record<string, number>; echo_cpu_ms_per_request: number; p_closed_consumer_kept_up: boolean };
+}): void {
+  const rows: [string, string, string, string][] = [
+    ['Add/s (closed loop, saturated)', String(r.echo_rps), String(r.pipeline_rps), `P/R1 = ${r.ratio} (target ≥ 0.6)`],
+    ['ack latency p50 @50% load (ms)', String(r.echo_ack_p50_ms), String(r.ack_p50_ms), ''],
+    ['ack latency p99 @50% load (ms)', String(r.echo_ack_p99_ms), String(r.ack_p99_ms), `Δ ${round(r.ack_p99_ms - r.echo_ack_p99_ms)} ms`],
+    ['end-to-end p50 / p99 (ms)', '', `${r.e2e_p50_ms} / ${r.e2e_p99_ms}`, r.details.p_closed_consumer_kept_up ? 'consumer kept up' : 'consumer fell behind at saturation'],
+    ['backlog drain (events/s)', '', String(r.drain_rps), ''],
+    ['WAL fsyncs per request', '', String(r.fsyncs_per_request), 'target ≤ 0.05'],
+    ['CPU ms per request', String(r.details.echo_cpu_ms_per_request), String(r.details.cpu_ms_per_request_at_half_load.all), JSON.stringify(r.details.cpu_ms_per_request_at_half_load)],
+    ['peak RSS (MB)', String(r.rss_mb.echo), `calc ${r.rss_mb.calculator}, relay ${r.rss_mb.relay}, totals ${r.rss_mb.totals}`, 'target ≤ 150 each'],
+  ];
+  const header: [string, string, string, string] = ['', 'R1 (echo)', 'P (pipeline)', ''];
+  const widths = [0, 1, 2].map((i) => Math.max(...[header, ...rows].map((row) => row[i]!.length)));
+  for (const row of [header, ...rows]) {
+    console.log(`${row[0].padEnd(widths[0]!)}  ${row[1].padStart(widths[1]!)}  ${row[2].padStart(widths[2]!)}  ${row[3]}`);
+  }
+  console.log(`\nwritten to bench/results/latest.json`);
+}
+
+let exitCode = 0;
+try {
+  await main();
+} catch (error) {
+  console.error(`benchmark failed: ${error instanceof Error ? error.stack : String(error)}`);
+  exitCode = 1;
+}
+await cleanUp();
+process.exit(exitCode);

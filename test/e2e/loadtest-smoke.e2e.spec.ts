@@ -1,0 +1,57 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { runLoadtest, type LoadtestTargets } from '../../scripts/loadtest/run-loadtest.ts';
+import { freePort } from '../support/free-port.ts';
+import { ServiceProcess } from '../support/service-process.ts';
+import { createTestDatabase, testKafkaBrokers, uniqueName, type TestDatabase } from '../support/test-environment.ts';
+
+// The k6 smoke scenario, through the same runner as `npm run loadtest -- smoke`, against the three
+// services as real processes: it fails on any error, a broken threshold, or a total that differs
+// from what was acknowledged.
+describe('k6 smoke load test', { timeout: 120_000 }, () => {
+  let database: TestDatabase;
+  let services: ServiceProcess[] = [];
+  let targets: LoadtestTargets;
+
+  before(async () => {
+    database = await createTestDatabase('loadtest');
+    const [grpcPort, calculatorPort, relayPort, totalsPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const env = {
+      DATABASE_URL: database.url,
+      KAFKA_BROKERS: testKafkaBrokers().join(','),
+      KAFKA_TOPIC: uniqueName('loadtest-sums'),
+      KAFKA_TOPIC_PARTITIONS: '3',
+      TOTALS_GROUP_ID: uniqueName('loadtest-totals'),
+      CALCULATOR_GRPC_PORT: String(grpcPort),
+      CALCULATOR_HTTP_PORT: String(calculatorPort),
+      RELAY_HTTP_PORT: String(relayPort),
+      TOTALS_HTTP_PORT: String(totalsPort),
+    };
+    targets = {
+      grpcAddress: `127.0.0.1:${grpcPort}`,
+      calculatorUrl: `http://127.0.0.1:${calculatorPort}`,
+      totalsUrl: `http://127.0.0.1:${totalsPort}`,
+    };
+    const calculator = new ServiceProcess('calculator', env, `${targets.calculatorUrl}/readyz`);
+    const relay = new ServiceProcess('relay', env, `http://127.0.0.1:${relayPort}/readyz`);
+    const totals = new ServiceProcess('totals', env, `${targets.totalsUrl}/readyz`);
+    services = [calculator, relay, totals];
+    await calculator.start();
+    await Promise.all([relay.start(), totals.start()]);
+  });
+
+  after(async () => {
+    await Promise.all(services.map((service) => service.stop()));
+    await database?.drop();
+  });
+
+  it('holds every smoke threshold and the total grows by exactly what was acknowledged', async () => {
+    const result = await runLoadtest({ scenario: 'smoke', targets, output: 'pipe', settleTimeoutMs: 30_000 });
+    assert.deepEqual(result.problems, [], `load test failed:\n${result.problems.join('\n')}\n\nk6 output:\n${result.k6Output.slice(-6000)}`);
+    assert.equal(result.k6ExitCode, 0);
+    assert.ok(result.acceptedRequests > 50, `only ${result.acceptedRequests} requests were acknowledged`);
+    assert.equal(result.after.count - result.before.count, result.acceptedRequests);
+    assert.equal(result.after.total - result.before.total, result.acceptedSum);
+    assert.ok(result.passed);
+  });
+});
