@@ -59,6 +59,7 @@ interface Pending {
 export class SumRecorder {
   private readonly queue: Pending[] = [];
   private writesInFlight = 0;
+  private writesScheduled = false;
   private idle: (() => void) | undefined;
 
   constructor(
@@ -74,13 +75,27 @@ export class SumRecorder {
     }
     return new Promise<AddResult>((resolve, reject) => {
       this.queue.push({ command, trace: context.active(), resolve, reject });
+      this.scheduleWrites();
+    });
+  }
+
+  /**
+   * Starts writes once the requests read in this turn of the event loop are all queued, so that
+   * they share one statement (and one WAL flush) instead of each taking a write of its own.
+   */
+  private scheduleWrites(): void {
+    if (this.writesScheduled) return;
+    this.writesScheduled = true;
+    setImmediate(() => {
+      this.writesScheduled = false;
       this.startWrites();
+      this.notifyIfIdle(); // earlier writes may have taken the whole queue meanwhile
     });
   }
 
   /** Resolves once every request accepted so far has been answered. */
   drain(): Promise<void> {
-    if (this.queue.length === 0 && this.writesInFlight === 0) return Promise.resolve();
+    if (this.queue.length === 0 && this.writesInFlight === 0 && !this.writesScheduled) return Promise.resolve();
     return new Promise((resolve) => {
       this.idle = resolve;
     });
@@ -93,9 +108,13 @@ export class SumRecorder {
       void this.write(batch).finally(() => {
         this.writesInFlight -= 1;
         this.startWrites();
-        if (this.queue.length === 0 && this.writesInFlight === 0) this.idle?.();
+        this.notifyIfIdle();
       });
     }
+  }
+
+  private notifyIfIdle(): void {
+    if (this.queue.length === 0 && this.writesInFlight === 0 && !this.writesScheduled) this.idle?.();
   }
 
   private async write(batch: Pending[]): Promise<void> {

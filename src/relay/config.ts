@@ -12,6 +12,7 @@ export interface RelayConfig {
   readonly batchSize: number;
   readonly workers: number;
   readonly pollIntervalMs: number;
+  readonly lingerMs: number;
   readonly shutdown: ShutdownSettings;
   /** Serves HTTP over TLS when set. */
   readonly tls: TlsIdentity | undefined;
@@ -28,6 +29,7 @@ export function readRelayConfig(env: Record<string, string | undefined> = proces
     batchSize: envInteger(env, 'RELAY_BATCH_SIZE', 500, { min: 1, max: 10_000 }),
     workers: envInteger(env, 'RELAY_WORKERS', 2, { min: 1, max: 32 }),
     pollIntervalMs: envInteger(env, 'RELAY_POLL_INTERVAL_MS', 500, { min: 10, max: 60_000 }),
+    lingerMs: envInteger(env, 'RELAY_LINGER_MS', 5, { min: 0, max: 1_000 }),
     shutdown: envShutdownSettings(env),
     tls: envTlsIdentity(env),
   });

@@ -33,7 +33,7 @@ export async function startRelay(config: RelayConfig, logger: Logger): Promise<R
     pool,
     config.databaseUrl,
     publisher,
-    { batchSize: config.batchSize, workers: config.workers, pollIntervalMs: config.pollIntervalMs },
+    { batchSize: config.batchSize, workers: config.workers, pollIntervalMs: config.pollIntervalMs, lingerMs: config.lingerMs },
     logger,
     createRelayMetrics(registry, pool),
   );

@@ -56,7 +56,7 @@ describe('outbox relay against real PostgreSQL and Kafka', () => {
       pool,
       database.url,
       publisher,
-      { batchSize: 50, workers: 2, pollIntervalMs: 200, ...options },
+      { batchSize: 50, workers: 2, pollIntervalMs: 200, lingerMs: 5, ...options },
       logger,
       createRelayMetrics(createMetricsRegistry('relay'), pool),
     );
@@ -159,7 +159,7 @@ describe('outbox relay against real PostgreSQL and Kafka', () => {
       publish: (t: string, records: Parameters<EventPublisher['publish']>[1]) =>
         refuse ? Promise.reject(new Error('broker unavailable')) : publisher.publish(t, records),
     };
-    const relay = new OutboxRelay(pool, database.url, flaky, { batchSize: 50, workers: 1, pollIntervalMs: 100 }, logger,
+    const relay = new OutboxRelay(pool, database.url, flaky, { batchSize: 50, workers: 1, pollIntervalMs: 100, lingerMs: 0 }, logger,
       createRelayMetrics(createMetricsRegistry('relay'), pool));
     relay.start();
     cleanups.push(() => relay.stop());
