@@ -111,9 +111,10 @@ describe('graceful shutdown under a steady stream of Adds, with real processes',
     assert.ok(afterRestart.length > 0 && afterRestart.every((a) => a.outcome === 'ok'), summary(afterRestart));
 
     // Every acknowledged request is recorded; nothing unacknowledged is.
+    // Acknowledged before the query, so committed before it (the load goes on meanwhile).
+    const acked = load.acked();
     const recorded = await sql.query<{ request_id: string }>('SELECT request_id FROM calculator.requests');
     const ids = new Set(recorded.rows.map((r) => r.request_id));
-    const acked = load.acked();
     for (const id of acked.keys()) assert.ok(ids.has(id), `acknowledged ${id} is not recorded`);
   });
 

@@ -42,7 +42,10 @@ export class AddLoad {
 
   start(): void {
     for (let i = 0; i < this.options.grpcWorkers; i++) {
-      const client = new CalculatorClient(this.options.grpcAddress);
+      // Reconnects promptly once a restarted server listens again (gRPC's default backoff grows from 1 s).
+      const client = new CalculatorClient(this.options.grpcAddress, {
+        channelOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 500 },
+      });
       this.clients.push(client);
       this.workers.push(this.run('grpc', client));
     }

@@ -17,11 +17,11 @@ export class CalculatorClient {
   private readonly metadata = new grpc.Metadata();
 
   /** `ca`: use TLS and trust this CA; `token`: sent as the bearer token of every call. */
-  constructor(address: string, options: { compat?: boolean; ca?: Buffer; token?: string } = {}) {
+  constructor(address: string, options: { compat?: boolean; ca?: Buffer; token?: string; channelOptions?: grpc.ChannelOptions } = {}) {
     const protos = loadCalculatorProtos();
     const Client = options.compat ? protos.CompatClient : protos.Client;
     const credentials = options.ca ? grpc.credentials.createSsl(options.ca) : grpc.credentials.createInsecure();
-    this.client = new Client(address, credentials) as grpc.Client & Record<string, Function>;
+    this.client = new Client(address, credentials, options.channelOptions) as grpc.Client & Record<string, Function>;
     if (options.token !== undefined) this.metadata.set('authorization', `Bearer ${options.token}`);
   }
 
