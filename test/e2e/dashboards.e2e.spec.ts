@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
+import { startPrometheusServer, type PrometheusServer } from '../../src/infra/prometheus-server.ts';
 import { freePort } from '../support/free-port.ts';
 import { CalculatorClient } from '../support/grpc-clients.ts';
 import { ServiceProcess } from '../support/service-process.ts';
@@ -51,12 +51,6 @@ function withGrafanaVariables(expr: string): string {
   return expr.replace(/\$\{?(__\w+)\}?/g, (whole, name: string) => GRAFANA_VARIABLES[name] ?? whole);
 }
 
-interface PromResult {
-  status: string;
-  error?: string;
-  data?: { resultType: string; result: { metric: Record<string, string>; value: [number, string] }[] };
-}
-
 /**
  * The dashboards are only as good as their queries: run the three services as processes, scrape
  * them with a real Prometheus, drive traffic (with errors), and evaluate every panel's PromQL.
@@ -64,10 +58,8 @@ interface PromResult {
 describe('Grafana dashboards against live metrics', () => {
   let database: TestDatabase;
   let services: ServiceProcess[] = [];
-  let prometheus: ChildProcess | undefined;
-  let prometheusLog = '';
+  let prometheus: PrometheusServer | undefined;
   let workDir: string;
-  let prometheusUrl: string;
   let calculatorHttp: string;
   let totalsHttp: string;
   let grpcAddress: string;
@@ -75,9 +67,7 @@ describe('Grafana dashboards against live metrics', () => {
 
   before(async () => {
     database = await createTestDatabase('dashboards');
-    const [grpcPort, calculatorPort, relayPort, totalsPort, prometheusPort] = await Promise.all(
-      Array.from({ length: 5 }, () => freePort()),
-    );
+    const [grpcPort, calculatorPort, relayPort, totalsPort, prometheusPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
     const env = {
       DATABASE_URL: database.url,
       KAFKA_BROKERS: testKafkaBrokers().join(','),
@@ -101,46 +91,18 @@ describe('Grafana dashboards against live metrics', () => {
     await Promise.all([relay.start(), totals.start()]);
 
     workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-prometheus-'));
-    const config = [
-      'global:',
-      '  scrape_interval: 1s',
-      '  evaluation_interval: 1s',
-      'scrape_configs:',
-      ...[
-        ['calculator', calculatorPort],
-        ['relay', relayPort],
-        ['totals', totalsPort],
-      ].flatMap(([job, port]) => [`  - job_name: ${job}`, '    static_configs:', `      - targets: ['127.0.0.1:${port}']`]),
-      '',
-    ].join('\n');
-    await writeFile(path.join(workDir, 'prometheus.yml'), config);
-    prometheusUrl = `http://127.0.0.1:${prometheusPort}`;
-    prometheus = spawn(
-      'prometheus',
-      [
-        `--config.file=${path.join(workDir, 'prometheus.yml')}`,
-        `--storage.tsdb.path=${path.join(workDir, 'data')}`,
-        `--web.listen-address=127.0.0.1:${prometheusPort}`,
-        '--log.level=warn',
-      ],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    const keep = (chunk: Buffer) => {
-      prometheusLog = (prometheusLog + chunk.toString()).slice(-10_000);
-    };
-    prometheus.stdout!.on('data', keep);
-    prometheus.stderr!.on('data', keep);
-    await waitUntil('Prometheus is ready', async () => (await fetch(`${prometheusUrl}/-/ready`).catch(() => undefined))?.ok === true);
+    prometheus = await startPrometheusServer({
+      dataDir: workDir,
+      port: prometheusPort,
+      scrapeIntervalSeconds: 1,
+      jobs: { calculator: [`127.0.0.1:${calculatorPort}`], relay: [`127.0.0.1:${relayPort}`], totals: [`127.0.0.1:${totalsPort}`] },
+    });
     stopLoad = startLoad();
   });
 
   after(async () => {
     await stopLoad();
-    if (prometheus && prometheus.exitCode === null) {
-      const exited = new Promise((resolve) => prometheus!.once('exit', resolve));
-      prometheus.kill('SIGTERM');
-      await exited;
-    }
+    await prometheus?.stop();
     await Promise.all(services.map((service) => service.stop()));
     await database?.drop();
     if (workDir) await rm(workDir, { recursive: true, force: true });
@@ -149,18 +111,12 @@ describe('Grafana dashboards against live metrics', () => {
   async function waitUntil(what: string, probe: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!(await probe())) {
-      if (prometheus?.exitCode !== null && prometheus?.exitCode !== undefined) {
-        throw new Error(`Prometheus exited (${prometheus.exitCode}):\n${prometheusLog}`);
-      }
-      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}\n${prometheusLog}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}\n${prometheus?.log}`);
       await new Promise((resolve) => setTimeout(resolve, 250));
     }
   }
 
-  async function query(expr: string): Promise<PromResult> {
-    const response = await fetch(`${prometheusUrl}/api/v1/query?${new URLSearchParams({ query: expr })}`);
-    return (await response.json()) as PromResult;
-  }
+  const query = (expr: string) => prometheus!.query(expr);
 
   /**
    * A steady mix until stopped: gRPC Adds on both service names, invalid ones and idempotency
