@@ -16,7 +16,7 @@ environment:
   TOTALS_URL               default http://127.0.0.1:8080 (https://... when the services use TLS)
   TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL
   SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
-  DATABASE_URL             (verify) default postgres://summa:summa@127.0.0.1:5432/summa; CALCULATOR_DATABASE_URL
+  DATABASE_URL             (verify) default: the database npm start runs; CALCULATOR_DATABASE_URL
                            and TOTALS_DATABASE_URL override it per schema`;
 
 const { positionals, values } = parseArgs({
@@ -114,7 +114,9 @@ async function main(): Promise<number> {
     case 'verify': {
       if (rest.length > 0) break;
       const { parseSeconds, runVerifyCommand } = await import('../verify/verify-command.ts');
-      return runVerifyCommand(process.env, {
+      // Unless told otherwise, the database `npm start` runs.
+      const embedded = `postgres://summa:summa@127.0.0.1:${process.env.SUMMA_POSTGRES_PORT ?? 55432}/summa`;
+      return runVerifyCommand({ DATABASE_URL: embedded, ...process.env }, {
         waitSeconds: parseSeconds('--wait', values.wait, 0),
         graceSeconds: parseSeconds('--grace', values.grace, 30),
         json: values.json ?? false,
