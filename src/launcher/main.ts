@@ -17,9 +17,9 @@ const dataDir = path.resolve(env.SUMMA_DATA_DIR ?? path.join(root, '.data'));
 interface ServiceSpec {
   name: string;
   entry: string;
-  readyUrl: string;
 }
 
+const scheme = env.TLS_CERT_FILE ? 'https' : 'http';
 const ports = {
   grpc: envPort(env, 'CALCULATOR_GRPC_PORT', 9090),
   calculatorHttp: envPort(env, 'CALCULATOR_HTTP_PORT', 8090),
@@ -28,15 +28,17 @@ const ports = {
 };
 
 const services: ServiceSpec[] = [
-  { name: 'calculator', entry: 'src/calculator/main.ts', readyUrl: `http://127.0.0.1:${ports.calculatorHttp}/readyz` },
-  { name: 'relay', entry: 'src/relay/main.ts', readyUrl: `http://127.0.0.1:${ports.relayHttp}/readyz` },
-  { name: 'totals', entry: 'src/totals/main.ts', readyUrl: `http://127.0.0.1:${ports.totalsHttp}/readyz` },
+  { name: 'calculator', entry: 'src/calculator/main.ts' },
+  { name: 'relay', entry: 'src/relay/main.ts' },
+  { name: 'totals', entry: 'src/totals/main.ts' },
 ];
 
 let stopping = false;
 let postgres: PostgresServer | undefined;
 let kafka: KafkaBroker | undefined;
 const children = new Map<string, ChildProcess>();
+/** Services whose current process said it is ready (over the IPC channel). */
+const readyServices = new Set<string>();
 
 async function main(): Promise<void> {
   let databaseUrl = env.DATABASE_URL;
@@ -61,8 +63,8 @@ async function main(): Promise<void> {
   console.log(`
 Summa is running.
   Calculator gRPC   127.0.0.1:${ports.grpc}      (summa.v1.CalculatorService/Add, reflection on)
-  Calculator HTTP   http://127.0.0.1:${ports.calculatorHttp}/v1/sums
-  Totals REST       http://127.0.0.1:${ports.totalsHttp}/total
+  Calculator HTTP   ${scheme}://127.0.0.1:${ports.calculatorHttp}/v1/sums
+  Totals REST       ${scheme}://127.0.0.1:${ports.totalsHttp}/total
   Metrics           :${ports.calculatorHttp}/metrics  :${ports.relayHttp}/metrics  :${ports.totalsHttp}/metrics
   PostgreSQL        ${redact(databaseUrl)}
   Kafka             ${brokers}
@@ -78,8 +80,12 @@ function startService(service: ServiceSpec, serviceEnv: NodeJS.ProcessEnv): void
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   children.set(service.name, child);
+  child.on('message', (message: { type?: string }) => {
+    if (message?.type === 'ready') readyServices.add(service.name);
+  });
   child.on('exit', (code, signal) => {
     children.delete(service.name);
+    readyServices.delete(service.name);
     if (stopping) return;
     logger.error({ service: service.name, code, signal }, 'service exited; restarting it in 1s');
     setTimeout(() => !stopping && startService(service, serviceEnv), 1_000);
@@ -89,11 +95,10 @@ function startService(service: ServiceSpec, serviceEnv: NodeJS.ProcessEnv): void
 async function waitUntilReady(service: ServiceSpec): Promise<void> {
   const deadline = Date.now() + 120_000;
   while (Date.now() < deadline && !stopping) {
-    const ok = await fetch(service.readyUrl).then((r) => r.ok, () => false);
-    if (ok) return;
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    if (readyServices.has(service.name)) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  if (!stopping) throw new Error(`${service.name} did not become ready at ${service.readyUrl}`);
+  if (!stopping) throw new Error(`${service.name} did not become ready within 120 s`);
 }
 
 async function stop(): Promise<void> {

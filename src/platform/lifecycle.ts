@@ -51,6 +51,8 @@ export async function runService<T extends { stop(): Promise<void>; readonly shu
   try {
     const service = await start();
     logger.info(describe(service), 'ready');
+    // A parent that started us with an IPC channel (npm start) learns it here, whatever the scheme of our listeners.
+    process.send?.({ type: 'ready' });
     handleShutdownSignals(logger, () => service.stop(), { timeoutMs: service.shutdownTimeoutMs });
   } catch (error) {
     exitOnStartupFailure(logger, error);

@@ -1,4 +1,5 @@
 import type { EventPublisher } from '../platform/kafka/publisher.ts';
+import type { ConsumedRecord } from './batch-applier.ts';
 
 /** Headers a dead letter carries besides the original record's own. */
 export const DEAD_LETTER_HEADERS = {
@@ -10,13 +11,7 @@ export const DEAD_LETTER_HEADERS = {
 } as const;
 
 /** A consumed record that is not a valid event, and why. */
-export interface DeadLetter {
-  topic: string;
-  partition: number;
-  offset: bigint;
-  key: string | null;
-  value: Buffer;
-  headers?: Record<string, string>;
+export interface DeadLetter extends ConsumedRecord {
   reason: string;
 }
 

@@ -8,8 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import { startPrometheusServer, type PrometheusServer } from '../../src/infra/prometheus-server.ts';
 import { freePort } from '../support/free-port.ts';
 import { CalculatorClient } from '../support/grpc-clients.ts';
+import { serviceEnvironment } from '../support/service-environment.ts';
 import { ServiceProcess } from '../support/service-process.ts';
-import { createTestDatabase, testKafkaBrokers, uniqueName, type TestDatabase } from '../support/test-environment.ts';
+import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DASHBOARDS = ['deploy/grafana/dashboards/summa.json'];
@@ -67,22 +68,8 @@ describe('Grafana dashboards against live metrics', () => {
 
   before(async () => {
     database = await createTestDatabase('dashboards');
-    const [grpcPort, calculatorPort, relayPort, totalsPort, prometheusPort] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort()]);
-    const env = {
-      DATABASE_URL: database.url,
-      KAFKA_BROKERS: testKafkaBrokers().join(','),
-      KAFKA_TOPIC: uniqueName('dashboards-sums'),
-      KAFKA_TOPIC_PARTITIONS: '2',
-      TOTALS_GROUP_ID: uniqueName('dashboards-totals'),
-      CALCULATOR_GRPC_PORT: String(grpcPort),
-      CALCULATOR_HTTP_PORT: String(calculatorPort),
-      RELAY_HTTP_PORT: String(relayPort),
-      TOTALS_HTTP_PORT: String(totalsPort),
-    };
-    grpcAddress = `127.0.0.1:${grpcPort}`;
-    calculatorHttp = `http://127.0.0.1:${calculatorPort}`;
-    totalsHttp = `http://127.0.0.1:${totalsPort}`;
-    const relayHttp = `http://127.0.0.1:${relayPort}`;
+    const { env, relayUrl: relayHttp, ...where } = await serviceEnvironment({ name: 'dashboards', databaseUrl: database.url, partitions: 2 });
+    ({ grpcAddress, calculatorUrl: calculatorHttp, totalsUrl: totalsHttp } = where);
     const calculator = new ServiceProcess('calculator', env, `${calculatorHttp}/readyz`);
     const relay = new ServiceProcess('relay', env, `${relayHttp}/readyz`);
     const totals = new ServiceProcess('totals', env, `${totalsHttp}/readyz`);
@@ -93,9 +80,9 @@ describe('Grafana dashboards against live metrics', () => {
     workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-prometheus-'));
     prometheus = await startPrometheusServer({
       dataDir: workDir,
-      port: prometheusPort,
+      port: await freePort(),
       scrapeIntervalSeconds: 1,
-      jobs: { calculator: [`127.0.0.1:${calculatorPort}`], relay: [`127.0.0.1:${relayPort}`], totals: [`127.0.0.1:${totalsPort}`] },
+      jobs: { calculator: [new URL(calculatorHttp).host], relay: [new URL(relayHttp).host], totals: [new URL(totalsHttp).host] },
     });
     stopLoad = startLoad();
   });

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { runLoadtest, type LoadtestTargets } from '../../scripts/loadtest/run-loadtest.ts';
-import { freePort } from '../support/free-port.ts';
+import { serviceEnvironment } from '../support/service-environment.ts';
 import { ServiceProcess } from '../support/service-process.ts';
-import { createTestDatabase, testKafkaBrokers, uniqueName, type TestDatabase } from '../support/test-environment.ts';
+import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 
 // The k6 smoke scenario, through the same runner as `npm run loadtest -- smoke`, against the three
 // services as real processes: it fails on any error, a broken threshold, or a total that differs
@@ -15,25 +15,10 @@ describe('k6 smoke load test', { timeout: 120_000 }, () => {
 
   before(async () => {
     database = await createTestDatabase('loadtest');
-    const [grpcPort, calculatorPort, relayPort, totalsPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    const env = {
-      DATABASE_URL: database.url,
-      KAFKA_BROKERS: testKafkaBrokers().join(','),
-      KAFKA_TOPIC: uniqueName('loadtest-sums'),
-      KAFKA_TOPIC_PARTITIONS: '3',
-      TOTALS_GROUP_ID: uniqueName('loadtest-totals'),
-      CALCULATOR_GRPC_PORT: String(grpcPort),
-      CALCULATOR_HTTP_PORT: String(calculatorPort),
-      RELAY_HTTP_PORT: String(relayPort),
-      TOTALS_HTTP_PORT: String(totalsPort),
-    };
-    targets = {
-      grpcAddress: `127.0.0.1:${grpcPort}`,
-      calculatorUrl: `http://127.0.0.1:${calculatorPort}`,
-      totalsUrl: `http://127.0.0.1:${totalsPort}`,
-    };
+    const { env, grpcAddress, calculatorUrl, relayUrl, totalsUrl } = await serviceEnvironment({ name: 'loadtest', databaseUrl: database.url });
+    targets = { grpcAddress, calculatorUrl, totalsUrl };
     const calculator = new ServiceProcess('calculator', env, `${targets.calculatorUrl}/readyz`);
-    const relay = new ServiceProcess('relay', env, `http://127.0.0.1:${relayPort}/readyz`);
+    const relay = new ServiceProcess('relay', env, `${relayUrl}/readyz`);
     const totals = new ServiceProcess('totals', env, `${targets.totalsUrl}/readyz`);
     services = [calculator, relay, totals];
     await calculator.start();

@@ -3,9 +3,9 @@ import { randomInt, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { CalculatorClient } from '../support/grpc-clients.ts';
-import { freePort } from '../support/free-port.ts';
+import { serviceEnvironment } from '../support/service-environment.ts';
 import { ServiceProcess } from '../support/service-process.ts';
-import { createTestDatabase, testKafkaBrokers, uniqueName, type TestDatabase } from '../support/test-environment.ts';
+import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 
 const UNIQUE_REQUESTS = 2_000;
 const SEQUENTIAL_RETRIES = 200; // repeated after the first answer came back
@@ -38,23 +38,10 @@ describe('the whole pipeline as real processes', () => {
   before(async () => {
     database = await createTestDatabase('e2e');
     sql = new pg.Pool({ connectionString: database.url });
-    const [grpcPort, calculatorPort, relayPort, totalsPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    const env = {
-      DATABASE_URL: database.url,
-      KAFKA_BROKERS: testKafkaBrokers().join(','),
-      KAFKA_TOPIC: uniqueName('e2e-sums'),
-      KAFKA_TOPIC_PARTITIONS: '4',
-      TOTALS_GROUP_ID: uniqueName('e2e-totals'),
-      CALCULATOR_GRPC_PORT: String(grpcPort),
-      CALCULATOR_HTTP_PORT: String(calculatorPort),
-      RELAY_HTTP_PORT: String(relayPort),
-      TOTALS_HTTP_PORT: String(totalsPort),
-    };
-    grpcAddress = `127.0.0.1:${grpcPort}`;
-    calculatorHttp = `http://127.0.0.1:${calculatorPort}`;
-    totalsUrl = `http://127.0.0.1:${totalsPort}`;
+    const { env, relayUrl, ...where } = await serviceEnvironment({ name: 'e2e', databaseUrl: database.url, partitions: 4 });
+    ({ grpcAddress, calculatorUrl: calculatorHttp, totalsUrl } = where);
     calculator = new ServiceProcess('calculator', env, `${calculatorHttp}/readyz`);
-    relay = new ServiceProcess('relay', env, `http://127.0.0.1:${relayPort}/readyz`);
+    relay = new ServiceProcess('relay', env, `${relayUrl}/readyz`);
     totals = new ServiceProcess('totals', env, `${totalsUrl}/readyz`);
     await calculator.start();
     await Promise.all([relay.start(), totals.start()]);

@@ -11,6 +11,7 @@ import { startPostgresServer, type PostgresServer } from '../../src/infra/postgr
 import { waitForPortFree } from '../chaos/processes.ts';
 import { sleep, waitForTotalCount } from '../support/add-load.ts';
 import { freePort } from '../support/free-port.ts';
+import { serviceEnvironment } from '../support/service-environment.ts';
 import { CalculatorClient } from '../support/grpc-clients.ts';
 import { ServiceProcess } from '../support/service-process.ts';
 
@@ -51,27 +52,15 @@ describe('dependency outages, with the services as real processes on their own P
     sql = new pg.Pool({ connectionString: postgres.url('summa'), max: 2 });
     sql.on('error', () => {}); // its idle connections die with the server
 
-    const [grpcPort, calculatorPort, relayPort, totalsPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    calculatorUrl = `http://127.0.0.1:${calculatorPort}`;
-    relayUrl = `http://127.0.0.1:${relayPort}`;
-    totalsUrl = `http://127.0.0.1:${totalsPort}`;
-    const env = {
-      DATABASE_URL: postgres.url('summa'),
-      KAFKA_BROKERS: kafka.brokers,
-      KAFKA_TOPIC: 'outage.sums',
-      KAFKA_TOPIC_PARTITIONS: '3',
-      TOTALS_GROUP_ID: 'outage-totals',
-      CALCULATOR_GRPC_PORT: String(grpcPort),
-      CALCULATOR_HTTP_PORT: String(calculatorPort),
-      RELAY_HTTP_PORT: String(relayPort),
-      TOTALS_HTTP_PORT: String(totalsPort),
-    };
+    const where = await serviceEnvironment({ name: 'outage', databaseUrl: postgres.url('summa'), kafkaBrokers: kafka.brokers });
+    ({ calculatorUrl, relayUrl, totalsUrl } = where);
+    const env = where.env;
     calculator = new ServiceProcess('calculator', env, `${calculatorUrl}/readyz`);
     relay = new ServiceProcess('relay', env, `${relayUrl}/readyz`);
     totals = new ServiceProcess('totals', env, `${totalsUrl}/readyz`);
     await calculator.start();
     await Promise.all([relay.start(), totals.start()]);
-    client = new CalculatorClient(`127.0.0.1:${grpcPort}`);
+    client = new CalculatorClient(where.grpcAddress);
   });
 
   after(async () => {

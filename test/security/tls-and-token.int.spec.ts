@@ -3,9 +3,9 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { CalculatorClient } from '../support/grpc-clients.ts';
-import { freePort } from '../support/free-port.ts';
+import { serviceEnvironment } from '../support/service-environment.ts';
 import { ServiceProcess } from '../support/service-process.ts';
-import { createTestDatabase, testKafkaBrokers, uniqueName, type TestDatabase } from '../support/test-environment.ts';
+import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 import { createSelfSignedCertificate, httpsRequest, type SelfSignedCertificate } from '../support/tls.ts';
 
 const TOKEN = randomBytes(24).toString('base64url');
@@ -26,21 +26,10 @@ describe('TLS and the write token, with the services as real processes', () => {
     certificate = createSelfSignedCertificate();
     otherCertificate = createSelfSignedCertificate();
     database = await createTestDatabase('security');
-    const [grpcPort, calculatorPort, relayPort, totalsPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    grpcAddress = `127.0.0.1:${grpcPort}`;
-    calculatorUrl = `https://127.0.0.1:${calculatorPort}`;
-    relayUrl = `https://127.0.0.1:${relayPort}`;
-    totalsUrl = `https://127.0.0.1:${totalsPort}`;
+    const where = await serviceEnvironment({ name: 'security', databaseUrl: database.url, partitions: 2, scheme: 'https' });
+    ({ grpcAddress, calculatorUrl, relayUrl, totalsUrl } = where);
     const env = {
-      DATABASE_URL: database.url,
-      KAFKA_BROKERS: testKafkaBrokers().join(','),
-      KAFKA_TOPIC: uniqueName('security-sums'),
-      KAFKA_TOPIC_PARTITIONS: '2',
-      TOTALS_GROUP_ID: uniqueName('security-totals'),
-      CALCULATOR_GRPC_PORT: String(grpcPort),
-      CALCULATOR_HTTP_PORT: String(calculatorPort),
-      RELAY_HTTP_PORT: String(relayPort),
-      TOTALS_HTTP_PORT: String(totalsPort),
+      ...where.env,
       TLS_CERT_FILE: certificate.certFile,
       TLS_KEY_FILE: certificate.keyFile,
       SUMMA_WRITE_TOKEN: TOKEN,
