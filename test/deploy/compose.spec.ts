@@ -1,0 +1,629 @@
+// The docker compose stack, checked without running it: docker-compose validates the file, and the
+// checks below hold it against the services' real settings and the files it mounts. Each check is
+// also run on a broken copy, to show that it fails when it should.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { describe, it } from 'node:test';
+import YAML from 'yaml';
+import {
+  containerArgv,
+  DOCKERFILE,
+  describeProblems,
+  readImage,
+  root,
+  serviceRun,
+  serviceSettings,
+  parseUrl,
+  type ServiceName,
+  type ServiceSettings,
+  type Yaml,
+} from './deploy-support.ts';
+
+const COMPOSE_FILE = path.join(root, 'deploy/compose/docker-compose.yml');
+
+interface ComposeStack {
+  readonly file: string;
+  readonly dir: string;
+  readonly doc: Yaml;
+  /** Reads a file of the repository; a test replaces it to feed a changed copy. */
+  read(file: string): string;
+}
+
+function loadStack(): ComposeStack {
+  return {
+    file: COMPOSE_FILE,
+    dir: path.dirname(COMPOSE_FILE),
+    doc: YAML.parse(readFileSync(COMPOSE_FILE, 'utf8'), { merge: true }),
+    read: (file) => readFileSync(file, 'utf8'),
+  };
+}
+
+/** A copy of the stack to break: `change` edits the parsed file, `files` replaces file contents. */
+function changedStack(change: (services: Record<string, Yaml>) => void, files: Record<string, (text: string) => string> = {}): ComposeStack {
+  const stack = loadStack();
+  const doc = structuredClone(stack.doc);
+  change(doc.services);
+  return {
+    ...stack,
+    doc,
+    read: (file) => {
+      const text = stack.read(file);
+      const edit = files[path.relative(root, file)];
+      return edit ? edit(text) : text;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading the compose file
+
+function services(stack: ComposeStack): Record<string, Yaml> {
+  return stack.doc?.services ?? {};
+}
+
+function environment(service: Yaml): Record<string, string> {
+  const env = service?.environment;
+  const result: Record<string, string> = {};
+  if (Array.isArray(env)) {
+    for (const item of env) {
+      const [name, ...value] = String(item).split('=');
+      result[name!] = value.join('=');
+    }
+  } else if (env && typeof env === 'object') {
+    for (const [name, value] of Object.entries(env)) result[name] = value === null ? '' : String(value);
+  }
+  return result;
+}
+
+function argv(value: Yaml): string[] | undefined {
+  if (value === undefined || value === null) return undefined;
+  return Array.isArray(value) ? value.map(String) : String(value).split(/\s+/).filter(Boolean);
+}
+
+function dependsOn(service: Yaml): string[] {
+  const value = service?.depends_on;
+  return Array.isArray(value) ? value.map(String) : Object.keys(value ?? {});
+}
+
+interface Mount {
+  readonly source: string;
+  readonly target: string;
+  readonly bind: boolean;
+}
+
+function mounts(service: Yaml): Mount[] {
+  return (service?.volumes ?? []).map((volume: Yaml): Mount => {
+    if (typeof volume === 'string') {
+      const [source = '', target = ''] = volume.split(':');
+      return { source, target, bind: /^[./~]/.test(source) };
+    }
+    return { source: String(volume?.source ?? ''), target: String(volume?.target ?? ''), bind: volume?.type === 'bind' };
+  });
+}
+
+/** The repository path behind `containerPath` in `service`, through its bind mounts. */
+function mountedFrom(stack: ComposeStack, service: Yaml, containerPath: string): string | undefined {
+  for (const mount of mounts(service)) {
+    if (!mount.bind) continue;
+    const target = mount.target.replace(/\/+$/, '');
+    if (containerPath === target || containerPath.startsWith(`${target}/`)) {
+      return path.join(path.resolve(stack.dir, mount.source), containerPath.slice(target.length));
+    }
+  }
+  return undefined;
+}
+
+function withImage(stack: ComposeStack, pattern: RegExp): string[] {
+  return Object.entries(services(stack))
+    .filter(([, service]) => pattern.test(String(service?.image ?? '')))
+    .map(([name]) => name);
+}
+
+const IMAGES = {
+  postgres: /^(docker\.io\/)?(library\/)?postgres(:|$)/,
+  kafka: /^(docker\.io\/)?(apache\/kafka|bitnami\/kafka|confluentinc\/cp-kafka)(:|$)/,
+  zookeeper: /zookeeper/,
+  nginx: /^(docker\.io\/)?(library\/)?nginx(:|$)/,
+  prometheus: /^(docker\.io\/)?prom\/prometheus(:|$)/,
+  grafana: /^(docker\.io\/)?grafana\/grafana(-oss)?(:|$)/,
+  loki: /^(docker\.io\/)?grafana\/loki(:|$)/,
+  logShipper: /^(docker\.io\/)?(grafana\/promtail|grafana\/alloy|fluent\/fluent-bit|timberio\/vector)(:|$)/,
+  tempo: /^(docker\.io\/)?grafana\/tempo(:|$)/,
+  kafkaUi: /^(docker\.io\/)?(provectuslabs|kafbat)\/kafka-ui(:|$)/,
+};
+
+interface SummaContainer {
+  readonly name: string;
+  readonly service: ServiceName;
+  readonly settings: ServiceSettings;
+}
+
+/**
+ * The compose services that run the image built from deploy/docker/Dockerfile, with the Summa
+ * service each one runs and that service's settings under the compose environment.
+ */
+function summaContainers(stack: ComposeStack): { containers: SummaContainer[]; problems: string[] } {
+  const image = readImage();
+  const all = services(stack);
+  const builds = (service: Yaml) => {
+    const build = service?.build;
+    if (!build) return false;
+    const context = path.resolve(stack.dir, String(typeof build === 'string' ? build : build.context ?? '.'));
+    return path.resolve(context, typeof build === 'object' && build.dockerfile ? String(build.dockerfile) : 'Dockerfile') === path.join(root, DOCKERFILE);
+  };
+  const builtImages = new Set(Object.values(all).filter((service) => builds(service) && service.image).map((service) => String(service.image)));
+  const containers: SummaContainer[] = [];
+  const problems: string[] = [];
+  for (const [name, service] of Object.entries(all)) {
+    if (!builds(service) && !builtImages.has(String(service?.image ?? ''))) continue;
+    const run = serviceRun(image, containerArgv(image, argv(service.entrypoint), argv(service.command)));
+    if ('problem' in run) {
+      problems.push(`${name} ${run.problem}`);
+      continue;
+    }
+    try {
+      containers.push({ name, service: run.service, settings: serviceSettings(run.service, environment(service)) });
+    } catch (error) {
+      problems.push(`${name}: the ${run.service} service refuses its environment: ${(error as Error).message}`);
+    }
+  }
+  if (containers.length === 0 && problems.length === 0) problems.push(`no service runs the image built from ${DOCKERFILE}`);
+  return { containers, problems };
+}
+
+function ofService(stack: ComposeStack, service: ServiceName): SummaContainer[] {
+  return summaContainers(stack).containers.filter((container) => container.service === service);
+}
+
+/** The Summa containers, for a check about them; with a problem when there are none, so that such a check never passes empty. */
+function containersToCheck(stack: ComposeStack, problems: string[], service?: ServiceName): SummaContainer[] {
+  const containers = summaContainers(stack).containers.filter((container) => !service || container.service === service);
+  if (containers.length === 0) problems.push(`no ${service ?? 'Summa'} container to check`);
+  return containers;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks: each returns its problems, none when the stack is right.
+
+function checkComposeConfig(input: { file: string } | { text: string }): string[] {
+  const result =
+    'file' in input
+      ? spawnSync('docker-compose', ['-f', input.file, 'config', '-q'], { cwd: root, encoding: 'utf8' })
+      : spawnSync('docker-compose', ['-f', '-', '--project-directory', path.dirname(COMPOSE_FILE), 'config', '-q'], {
+          cwd: root,
+          input: input.text,
+          encoding: 'utf8',
+        });
+  if (result.error) return [`docker-compose could not run (scripts/setup/21-docker-compose.sh installs it): ${result.error.message}`];
+  return result.status === 0 ? [] : [`docker-compose config -q exited ${result.status}: ${result.stderr.trim()}`];
+}
+
+function checkRequiredServices(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  const all = services(stack);
+  const require = (what: string, pattern: RegExp) => {
+    const found = withImage(stack, pattern);
+    if (found.length === 0) problems.push(`${what}: no service runs an image matching ${pattern}`);
+    return found;
+  };
+  require('PostgreSQL', IMAGES.postgres);
+  for (const name of require('Kafka', IMAGES.kafka)) {
+    const env = environment(all[name]);
+    const roles = (env.KAFKA_PROCESS_ROLES ?? env.KAFKA_CFG_PROCESS_ROLES ?? '').split(',').map((role) => role.trim());
+    if (!roles.includes('controller') || !roles.includes('broker')) {
+      problems.push(`Kafka (${name}) is not in KRaft mode: KAFKA_PROCESS_ROLES is ${JSON.stringify(roles.join(','))}, not broker,controller`);
+    }
+    if (env.KAFKA_ZOOKEEPER_CONNECT ?? env.KAFKA_CFG_ZOOKEEPER_CONNECT) problems.push(`Kafka (${name}) is configured with ZooKeeper`);
+  }
+  for (const name of withImage(stack, IMAGES.zookeeper)) problems.push(`${name}: ZooKeeper has no place in a KRaft stack`);
+
+  const { problems: imageProblems } = summaContainers(stack);
+  problems.push(...imageProblems);
+  const calculators = ofService(stack, 'calculator');
+  if (calculators.length !== 3) problems.push(`three calculator instances expected, found ${calculators.length}: ${calculators.map((c) => c.name).join(', ')}`);
+  if (ofService(stack, 'relay').length === 0) problems.push('no relay service');
+  if (ofService(stack, 'totals').length === 0) problems.push('no totals service');
+
+  const proxies = require('nginx in front of the calculators', IMAGES.nginx);
+  for (const name of proxies) {
+    const missing = calculators.filter((calculator) => !dependsOn(all[name]).includes(calculator.name));
+    if (missing.length > 0) problems.push(`${name} does not depend on ${missing.map((c) => c.name).join(', ')}`);
+  }
+  require('Prometheus', IMAGES.prometheus);
+  require('Grafana', IMAGES.grafana);
+  const loki = require('Loki', IMAGES.loki);
+  for (const name of require('a log shipper for Loki', IMAGES.logShipper)) {
+    if (!loki.some((lokiName) => dependsOn(all[name]).includes(lokiName))) problems.push(`${name} does not depend on Loki`);
+  }
+  require('Tempo', IMAGES.tempo);
+  require('kafka-ui', IMAGES.kafkaUi);
+  return problems;
+}
+
+/** Every file or directory mounted from the repository exists, and every config file a service is told to read is mounted. */
+function checkMounts(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  for (const [name, service] of Object.entries(services(stack))) {
+    for (const mount of mounts(service)) {
+      if (!mount.bind) continue;
+      const source = path.resolve(stack.dir, mount.source);
+      const inRepo = !path.relative(root, source).startsWith('..');
+      if (inRepo && !existsSync(source)) problems.push(`${name} mounts ${mount.source} (${path.relative(root, source)}), which does not exist`);
+      if (inRepo && existsSync(source) && /\.[a-z]+$/i.test(mount.target) && !statSync(source).isFile()) {
+        problems.push(`${name} mounts the directory ${mount.source} on the file ${mount.target}`);
+      }
+    }
+    const build = service?.build;
+    if (build) {
+      const context = path.resolve(stack.dir, String(typeof build === 'string' ? build : build.context ?? '.'));
+      const dockerfile = path.resolve(context, typeof build === 'object' && build.dockerfile ? String(build.dockerfile) : 'Dockerfile');
+      if (!existsSync(dockerfile)) problems.push(`${name} builds ${path.relative(root, dockerfile)}, which does not exist`);
+    }
+    for (const arg of argv(service?.command) ?? []) {
+      const configFile = /^--?config\.file=(.+)$/.exec(arg)?.[1];
+      if (!configFile) continue;
+      const source = mountedFrom(stack, service, configFile);
+      if (!source) problems.push(`${name} reads ${configFile}, which no bind mount provides`);
+      else if (!existsSync(source)) problems.push(`${name} reads ${configFile} from ${path.relative(root, source)}, which does not exist`);
+    }
+  }
+  return problems;
+}
+
+interface NginxDirective {
+  readonly name: string;
+  readonly args: string[];
+  readonly block?: NginxDirective[];
+}
+
+/** nginx.conf as a tree of directives. */
+function parseNginx(text: string): NginxDirective[] {
+  const tokens = text.match(/#[^\n]*|"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|[{};]|[^\s{};]+/g)?.filter((token) => !token.startsWith('#')) ?? [];
+  let at = 0;
+  const parseBlock = (): NginxDirective[] => {
+    const directives: NginxDirective[] = [];
+    while (at < tokens.length) {
+      const words: string[] = [];
+      while (at < tokens.length && !['{', '}', ';'].includes(tokens[at]!)) words.push(tokens[at++]!.replace(/^(["'])(.*)\1$/, '$2'));
+      const end = tokens[at++];
+      if (end === '}' || end === undefined) {
+        if (words.length > 0) throw new Error(`nginx.conf: directive ${words[0]} is not terminated`);
+        return directives;
+      }
+      const [name, ...args] = words;
+      if (!name) throw new Error(`nginx.conf: unexpected ${end}`);
+      directives.push(end === '{' ? { name, args, block: parseBlock() } : { name, args });
+    }
+    return directives;
+  };
+  return parseBlock();
+}
+
+function findAll(directives: NginxDirective[], name: string): NginxDirective[] {
+  return directives.flatMap((directive) => [...(directive.name === name ? [directive] : []), ...findAll(directive.block ?? [], name)]);
+}
+
+/** nginx's configuration names all three calculators, for gRPC on their gRPC port and for HTTP on their HTTP port. */
+function checkNginx(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  const calculators = containersToCheck(stack, problems, 'calculator');
+  for (const name of withImage(stack, IMAGES.nginx)) {
+    const service = services(stack)[name];
+    const file = mountedFrom(stack, service, '/etc/nginx/nginx.conf');
+    if (!file || !existsSync(file)) {
+      problems.push(`${name}: no nginx.conf mounted from the repository at /etc/nginx/nginx.conf`);
+      continue;
+    }
+    let config: NginxDirective[];
+    try {
+      config = parseNginx(stack.read(file));
+    } catch (error) {
+      problems.push(`${name}: ${(error as Error).message}`);
+      continue;
+    }
+    const upstreams = new Map(findAll(config, 'upstream').map((upstream) => [upstream.args[0], findAll(upstream.block ?? [], 'server').map((server) => server.args[0])]));
+    const published = (service?.ports ?? []).map((port: Yaml) => Number(typeof port === 'object' ? port?.target : String(port).split(':').pop()));
+    const servers = findAll(config, 'http').flatMap((http) => (http.block ?? []).filter((directive) => directive.name === 'server'));
+    for (const [kind, pass, scheme] of [['grpc', 'grpc_pass', 'grpc'], ['http', 'proxy_pass', 'http']] as const) {
+      const ports = new Set(calculators.map((calculator) => calculator.settings.ports[kind]));
+      for (const port of ports) {
+        if (!published.includes(port)) problems.push(`${name} does not publish the calculators' ${kind} port ${port}`);
+        const server = servers.find((candidate) => findAll(candidate.block ?? [], 'listen').some((listen) => new RegExp(`(^|:)${port}$`).test(listen.args[0] ?? '')));
+        if (!server) {
+          problems.push(`${name}: no server in nginx.conf listens on ${port} (${kind})`);
+          continue;
+        }
+        const listen = findAll(server.block ?? [], 'listen').find((directive) => new RegExp(`(^|:)${port}$`).test(directive.args[0] ?? ''));
+        if (kind === 'grpc' && !listen?.args.includes('http2') && !findAll(server.block ?? [], 'http2').some((directive) => directive.args[0] === 'on')) {
+          problems.push(`${name}: the server on ${port} does not speak HTTP/2, which gRPC needs`);
+        }
+        const passes = findAll(server.block ?? [], pass);
+        if (passes.length === 0) problems.push(`${name}: the server on ${port} has no ${pass}`);
+        for (const directive of passes) {
+          const url = directive.args[0] ?? '';
+          const upstream = new RegExp(`^(${scheme}s?://)?([^/:]+)`).exec(url)?.[2] ?? '';
+          const members = upstreams.get(upstream);
+          if (!members) {
+            problems.push(`${name}: ${pass} ${url} names no upstream block`);
+            continue;
+          }
+          const expected = calculators.filter((calculator) => calculator.settings.ports[kind] === port).map((calculator) => `${calculator.name}:${port}`);
+          const missing = expected.filter((member) => !members.includes(member));
+          const unknown = members.filter((member) => !expected.includes(member ?? ''));
+          if (missing.length > 0) problems.push(`${name}: upstream ${upstream} (${kind}) lacks ${missing.join(', ')}`);
+          if (unknown.length > 0) problems.push(`${name}: upstream ${upstream} (${kind}) has ${unknown.join(', ')}, which is no calculator's ${kind} port`);
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+/** Prometheus scrapes /metrics of every calculator, relay and totals container on its HTTP port. */
+function checkPrometheus(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  for (const name of withImage(stack, IMAGES.prometheus)) {
+    const service = services(stack)[name];
+    const configPath = (argv(service?.command) ?? []).map((arg) => /^--config\.file=(.+)$/.exec(arg)?.[1]).find(Boolean) ?? '/etc/prometheus/prometheus.yml';
+    const file = mountedFrom(stack, service, configPath);
+    if (!file || !existsSync(file)) {
+      problems.push(`${name}: ${configPath} is not mounted from the repository`);
+      continue;
+    }
+    const config: Yaml = YAML.parse(stack.read(file));
+    const scraped = new Set<string>();
+    for (const job of config?.scrape_configs ?? []) {
+      if ((job?.metrics_path ?? '/metrics') !== '/metrics' || (job?.scheme ?? 'http') !== 'http') continue;
+      for (const staticConfig of job?.static_configs ?? []) for (const target of staticConfig?.targets ?? []) scraped.add(String(target));
+    }
+    for (const container of containersToCheck(stack, problems)) {
+      const target = `${container.name}:${container.settings.ports.http}`;
+      if (!scraped.has(target)) problems.push(`${name} does not scrape ${target}/metrics (${container.service}'s HTTP port)`);
+    }
+  }
+  return problems;
+}
+
+/** The services reach PostgreSQL, Kafka and Tempo by their compose service names. */
+function checkConnections(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  const all = services(stack);
+  const postgres = withImage(stack, IMAGES.postgres)[0];
+  const kafka = withImage(stack, IMAGES.kafka)[0];
+  const tempo = withImage(stack, IMAGES.tempo);
+  const postgresEnv = environment(postgres ? all[postgres] : undefined);
+  const kafkaEnv = environment(kafka ? all[kafka] : undefined);
+  const advertised = (kafkaEnv.KAFKA_ADVERTISED_LISTENERS ?? kafkaEnv.KAFKA_CFG_ADVERTISED_LISTENERS ?? '')
+    .split(',')
+    .map((listener) => listener.replace(/^[A-Z_]+:\/\//, '').trim())
+    .filter(Boolean);
+  for (const container of containersToCheck(stack, problems)) {
+    const env = environment(all[container.name]);
+    const database = parseUrl(env.DATABASE_URL);
+    if (!database) {
+      problems.push(`${container.name}: DATABASE_URL is ${env.DATABASE_URL === undefined ? 'not set' : 'not a URL'}`);
+    } else {
+      const wanted = `postgres://${postgresEnv.POSTGRES_USER ?? 'postgres'}:${postgresEnv.POSTGRES_PASSWORD ?? ''}@${postgres}:5432/${postgresEnv.POSTGRES_DB ?? postgresEnv.POSTGRES_USER ?? 'postgres'}`;
+      const got = `postgres://${decodeURIComponent(database.username)}:${decodeURIComponent(database.password)}@${database.hostname}:${database.port || '5432'}${database.pathname}`;
+      if (got !== wanted) problems.push(`${container.name}: DATABASE_URL does not lead to the compose PostgreSQL (${wanted.replace(/:[^:@/]*@/, ':…@')})`);
+      if (postgres && !dependsOn(all[container.name]).includes(postgres)) problems.push(`${container.name} does not depend on ${postgres}`);
+    }
+    const needsKafka = container.service !== 'calculator';
+    if (env.KAFKA_BROKERS === undefined) {
+      if (needsKafka) problems.push(`${container.name}: KAFKA_BROKERS is not set`);
+    } else {
+      for (const broker of env.KAFKA_BROKERS.split(',').map((item) => item.trim())) {
+        if (!broker.startsWith(`${kafka}:`) || !advertised.includes(broker)) {
+          problems.push(`${container.name}: KAFKA_BROKERS names ${broker}, not a listener ${kafka} advertises (${advertised.join(', ')})`);
+        }
+      }
+      if (needsKafka && kafka && !dependsOn(all[container.name]).includes(kafka)) problems.push(`${container.name} does not depend on ${kafka}`);
+    }
+    const otlp = env.OTEL_EXPORTER_OTLP_ENDPOINT;
+    if (otlp !== undefined && !tempo.includes(parseUrl(otlp)?.hostname ?? '')) problems.push(`${container.name}: OTEL_EXPORTER_OTLP_ENDPOINT ${otlp} is not Tempo`);
+  }
+  for (const name of withImage(stack, IMAGES.kafkaUi)) {
+    const servers = environment(all[name]).KAFKA_CLUSTERS_0_BOOTSTRAPSERVERS ?? '';
+    if (!servers.split(',').some((server) => advertised.includes(server.trim()))) problems.push(`${name}: bootstrap servers ${JSON.stringify(servers)} are not the compose Kafka`);
+  }
+  return problems;
+}
+
+/** Grafana is provisioned: Prometheus, Loki and Tempo datasources on the compose services, and the dashboards mounted. */
+function checkGrafana(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  const expectedHosts: Record<string, string[]> = {
+    prometheus: withImage(stack, IMAGES.prometheus),
+    loki: withImage(stack, IMAGES.loki),
+    tempo: withImage(stack, IMAGES.tempo),
+  };
+  for (const name of withImage(stack, IMAGES.grafana)) {
+    const service = services(stack)[name];
+    const provisioning = mountedFrom(stack, service, '/etc/grafana/provisioning');
+    if (!provisioning || !existsSync(provisioning)) {
+      problems.push(`${name}: no provisioning directory mounted at /etc/grafana/provisioning`);
+      continue;
+    }
+    const yamlFiles = (dir: string) => (existsSync(dir) ? readdirSync(dir).filter((file) => /\.ya?ml$/.test(file)).map((file) => path.join(dir, file)) : []);
+    const datasources = yamlFiles(path.join(provisioning, 'datasources')).flatMap((file) => YAML.parse(stack.read(file))?.datasources ?? []);
+    for (const [type, hosts] of Object.entries(expectedHosts)) {
+      const found = datasources.filter((datasource: Yaml) => datasource?.type === type);
+      if (found.length === 0) problems.push(`${name}: no ${type} datasource provisioned`);
+      for (const datasource of found) {
+        if (!hosts.includes(parseUrl(String(datasource?.url))?.hostname ?? '')) problems.push(`${name}: the ${type} datasource's url ${datasource?.url} is not a compose service running ${type}`);
+      }
+    }
+    const providers = yamlFiles(path.join(provisioning, 'dashboards')).flatMap((file) => YAML.parse(stack.read(file))?.providers ?? []);
+    if (providers.length === 0) problems.push(`${name}: no dashboard provider provisioned`);
+    for (const provider of providers) {
+      const dir = mountedFrom(stack, service, String(provider?.options?.path ?? ''));
+      const dashboards = dir && existsSync(dir) ? readdirSync(dir).filter((file) => file.endsWith('.json')) : [];
+      if (dashboards.length === 0) problems.push(`${name}: the dashboards provider reads ${provider?.options?.path}, where no dashboard is mounted`);
+    }
+    const home = environment(service).GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH;
+    const homeFile = home ? mountedFrom(stack, service, home) : undefined;
+    if (home && (!homeFile || !existsSync(homeFile))) problems.push(`${name}: the home dashboard ${home} is not mounted`);
+  }
+  return problems;
+}
+
+/** The log shipper pushes to Loki and picks up the Summa containers. */
+function checkLogShipping(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  const loki = withImage(stack, IMAGES.loki);
+  for (const name of withImage(stack, IMAGES.logShipper)) {
+    const service = services(stack)[name];
+    const configPath = (argv(service?.command) ?? []).map((arg) => /^-?-config\.file=(.+)$/.exec(arg)?.[1]).find(Boolean);
+    const file = configPath ? mountedFrom(stack, service, configPath) : undefined;
+    if (!file || !existsSync(file)) {
+      problems.push(`${name}: its configuration is not mounted from the repository`);
+      continue;
+    }
+    const text = stack.read(file);
+    if (!loki.some((lokiName) => text.includes(`://${lokiName}:`))) problems.push(`${name}: its configuration does not push to ${loki.join(' or ') || 'Loki'}`);
+    // Promtail's own configuration says which containers it ships.
+    if (!String(service.image).includes('promtail')) continue;
+    const config: Yaml = YAML.parse(text);
+    for (const job of config?.scrape_configs ?? []) {
+      for (const sd of job?.docker_sd_configs ?? []) {
+        if (!mounts(service).some((mount) => mount.bind && String(sd?.host ?? '').endsWith(mount.target))) {
+          problems.push(`${name}: reads containers from ${sd?.host}, which is not mounted`);
+        }
+        const labels = (sd?.filters ?? []).filter((filter: Yaml) => filter?.name === 'label').flatMap((filter: Yaml) => filter?.values ?? []);
+        for (const container of containersToCheck(stack, problems)) {
+          const own = services(stack)[container.name]?.labels ?? {};
+          const carried = Array.isArray(own) ? own.map(String) : Object.entries(own).map(([key, value]) => `${key}=${value}`);
+          if (labels.length > 0 && !labels.some((label: string) => carried.includes(label))) {
+            problems.push(`${container.name} lacks the label ${labels.join(' or ')} that ${name} ships logs for`);
+          }
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function assertClean(problems: string[]): void {
+  assert.deepEqual(problems, [], `expected no problems, got:${describeProblems(problems)}`);
+}
+
+function assertCaught(problems: string[], expected: RegExp): void {
+  assert.ok(problems.some((problem) => expected.test(problem)), `expected a problem matching ${expected}, got:${describeProblems(problems)}`);
+}
+
+describe('docker compose stack', () => {
+  it('docker-compose accepts the file (config -q)', () => {
+    assertClean(checkComposeConfig({ file: COMPOSE_FILE }));
+  });
+
+  it('docker-compose config -q fails on an invalid file', () => {
+    const text = readFileSync(COMPOSE_FILE, 'utf8');
+    assertClean(checkComposeConfig({ text }));
+    assert.match(text, /^ {2}relay:\n/m);
+    assertCaught(checkComposeConfig({ text: text.replace(/^ {2}relay:\n/m, '  relay:\n    no_such_option: true\n') }), /exited 1.*no_such_option/s);
+  });
+
+  it('has every service: Kafka (KRaft), PostgreSQL, three calculators behind nginx, relay, totals, Prometheus, Grafana, Loki and a log shipper, Tempo, kafka-ui', () => {
+    const stack = loadStack();
+    assertClean(checkRequiredServices(stack));
+    assert.deepEqual(ofService(stack, 'calculator').map((c) => c.name).sort(), ['calculator-1', 'calculator-2', 'calculator-3']);
+  });
+
+  it('the required-services check fails when a service is missing or wrong', () => {
+    assertCaught(checkRequiredServices(changedStack((s) => delete s.tempo)), /^Tempo: no service/);
+    assertCaught(checkRequiredServices(changedStack((s) => delete s.promtail)), /^a log shipper for Loki: no service/);
+    assertCaught(checkRequiredServices(changedStack((s) => delete s['kafka-ui'])), /^kafka-ui: no service/);
+    assertCaught(checkRequiredServices(changedStack((s) => delete s['calculator-3'])), /three calculator instances expected, found 2/);
+    assertCaught(checkRequiredServices(changedStack((s) => (s.relay.command = ['src/relay/mian.ts']))), /relay runs "src\/relay\/mian.ts"/);
+    assertCaught(checkRequiredServices(changedStack((s) => (s.totals.command = ['node', 'src/totals/main.ts']))), /totals runs .*not the image's entrypoint/);
+    assertCaught(checkRequiredServices(changedStack((s) => (s.kafka.environment = { ...s.kafka.environment, KAFKA_PROCESS_ROLES: 'broker' }))), /not in KRaft mode/);
+    assertCaught(checkRequiredServices(changedStack((s) => (s.nginx.depends_on = ['calculator-1', 'calculator-2']))), /nginx does not depend on calculator-3/);
+    assertCaught(
+      checkRequiredServices(changedStack((s) => (s['calculator-2'].environment = { ...s['calculator-2'].environment, CALCULATOR_GRPC_PORT: '90900' }))),
+      /calculator-2: the calculator service refuses its environment: CALCULATOR_GRPC_PORT/,
+    );
+  });
+
+  it('every file and directory it mounts from the repository exists', () => {
+    assertClean(checkMounts(loadStack()));
+  });
+
+  it('the mount check fails on a missing file, a missing config file or a missing Dockerfile', () => {
+    assertCaught(checkMounts(changedStack((s) => (s.nginx.volumes = ['./nginx.missing.conf:/etc/nginx/nginx.conf:ro']))), /nginx mounts \.\/nginx\.missing\.conf .*does not exist/);
+    assertCaught(checkMounts(changedStack((s) => (s.grafana.volumes = ['../grafana/provisionin:/etc/grafana/provisioning:ro']))), /grafana mounts .*provisionin .*does not exist/);
+    assertCaught(checkMounts(changedStack((s) => (s.loki.volumes = ['loki-data:/loki']))), /loki reads \/etc\/loki\/loki\.yml, which no bind mount provides/);
+    assertCaught(checkMounts(changedStack((s) => (s.relay.build = { context: '../..', dockerfile: 'deploy/docker/Dockerfile.missing' }))), /relay builds deploy\/docker\/Dockerfile\.missing/);
+  });
+
+  it("nginx's upstreams name all three calculators, for gRPC and for HTTP", () => {
+    assertClean(checkNginx(loadStack()));
+  });
+
+  it('the nginx check fails when a calculator or a port is missing', () => {
+    const conf = 'deploy/compose/nginx.conf';
+    assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('server calculator-3:9090;', '') })), /upstream calculators_grpc \(grpc\) lacks calculator-3:9090/);
+    assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('server calculator-2:8090;', 'server calculator-2:9090;') })), /calculators_http \(http\) lacks calculator-2:8090/);
+    assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('grpc://calculators_grpc', 'grpc://calculators') })), /grpc_pass grpc:\/\/calculators names no upstream/);
+    assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('listen 9090 http2;', 'listen 9090;') })), /does not speak HTTP\/2/);
+    assertCaught(checkNginx(changedStack((s) => (s.nginx.ports = ['9090:9090']))), /does not publish the calculators' http port 8090/);
+    assertCaught(
+      checkNginx(changedStack((s) => (s['calculator-1'].environment = { ...s['calculator-1'].environment, CALCULATOR_HTTP_PORT: '8190' }))),
+      /calculators_http \(http\) has calculator-1:8090, which is no calculator's http port/,
+    );
+  });
+
+  it('Prometheus scrapes every calculator, the relay and totals on their HTTP ports', () => {
+    assertClean(checkPrometheus(loadStack()));
+  });
+
+  it('the Prometheus check fails when a target is missing or on the wrong port', () => {
+    const conf = 'deploy/compose/prometheus.yml';
+    assertCaught(checkPrometheus(changedStack(() => {}, { [conf]: (text) => text.replace('"relay:8091"', '"relay:9091"') })), /does not scrape relay:8091/);
+    assertCaught(checkPrometheus(changedStack(() => {}, { [conf]: (text) => text.replace(', "calculator-3:8090"', '') })), /does not scrape calculator-3:8090/);
+    assertCaught(checkPrometheus(changedStack(() => {}, { [conf]: (text) => text.replace('"calculator-2:8090"', '"calculator-2:9090"') })), /does not scrape calculator-2:8090/);
+    assertCaught(checkPrometheus(changedStack((s) => (s.totals.environment = { ...s.totals.environment, TOTALS_HTTP_PORT: '8180' }))), /does not scrape totals:8180/);
+  });
+
+  it('the services get DATABASE_URL and KAFKA_BROKERS pointing at the compose postgres and kafka', () => {
+    assertClean(checkConnections(loadStack()));
+  });
+
+  it('the connection check fails on a wrong host, port or credentials', () => {
+    const set = (service: string, name: string, value: string | undefined) =>
+      changedStack((s) => {
+        s[service].environment = { ...s[service].environment, [name]: value };
+        if (value === undefined) delete s[service].environment[name];
+      });
+    assertCaught(checkConnections(set('calculator-2', 'DATABASE_URL', 'postgres://summa:summa@localhost:5432/summa')), /calculator-2: DATABASE_URL does not lead/);
+    assertCaught(checkConnections(set('relay', 'DATABASE_URL', 'postgres://summa:secret@postgres:5432/summa')), /relay: DATABASE_URL does not lead/);
+    assertCaught(checkConnections(set('totals', 'DATABASE_URL', undefined)), /totals: DATABASE_URL is not set/);
+    assertCaught(checkConnections(set('totals', 'KAFKA_BROKERS', 'kafka:9093')), /totals: KAFKA_BROKERS names kafka:9093/);
+    assertCaught(checkConnections(set('relay', 'KAFKA_BROKERS', undefined)), /relay: KAFKA_BROKERS is not set/);
+    assertCaught(checkConnections(set('relay', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'http://loki:4318')), /is not Tempo/);
+  });
+
+  it('Grafana is provisioned with Prometheus, Loki and Tempo and the Summa dashboard', () => {
+    assertClean(checkGrafana(loadStack()));
+  });
+
+  it('the Grafana check fails when a datasource or the dashboards are missing', () => {
+    const datasources = 'deploy/grafana/provisioning/datasources/datasources.yml';
+    assertCaught(checkGrafana(changedStack(() => {}, { [datasources]: (text) => text.replace('http://tempo:3200', 'http://localhost:3200') })), /tempo datasource's url/);
+    assertCaught(checkGrafana(changedStack(() => {}, { [datasources]: (text) => text.replace('type: loki', 'type: elasticsearch') })), /no loki datasource/);
+    assertCaught(checkGrafana(changedStack((s) => (s.grafana.volumes = [s.grafana.volumes[0]]))), /the dashboards provider reads \/var\/lib\/grafana\/dashboards, where no dashboard/);
+  });
+
+  it('the log shipper pushes to Loki and picks up the Summa containers', () => {
+    assertClean(checkLogShipping(loadStack()));
+  });
+
+  it('the log-shipping check fails when the shipper misses Loki or a container', () => {
+    assertCaught(checkLogShipping(changedStack(() => {}, { 'deploy/compose/promtail.yml': (text) => text.replace('http://loki:3100', 'http://logs:3100') })), /does not push to loki/);
+    assertCaught(checkLogShipping(changedStack((s) => (s.totals.labels = {}))), /totals lacks the label logging=promtail/);
+    assertCaught(checkLogShipping(changedStack((s) => (s.promtail.volumes = [s.promtail.volumes[0]]))), /reads containers from unix:\/\/\/var\/run\/docker.sock, which is not mounted/);
+  });
+});
