@@ -9,6 +9,7 @@ import { decodeSumAccepted } from '../../src/events/sum-accepted.ts';
 import { createLogger } from '../../src/platform/logger.ts';
 import { CalculatorClient, checkHealth, listServicesByReflection } from '../support/grpc-clients.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
+import { grpcurl } from '../support/tools.ts';
 
 describe('calculator against real PostgreSQL', () => {
   let database: TestDatabase;
@@ -100,6 +101,28 @@ describe('calculator against real PostgreSQL', () => {
     assert.ok(services.includes('CalculatorService'), services.join());
     assert.ok(services.includes('grpc.health.v1.Health'), services.join());
     assert.equal(await checkHealth(`127.0.0.1:${calculator.grpcPort}`, 'summa.v1.CalculatorService'), 'SERVING');
+  });
+
+  it('answers grpcurl through reflection, under both service names, as the README shows', async () => {
+    const address = `127.0.0.1:${calculator.grpcPort}`;
+    const listed = (await grpcurl('-plaintext', address, 'list')).split('\n');
+    for (const service of ['summa.v1.CalculatorService', 'CalculatorService', 'grpc.health.v1.Health']) {
+      assert.ok(listed.includes(service), listed.join());
+    }
+    const plainOutput = await grpcurl('-plaintext', '-d', '{"num1": 5, "num2": 10}', address, 'CalculatorService/Add');
+    const plain = JSON.parse(plainOutput);
+    assert.equal(plain.sum, '15', plainOutput);
+    assert.match(plain.requestId, /^[0-9a-f-]{36}$/, plainOutput);
+    const body = '{"num1": 5, "num2": 10, "request_id": "grpcurl-42"}';
+    const first = JSON.parse(await grpcurl('-plaintext', '-d', body, address, 'summa.v1.CalculatorService/Add'));
+    assert.deepEqual(first, { sum: '15', requestId: 'grpcurl-42' }); // proto3 JSON leaves out replayed=false
+    const again = JSON.parse(await grpcurl('-plaintext', '-d', body, address, 'summa.v1.CalculatorService/Add'));
+    assert.deepEqual(again, { sum: '15', requestId: 'grpcurl-42', replayed: true });
+    assert.equal((await outboxFor('grpcurl-42')).length, 1);
+    await assert.rejects(
+      grpcurl('-plaintext', '-d', '{"num1": "9223372036854775807", "num2": 1}', address, 'CalculatorService/Add'),
+      /OutOfRange/,
+    );
   });
 
   describe('HTTP POST /v1/sums', () => {

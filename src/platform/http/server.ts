@@ -26,11 +26,11 @@ export interface ErrorBody {
 export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   const bodyLimit = options.bodyLimitBytes ?? 16 * 1024;
   // Room for any request id in /sums/:requestId, percent-encoded (128 characters of up to 4 UTF-8 bytes, 3 characters each).
-  const maxParamLength = 128 * 4 * 3;
+  const routerOptions = { maxParamLength: 128 * 4 * 3 };
   // Both kinds of server have the same Fastify surface; the HTTPS one only differs in its listener.
   const app = options.tls
-    ? (Fastify({ logger: false, bodyLimit, maxParamLength, https: { cert: options.tls.cert, key: options.tls.key } }) as unknown as FastifyInstance)
-    : Fastify({ logger: false, bodyLimit, maxParamLength });
+    ? (Fastify({ logger: false, bodyLimit, routerOptions, https: { cert: options.tls.cert, key: options.tls.key } }) as unknown as FastifyInstance)
+    : Fastify({ logger: false, bodyLimit, routerOptions });
   registerHttpMetrics(app, options.registry);
 
   app.setErrorHandler((error: FastifyError, request, reply) => {

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Builds a pinned Go command from the Go module proxy into the project-local tools dir, unless that
+# exact version is already there. Usage: go-tool.sh NAME MODULE_PATH VERSION [VERSION_PATTERN]
+# The build leaves NAME.version beside the binary; a binary without it still counts when its
+# `version`/`--version` output matches VERSION_PATTERN (a grep -E pattern).
+set -euo pipefail
+
+name="$1" module="$2" version="$3" pattern="${4:-}"
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
+tools_bin="${SUMMA_TOOLS_BIN:-$repo_root/.data/tools/bin}"
+binary="$tools_bin/$name"
+
+installed_version() {
+  # k6 prints its version with `version`, most other tools with `--version`.
+  { "$binary" version 2>&1 || true; "$binary" --version 2>&1 || true; } | head -5
+}
+
+if [[ -x "$binary" ]]; then
+  [[ "$(cat "$binary.version" 2>/dev/null)" == "$module@$version" ]] && exit 0
+  [[ -n "$pattern" ]] && installed_version | grep -qE "$pattern" && exit 0
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  for candidate in /usr/local/go/bin /usr/lib/go/bin; do
+    [[ -x "$candidate/go" ]] && PATH="$candidate:$PATH"
+  done
+fi
+if ! command -v go >/dev/null 2>&1; then
+  echo "$name: Go is required to build $name $version (go install $module@$version)" >&2
+  exit 1
+fi
+
+mkdir -p "$tools_bin"
+echo "$name: building $name $version into $tools_bin (the first build takes a few minutes)" >&2
+# Built into a temporary dir and moved into place, so an interrupted build never leaves a broken binary.
+staging="$(mktemp -d)"
+trap 'rm -rf "$staging"' EXIT
+GOBIN="$staging" GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 go install "$module@$version"
+mv -f "$staging/$name" "$binary"
+echo "$module@$version" >"$binary.version"
+echo "$name: installed $module@$version" >&2
