@@ -1,9 +1,11 @@
 // `summa`: a small command line for the running system.
-import { parseArgs } from 'node:util';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import * as grpc from '@grpc/grpc-js';
 import { loadCalculatorProtos, type AddResponseMessage } from '../calculator/proto.ts';
+import { SummaError } from '../platform/errors.ts';
+import { parseInt64 } from '../platform/int64.ts';
 
 const USAGE = `usage:
   summa add <num1> <num2> [--id <request id>]   add two int64 numbers (retry with the same --id safely)
@@ -19,7 +21,23 @@ environment:
   DATABASE_URL             (verify) default: the database npm start runs; CALCULATOR_DATABASE_URL
                            and TOTALS_DATABASE_URL override it per schema`;
 
-const { positionals, values } = parseArgs({
+/** parseArgs, with a bad command line told in one line and exit code 2 rather than a stack trace. */
+function parseCommandLine<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (error) {
+    console.error(`summa: ${(error as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+// parseArgs would take a negative number ("-5") for an option: such arguments stand in for
+// themselves behind a placeholder that reads as a positional, and are put back afterwards.
+const args = process.argv.slice(2);
+const placeholder = (index: number) => `\u0000${index}`;
+const restore = (value: string) => (value.startsWith('\u0000') ? args[Number(value.slice(1))]! : value);
+const parsed = parseCommandLine({
+  args: args.map((arg, index) => (/^-\d/.test(arg) ? placeholder(index) : arg)),
   allowPositionals: true,
   options: {
     id: { type: 'string' },
@@ -29,9 +47,16 @@ const { positionals, values } = parseArgs({
     help: { type: 'boolean', short: 'h' },
   },
 });
+const positionals = parsed.positionals.map(restore);
+const values = Object.fromEntries(
+  Object.entries(parsed.values).map(([name, value]) => [name, typeof value === 'string' ? restore(value) : value]),
+) as typeof parsed.values;
 const [command, ...rest] = positionals;
 
 async function add(num1: string, num2: string, requestId: string | undefined): Promise<void> {
+  // Checked here too: the gRPC encoder would turn a word into 0 and send it.
+  parseInt64(num1, 'num1');
+  parseInt64(num2, 'num2');
   const { Client } = loadCalculatorProtos();
   const address = process.env.CALCULATOR_GRPC_ADDRESS ?? '127.0.0.1:9090';
   const client = new Client(address, grpcCredentials()) as grpc.Client & Record<string, Function>;
@@ -131,6 +156,7 @@ main().then(
   (code) => process.exit(code),
   (error: any) => {
     console.error(`summa: ${error.details ?? error.message}`);
-    process.exit(1);
+    // A usage error (bad numbers) is 2, like a bad command line; a refusal or failure is 1.
+    process.exit(error instanceof SummaError ? 2 : 1);
   },
 );
