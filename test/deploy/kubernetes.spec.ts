@@ -176,6 +176,23 @@ function resolveEnv(stack: KubeStack, container: Yaml): ResolvedEnv {
 }
 
 /** The settings the service in `deployment` starts with, or a problem when it would refuse them. */
+/**
+ * Runs a check on each service's Deployment with the settings its environment gives it; a missing
+ * Deployment or unreadable settings are problems of their own. Returns all problems found.
+ */
+function eachConfiguredWorkload(
+  stack: KubeStack,
+  check: (workload: { service: ServiceName; deployment: Yaml; settings: ServiceSettings; name: string }, problems: string[]) => void,
+): string[] {
+  const problems: string[] = [];
+  for (const service of SERVICES) {
+    const deployment = workload(stack, service, problems);
+    const settings = deployment && settingsOf(stack, deployment, service, problems);
+    if (deployment && settings) check({ service, deployment, settings, name: `Deployment ${service}` }, problems);
+  }
+  return problems;
+}
+
 function settingsOf(stack: KubeStack, deployment: Yaml, service: ServiceName, problems: string[]): ServiceSettings | undefined {
   try {
     return serviceSettings(service, resolveEnv(stack, mainContainer(deployment)).env);
@@ -313,12 +330,7 @@ function checkSelectors(stack: KubeStack): string[] {
 
 /** Container ports, probes, Services and scrape annotations agree with the ports the service listens on under its environment. */
 function checkPorts(stack: KubeStack): string[] {
-  const problems: string[] = [];
-  for (const service of SERVICES) {
-    const deployment = workload(stack, service, problems);
-    const settings = deployment && settingsOf(stack, deployment, service, problems);
-    if (!deployment || !settings) continue;
-    const name = `Deployment ${service}`;
+  return eachConfiguredWorkload(stack, ({ service, deployment, settings, name }, problems) => {
     const container = mainContainer(deployment);
     const resolved = resolveEnv(stack, container);
     if (resolved.env.HOST !== '0.0.0.0') problems.push(`${name}: HOST is ${resolved.env.HOST ?? 'not set'}, not 0.0.0.0`);
@@ -361,8 +373,7 @@ function checkPorts(stack: KubeStack): string[] {
       if (resolved.perPod.includes('TOTALS_GROUP_ID')) problems.push(`${name}: TOTALS_GROUP_ID differs per pod, so the replicas would not share one consumer group`);
       if (!settings.groupId) problems.push(`${name}: no consumer group`);
     }
-  }
-  return problems;
+  });
 }
 
 /** Every variable a container is given is one its service reads, so that a misspelt name fails. */
@@ -418,26 +429,20 @@ function checkReferences(stack: KubeStack): string[] {
 
 /** SHUTDOWN_DELAY_MS is set, and Kubernetes waits longer than the whole graceful stop before it kills. */
 function checkShutdown(stack: KubeStack): string[] {
-  const problems: string[] = [];
-  for (const service of SERVICES) {
-    const deployment = workload(stack, service, problems);
-    const settings = deployment && settingsOf(stack, deployment, service, problems);
-    if (!deployment || !settings) continue;
-    const name = `Deployment ${service}`;
+  return eachConfiguredWorkload(stack, ({ service, deployment, settings, name }, problems) => {
     if (!resolveEnv(stack, mainContainer(deployment)).names.includes('SHUTDOWN_DELAY_MS') || settings.shutdownDelayMs <= 0) {
       problems.push(`${name}: SHUTDOWN_DELAY_MS is not set, so the listeners would close before the endpoints are removed`);
     }
     const grace = deployment.spec?.template?.spec?.terminationGracePeriodSeconds;
     if (typeof grace !== 'number') {
       problems.push(`${name}: terminationGracePeriodSeconds is not set`);
-      continue;
+      return;
     }
     if (grace * 1000 <= settings.shutdownDelayMs) problems.push(`${name}: terminationGracePeriodSeconds ${grace} s is not more than SHUTDOWN_DELAY_MS ${settings.shutdownDelayMs} ms`);
     if (grace * 1000 <= settings.shutdownTimeoutMs) {
       problems.push(`${name}: terminationGracePeriodSeconds ${grace} s is not more than the graceful stop may take (SHUTDOWN_TIMEOUT_MS, ${settings.shutdownTimeoutMs} ms)`);
     }
-  }
-  return problems;
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
