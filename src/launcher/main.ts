@@ -39,6 +39,10 @@ let kafka: KafkaBroker | undefined;
 const children = new Map<string, ChildProcess>();
 /** Services whose current process said it is ready (over the IPC channel). */
 const readyServices = new Set<string>();
+/** Set once every service was ready: from then on a service that exits is restarted. */
+let started = false;
+/** Services that exited before they were ever ready (a port in use, a bad setting): why. */
+const startupFailures = new Map<string, string>();
 
 async function main(): Promise<void> {
   let databaseUrl = env.DATABASE_URL;
@@ -59,6 +63,7 @@ async function main(): Promise<void> {
   const serviceEnv = { ...env, DATABASE_URL: databaseUrl, KAFKA_BROKERS: brokers };
   for (const service of services) startService(service, serviceEnv);
   await Promise.all(services.map((service) => waitUntilReady(service)));
+  started = true;
 
   console.log(`
 Summa is running.
@@ -87,6 +92,11 @@ function startService(service: ServiceSpec, serviceEnv: NodeJS.ProcessEnv): void
     children.delete(service.name);
     readyServices.delete(service.name);
     if (stopping) return;
+    if (!started) {
+      // Its own log line above says why; restarting would only say it again.
+      startupFailures.set(service.name, `${service.name} exited during start-up (${signal ?? `exit code ${code}`}); see its log above`);
+      return;
+    }
     logger.error({ service: service.name, code, signal }, 'service exited; restarting it in 1s');
     setTimeout(() => !stopping && startService(service, serviceEnv), 1_000);
   });
@@ -96,6 +106,8 @@ async function waitUntilReady(service: ServiceSpec): Promise<void> {
   const deadline = Date.now() + 120_000;
   while (Date.now() < deadline && !stopping) {
     if (readyServices.has(service.name)) return;
+    const failure = startupFailures.get(service.name);
+    if (failure) throw new Error(failure);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   if (!stopping) throw new Error(`${service.name} did not become ready within 120 s`);

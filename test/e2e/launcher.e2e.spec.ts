@@ -1,0 +1,225 @@
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { startPostgresServer } from '../../src/infra/postgres-server.ts';
+import { sleep } from '../support/add-load.ts';
+import { freePort } from '../support/free-port.ts';
+import { CalculatorClient } from '../support/grpc-clients.ts';
+import { testKafkaBrokers, createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** `npm start`, as its script runs it, with its output kept. */
+class Launcher {
+  readonly child: ChildProcess;
+  output = '';
+  readonly exited: Promise<number | null>;
+
+  constructor(env: Record<string, string>) {
+    this.child = spawn(process.execPath, ['scripts/with-dependencies.mjs', 'src/launcher/main.ts'], {
+      cwd: root,
+      env: { ...process.env, LOG_LEVEL: 'info', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const keep = (chunk: Buffer) => (this.output += chunk.toString());
+    this.child.stdout!.on('data', keep);
+    this.child.stderr!.on('data', keep);
+    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
+  }
+
+  async waitFor(text: string, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!this.output.includes(text)) {
+      if (this.child.exitCode !== null) throw new Error(`npm start exited (${this.child.exitCode}) before "${text}":\n${this.output}`);
+      if (Date.now() > deadline) throw new Error(`no "${text}" within ${timeoutMs} ms:\n${this.output}`);
+      await sleep(100);
+    }
+  }
+
+  /** Ctrl-C, as a terminal sends it to the foreground process; resolves with the exit code. */
+  interrupt(): Promise<number | null> {
+    this.child.kill('SIGINT');
+    return this.exited;
+  }
+}
+
+/**
+ * The processes of one `npm start`: those whose command line names its data folder (PostgreSQL,
+ * Kafka) or that inherited it as SUMMA_DATA_DIR (the launcher and the services), with their
+ * command lines.
+ */
+function processesOf(dataDir: string): { pid: number; command: string }[] {
+  const found: { pid: number; command: string }[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const command = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
+      const environment = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+      if (command.includes(dataDir) || environment.includes(`SUMMA_DATA_DIR=${dataDir}`)) found.push({ pid: Number(entry), command });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return found;
+}
+
+function listening(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(port, '127.0.0.1');
+    socket.once('connect', () => socket.destroy() || resolve(true));
+    socket.once('error', () => resolve(false));
+  });
+}
+
+async function readTotal(totalsUrl: string): Promise<{ total: string; count: number }> {
+  return (await (await fetch(`${totalsUrl}/total`)).json()) as { total: string; count: number };
+}
+
+async function waitForCount(totalsUrl: string, count: number, timeoutMs = 30_000): Promise<{ total: string; count: number }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const total = await readTotal(totalsUrl).catch(() => undefined);
+    if (total && total.count >= count) return total;
+    if (Date.now() > deadline) throw new Error(`the total did not reach ${count} sums: ${JSON.stringify(total)}`);
+    await sleep(100);
+  }
+}
+
+describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeout: 300_000 }, () => {
+  let dataDir: string;
+  let env: Record<string, string>;
+  let grpcAddress: string;
+  let totalsUrl: string;
+  let ports: number[];
+
+  before(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'summa-launcher-'));
+    await chmod(dataDir, 0o755); // as root, PostgreSQL runs as "postgres", which must enter it
+    ports = await Promise.all(Array.from({ length: 7 }, () => freePort()));
+    const [postgres, kafka, controller, grpc, calculatorHttp, relayHttp, totalsHttp] = ports.map(String);
+    env = {
+      SUMMA_DATA_DIR: dataDir,
+      SUMMA_POSTGRES_PORT: postgres!,
+      SUMMA_KAFKA_PORT: kafka!,
+      SUMMA_KAFKA_CONTROLLER_PORT: controller!,
+      CALCULATOR_GRPC_PORT: grpc!,
+      CALCULATOR_HTTP_PORT: calculatorHttp!,
+      RELAY_HTTP_PORT: relayHttp!,
+      TOTALS_HTTP_PORT: totalsHttp!,
+    };
+    grpcAddress = `127.0.0.1:${grpc}`;
+    totalsUrl = `http://127.0.0.1:${totalsHttp}`;
+  });
+
+  after(async () => {
+    for (const { pid } of processesOf(dataDir)) process.kill(pid, 'SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('starts everything, restarts a service that dies, stops cleanly on Ctrl-C, and keeps the data', async () => {
+    const first = new Launcher(env);
+    await first.waitFor('Summa is running.', 180_000);
+    assert.match(first.output, new RegExp(`Calculator gRPC\\s+127\\.0\\.0\\.1:${ports[3]}`));
+    assert.match(first.output, new RegExp(`Totals REST\\s+http://127\\.0\\.0\\.1:${ports[6]}/total`));
+
+    const client = new CalculatorClient(grpcAddress, { compat: true });
+    try {
+      assert.equal((await client.add({ num1: 5, num2: 10, requestId: 'launcher-1' })).sum, '15');
+      assert.deepEqual(await waitForCount(totalsUrl, 1), { total: '15', count: 1 });
+
+      // A service killed outright comes back by itself, and nothing is counted twice.
+      const totals = processesOf(dataDir).filter((p) => p.command.includes('src/totals/main.ts'));
+      assert.equal(totals.length, 1, JSON.stringify(processesOf(dataDir)));
+      process.kill(totals[0]!.pid, 'SIGKILL');
+      await first.waitFor('service exited; restarting it in 1s', 10_000);
+      assert.equal((await client.add({ num1: -3, num2: 1, requestId: 'launcher-2' })).sum, '-2');
+      assert.deepEqual(await waitForCount(totalsUrl, 2, 60_000), { total: '13', count: 2 });
+    } finally {
+      client.close();
+    }
+
+    assert.equal(await first.interrupt(), 0, first.output);
+    assert.match(first.output, /stopping Summa/);
+    await sleep(500);
+    assert.deepEqual(processesOf(dataDir), [], 'the services, PostgreSQL and Kafka stopped with it');
+    for (const port of ports) assert.equal(await listening(port), false, `port ${port} is closed`);
+
+    // The next start finds the same total and the same idempotency records.
+    const second = new Launcher(env);
+    try {
+      await second.waitFor('Summa is running.', 180_000);
+      assert.deepEqual(await readTotal(totalsUrl), { total: '13', count: 2 });
+      const again = new CalculatorClient(grpcAddress);
+      try {
+        assert.deepEqual(await again.add({ num1: 5, num2: 10, requestId: 'launcher-1' }), { sum: '15', request_id: 'launcher-1', replayed: true });
+      } finally {
+        again.close();
+      }
+    } finally {
+      assert.equal(await second.interrupt(), 0, second.output);
+    }
+  });
+});
+
+describe('npm start when it cannot start', { timeout: 120_000 }, () => {
+  let database: TestDatabase;
+  before(async () => {
+    database = await createTestDatabase('launcher');
+  });
+  after(async () => {
+    await database?.drop();
+  });
+
+  it('stops at once with the reason when a port is taken, rather than restarting forever', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const takenPort = (taken.address() as net.AddressInfo).port;
+    try {
+      const [grpc, relayHttp, totalsHttp] = await Promise.all([freePort(), freePort(), freePort()]);
+      const launcher = new Launcher({
+        DATABASE_URL: database.url,
+        KAFKA_BROKERS: testKafkaBrokers().join(','),
+        CALCULATOR_GRPC_PORT: String(grpc),
+        CALCULATOR_HTTP_PORT: String(takenPort),
+        RELAY_HTTP_PORT: String(relayHttp),
+        TOTALS_HTTP_PORT: String(totalsHttp),
+      });
+      const startedAt = Date.now();
+      assert.equal(await launcher.exited, 1, launcher.output);
+      assert.ok(Date.now() - startedAt < 60_000, 'it gave up without waiting out its start-up timeout');
+      assert.match(launcher.output, new RegExp(`EADDRINUSE: address already in use 127\\.0\\.0\\.1:${takenPort}`));
+      assert.match(launcher.output, /Summa did not start: calculator exited during start-up/);
+      assert.doesNotMatch(launcher.output, /restarting it/);
+      for (const port of [grpc, relayHttp, totalsHttp]) assert.equal(await listening(port), false, `port ${port} is closed`);
+    } finally {
+      taken.close();
+    }
+  });
+});
+
+describe('embedded PostgreSQL in a folder only its owner may enter', () => {
+  it('as root, refuses at once and names the folder and the fix; otherwise starts', { timeout: 60_000 }, async () => {
+    const privateDir = await mkdtemp(path.join(os.tmpdir(), 'summa-private-')); // mode 0700
+    try {
+      const starting = startPostgresServer({ dataDir: path.join(privateDir, 'postgres'), port: await freePort() });
+      if (process.getuid?.() === 0) {
+        await assert.rejects(starting, (error: Error) => {
+          assert.match(error.message, /as root, PostgreSQL runs as the user "postgres", which cannot enter /);
+          assert.ok(error.message.includes(`chmod o+x ${privateDir}`), error.message);
+          return true;
+        });
+      } else {
+        await (await starting).stop();
+      }
+    } finally {
+      await rm(privateDir, { recursive: true, force: true });
+    }
+  });
+});
+
