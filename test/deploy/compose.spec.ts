@@ -507,6 +507,38 @@ function checkLogShipping(stack: ComposeStack): string[] {
 
 // ---------------------------------------------------------------------------------------------
 
+/** Durations as compose writes them ("35s", "1m30s", "500ms"), in ms. */
+function durationMs(value: unknown): number | undefined {
+  if (typeof value !== 'string') return undefined;
+  const parts = [...value.matchAll(/(\d+(?:\.\d+)?)(ms|h|m|s)/g)];
+  if (parts.length === 0 || parts.map((p) => p[0]).join('') !== value) return undefined;
+  const unit = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+  return parts.reduce((sum, [, amount, u]) => sum + Number(amount) * unit[u as keyof typeof unit], 0);
+}
+
+/**
+ * Each Summa container has a health check on /readyz of its own HTTP port, is given longer than its
+ * graceful stop before it is killed, and nginx waits for the calculators to be healthy.
+ */
+function checkHealthAndStop(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  const all = services(stack);
+  for (const { name, settings } of containersToCheck(stack, problems)) {
+    const service = all[name];
+    const test = (argv(service?.healthcheck?.test) ?? []).join(' ');
+    if (!test.includes(`127.0.0.1:${settings.ports.http}/readyz`)) problems.push(`${name}: no health check on /readyz of its HTTP port ${settings.ports.http}`);
+    const grace = durationMs(service?.stop_grace_period) ?? 10_000; // compose's default
+    if (grace <= settings.shutdownTimeoutMs) {
+      problems.push(`${name}: stop_grace_period ${grace} ms does not exceed its graceful stop (SHUTDOWN_TIMEOUT_MS ${settings.shutdownTimeoutMs} ms)`);
+    }
+  }
+  const nginxDepends = all.nginx?.depends_on;
+  for (const { name } of containersToCheck(stack, problems, 'calculator')) {
+    if (nginxDepends?.[name]?.condition !== 'service_healthy') problems.push(`nginx does not wait for ${name} to be healthy`);
+  }
+  return problems;
+}
+
 function assertClean(problems: string[]): void {
   assert.deepEqual(problems, [], `expected no problems, got:${describeProblems(problems)}`);
 }
@@ -574,6 +606,21 @@ describe('docker compose stack', () => {
       checkNginx(changedStack((s) => (s['calculator-1'].environment = { ...s['calculator-1'].environment, CALCULATOR_HTTP_PORT: '8190' }))),
       /calculators_http \(http\) has calculator-1:8090, which is no calculator's http port/,
     );
+  });
+
+  it('every Summa container has a health check and more time to stop than its graceful stop takes', () => {
+    assertClean(checkHealthAndStop(loadStack()));
+  });
+
+  it('the health-and-stop check fails on a missing health check, a short grace period or nginx not waiting', () => {
+    assertCaught(checkHealthAndStop(changedStack((s) => delete s.relay.healthcheck)), /relay: no health check/);
+    assertCaught(checkHealthAndStop(changedStack((s) => (s.totals.stop_grace_period = '20s'))), /totals: stop_grace_period 20000 ms does not exceed/);
+    assertCaught(checkHealthAndStop(changedStack((s) => delete s.totals.stop_grace_period)), /totals: stop_grace_period 10000 ms/);
+    assertCaught(
+      checkHealthAndStop(changedStack((s) => (s.totals.environment = { ...s.totals.environment, SHUTDOWN_TIMEOUT_MS: '60000' }))),
+      /totals: stop_grace_period 35000 ms does not exceed its graceful stop \(SHUTDOWN_TIMEOUT_MS 60000 ms\)/,
+    );
+    assertCaught(checkHealthAndStop(changedStack((s) => (s.nginx.depends_on = ['calculator-1', 'calculator-2', 'calculator-3']))), /nginx does not wait for calculator-1/);
   });
 
   it('Prometheus scrapes every calculator, the relay and totals on their HTTP ports', () => {
