@@ -7,6 +7,6 @@ import { readCalculatorConfig } from './config.ts';
 const logger = createLogger('calculator');
 await runService(logger, async () => {
   // Before the service starts, so that its first calls are traced too.
-  const tracing = initTracing('calculator');
+  const tracing = await initTracing('calculator');
   return flushTracingOnStop(await startCalculator(readCalculatorConfig(), logger), tracing);
 }, (c) => ({ grpcPort: c.grpcPort, httpPort: c.httpPort }));

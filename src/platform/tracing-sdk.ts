@@ -1,12 +1,7 @@
-import { context, trace } from '@opentelemetry/api';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { node as sdkTraceNode } from '@opentelemetry/sdk-node';
-import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { ConfigError } from './config.ts';
-import { w3cPropagator } from './tracing.ts';
 
-// Kept apart from tracing.ts so that code which only creates spans does not load the SDK.
+// Kept apart from tracing.ts so that code which only creates spans does not load the SDK; the SDK
+// itself (tracing-provider.ts) is loaded only when tracing is asked for.
 
 export interface Tracing {
   /** Exports the spans still buffered and stops the provider. */
@@ -16,31 +11,17 @@ export interface Tracing {
 const NO_TRACING: Tracing = { shutdown: async () => {} };
 
 /**
- * Installs the global tracer provider (with the async-hooks context manager, so the active span
- * follows promises) exporting through the given processors. For tests and for initTracing.
- */
-export function installTracing(service: string, spanProcessors: SpanProcessor[]): Tracing {
-  const provider = new sdkTraceNode.NodeTracerProvider({
-    resource: resourceFromAttributes({ 'service.name': service }),
-    spanProcessors,
-  });
-  provider.register({ propagator: w3cPropagator });
-  return {
-    async shutdown() {
-      await provider.shutdown();
-      trace.disable();
-      context.disable();
-    },
-  };
-}
-
-/**
  * Turns on OTLP export when the standard variables ask for it: OTEL_TRACES_EXPORTER=otlp, or an
  * OTLP endpoint (OTEL_EXPORTER_OTLP_ENDPOINT / OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) set. The
  * exporter reads the endpoint, headers and timeout variables itself. Call it before the service starts.
  */
-export function initTracing(service: string, env: Record<string, string | undefined> = process.env): Tracing {
+export async function initTracing(service: string, env: Record<string, string | undefined> = process.env): Promise<Tracing> {
   if (!tracingRequested(env)) return NO_TRACING;
+  const [{ installTracing }, { OTLPTraceExporter }, { BatchSpanProcessor }] = await Promise.all([
+    import('./tracing-provider.ts'),
+    import('@opentelemetry/exporter-trace-otlp-http'),
+    import('@opentelemetry/sdk-trace-base'),
+  ]);
   return installTracing(env.OTEL_SERVICE_NAME || `summa-${service}`, [new BatchSpanProcessor(new OTLPTraceExporter())]);
 }
 

@@ -7,6 +7,6 @@ import { startRelay } from './relay-service.ts';
 const logger = createLogger('relay');
 await runService(logger, async () => {
   // Before the service starts, so that its first calls are traced too.
-  const tracing = initTracing('relay');
+  const tracing = await initTracing('relay');
   return flushTracingOnStop(await startRelay(readRelayConfig(), logger), tracing);
 }, (r) => ({ httpPort: r.httpPort }));

@@ -7,6 +7,6 @@ import { startTotals } from './totals-service.ts';
 const logger = createLogger('totals');
 await runService(logger, async () => {
   // Before the service starts, so that its first calls are traced too.
-  const tracing = initTracing('totals');
+  const tracing = await initTracing('totals');
   return flushTracingOnStop(await startTotals(readTotalsConfig(), logger), tracing);
 }, (t) => ({ httpPort: t.httpPort }));
