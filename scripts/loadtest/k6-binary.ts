@@ -27,5 +27,10 @@ export function ensureK6(): string {
     stdio: ['ignore', 'inherit', 'inherit'],
   });
   if (setup.status !== 0) throw new K6UnavailableError('scripts/setup/40-k6.sh could not install k6; see the output above');
-  return path.join(process.env.SUMMA_TOOLS_BIN ?? path.join(repoRoot, '.data', 'tools', 'bin'), 'k6');
+  return toolPath('k6');
+}
+
+/** A command that scripts/setup/ built into the project's tools dir (SUMMA_TOOLS_BIN overrides it). */
+export function toolPath(name: string): string {
+  return path.join(process.env.SUMMA_TOOLS_BIN ?? path.join(repoRoot, '.data', 'tools', 'bin'), name);
 }

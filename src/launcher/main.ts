@@ -37,12 +37,9 @@ let stopping = false;
 let postgres: PostgresServer | undefined;
 let kafka: KafkaBroker | undefined;
 const children = new Map<string, ChildProcess>();
-/** Services whose current process said it is ready (over the IPC channel). */
-const readyServices = new Set<string>();
 /** Set once every service was ready: from then on a service that exits is restarted. */
 let started = false;
-/** Services that exited before they were ever ready (a port in use, a bad setting): why. */
-const startupFailures = new Map<string, string>();
+const STARTUP_TIMEOUT_MS = 120_000;
 
 async function main(): Promise<void> {
   let databaseUrl = env.DATABASE_URL;
@@ -61,8 +58,11 @@ async function main(): Promise<void> {
     brokers = kafka.brokers;
   }
   const serviceEnv = { ...env, DATABASE_URL: databaseUrl, KAFKA_BROKERS: brokers };
-  for (const service of services) startService(service, serviceEnv);
-  await Promise.all(services.map((service) => waitUntilReady(service)));
+  await withTimeout(
+    Promise.all(services.map((service) => startService(service, serviceEnv))),
+    STARTUP_TIMEOUT_MS,
+    `the services did not become ready within ${STARTUP_TIMEOUT_MS / 1000} s`,
+  );
   started = true;
 
   console.log(`
@@ -78,39 +78,36 @@ Press Ctrl-C to stop.
 `);
 }
 
-function startService(service: ServiceSpec, serviceEnv: NodeJS.ProcessEnv): void {
+/**
+ * Starts a service's process; resolves when it says it is ready (over the IPC channel), rejects if
+ * it exits first. Once the system has started, a process that exits is replaced.
+ */
+function startService(service: ServiceSpec, serviceEnv: NodeJS.ProcessEnv): Promise<void> {
   const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, service.entry)], {
     cwd: root,
     env: serviceEnv,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   children.set(service.name, child);
-  child.on('message', (message: { type?: string }) => {
-    if (message?.type === 'ready') readyServices.add(service.name);
-  });
   child.on('exit', (code, signal) => {
     children.delete(service.name);
-    readyServices.delete(service.name);
-    if (stopping) return;
-    if (!started) {
-      // Its own log line above says why; restarting would only say it again.
-      startupFailures.set(service.name, `${service.name} exited during start-up (${signal ?? `exit code ${code}`}); see its log above`);
-      return;
-    }
+    // During start-up the failure stops everything (below); restarting would only fail again.
+    if (stopping || !started) return;
     logger.error({ service: service.name, code, signal }, 'service exited; restarting it in 1s');
-    setTimeout(() => !stopping && startService(service, serviceEnv), 1_000);
+    setTimeout(() => !stopping && startService(service, serviceEnv).catch(() => {}), 1_000);
+  });
+  return new Promise((resolve, reject) => {
+    child.on('message', (message: { type?: string }) => message?.type === 'ready' && resolve());
+    child.once('exit', (code, signal) =>
+      reject(new Error(`${service.name} exited during start-up (${signal ?? `exit code ${code}`}); see its log above`)),
+    );
   });
 }
 
-async function waitUntilReady(service: ServiceSpec): Promise<void> {
-  const deadline = Date.now() + 120_000;
-  while (Date.now() < deadline && !stopping) {
-    if (readyServices.has(service.name)) return;
-    const failure = startupFailures.get(service.name);
-    if (failure) throw new Error(failure);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  if (!stopping) throw new Error(`${service.name} did not become ready within 120 s`);
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)));
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 async function stop(): Promise<void> {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startPostgresServer } from '../../src/infra/postgres-server.ts';
-import { sleep } from '../support/add-load.ts';
+import { sleep, waitForTotalCount } from '../support/add-load.ts';
 import { freePort } from '../support/free-port.ts';
 import { CalculatorClient } from '../support/grpc-clients.ts';
 import { testKafkaBrokers, createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
@@ -77,20 +77,6 @@ function listening(port: number): Promise<boolean> {
   });
 }
 
-async function readTotal(totalsUrl: string): Promise<{ total: string; count: number }> {
-  return (await (await fetch(`${totalsUrl}/total`)).json()) as { total: string; count: number };
-}
-
-async function waitForCount(totalsUrl: string, count: number, timeoutMs = 30_000): Promise<{ total: string; count: number }> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const total = await readTotal(totalsUrl).catch(() => undefined);
-    if (total && total.count >= count) return total;
-    if (Date.now() > deadline) throw new Error(`the total did not reach ${count} sums: ${JSON.stringify(total)}`);
-    await sleep(100);
-  }
-}
-
 describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeout: 300_000 }, () => {
   let dataDir: string;
   let env: Record<string, string>;
@@ -131,7 +117,7 @@ describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeo
     const client = new CalculatorClient(grpcAddress, { compat: true });
     try {
       assert.equal((await client.add({ num1: 5, num2: 10, requestId: 'launcher-1' })).sum, '15');
-      assert.deepEqual(await waitForCount(totalsUrl, 1), { total: '15', count: 1 });
+      assert.deepEqual(await waitForTotalCount(totalsUrl, 1, 30_000), { total: '15', count: 1 });
 
       // A service killed outright comes back by itself, and nothing is counted twice.
       const totals = processesOf(dataDir).filter((p) => p.command.includes('src/totals/main.ts'));
@@ -139,7 +125,7 @@ describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeo
       process.kill(totals[0]!.pid, 'SIGKILL');
       await first.waitFor('service exited; restarting it in 1s', 10_000);
       assert.equal((await client.add({ num1: -3, num2: 1, requestId: 'launcher-2' })).sum, '-2');
-      assert.deepEqual(await waitForCount(totalsUrl, 2, 60_000), { total: '13', count: 2 });
+      assert.deepEqual(await waitForTotalCount(totalsUrl, 2, 60_000), { total: '13', count: 2 });
     } finally {
       client.close();
     }
@@ -154,7 +140,7 @@ describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeo
     const second = new Launcher(env);
     try {
       await second.waitFor('Summa is running.', 180_000);
-      assert.deepEqual(await readTotal(totalsUrl), { total: '13', count: 2 });
+      assert.deepEqual(await waitForTotalCount(totalsUrl, 0), { total: '13', count: 2 });
       const again = new CalculatorClient(grpcAddress);
       try {
         assert.deepEqual(await again.add({ num1: 5, num2: 10, requestId: 'launcher-1' }), { sum: '15', request_id: 'launcher-1', replayed: true });

@@ -1,14 +1,6 @@
 import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-/** A command that scripts/setup/ built into the project's tools dir (SUMMA_TOOLS_BIN overrides it). */
-export function toolPath(name: string): string {
-  return path.join(process.env.SUMMA_TOOLS_BIN ?? path.join(root, '.data', 'tools', 'bin'), name);
-}
+import { toolPath } from '../../scripts/loadtest/k6-binary.ts';
 
 /** Runs the pinned grpcurl with these arguments; resolves with its stdout, rejects with its stderr. */
 export async function grpcurl(...args: string[]): Promise<string> {

@@ -1,23 +1,16 @@
 #!/usr/bin/env bash
 # Builds a pinned Go command from the Go module proxy into the project-local tools dir, unless that
-# exact version is already there. Usage: go-tool.sh NAME MODULE_PATH VERSION [VERSION_PATTERN]
-# The build leaves NAME.version beside the binary; a binary without it still counts when its
-# `version`/`--version` output matches VERSION_PATTERN (a grep -E pattern).
+# exact version is already there (NAME.version beside the binary says which it is).
+# Usage: go-tool.sh NAME MODULE_PATH VERSION
 set -euo pipefail
 
-name="$1" module="$2" version="$3" pattern="${4:-}"
+name="$1" module="$2" version="$3"
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
 tools_bin="${SUMMA_TOOLS_BIN:-$repo_root/.data/tools/bin}"
 binary="$tools_bin/$name"
 
-installed_version() {
-  # k6 prints its version with `version`, most other tools with `--version`.
-  { "$binary" version 2>&1 || true; "$binary" --version 2>&1 || true; } | head -5
-}
-
-if [[ -x "$binary" ]]; then
-  [[ "$(cat "$binary.version" 2>/dev/null)" == "$module@$version" ]] && exit 0
-  [[ -n "$pattern" ]] && installed_version | grep -qE "$pattern" && exit 0
+if [[ -x "$binary" && "$(cat "$binary.version" 2>/dev/null)" == "$module@$version" ]]; then
+  exit 0
 fi
 
 if ! command -v go >/dev/null 2>&1; then
