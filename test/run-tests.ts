@@ -6,9 +6,9 @@ import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startKafkaBroker } from '../src/infra/kafka-broker.ts';
-import { startPostgresServer } from '../src/infra/postgres-server.ts';
-import { freePort } from './support/free-port.ts';
+import { startKafkaBroker } from '../tools/local-stack/kafka-broker.ts';
+import { startPostgresServer } from '../tools/local-stack/postgres-server.ts';
+import { freePort } from '../tools/lib/free-port.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const filters = process.argv.slice(2);
@@ -29,11 +29,11 @@ if (files.length === 0) {
 }
 
 // Tools the tests need beyond npm packages (each script is idempotent and quick once installed).
-const setupDir = path.join(root, 'scripts', 'setup');
+const setupDir = path.join(root, 'tools', 'setup');
 for (const script of (await readdir(setupDir)).filter((name) => name.endsWith('.sh')).sort()) {
   const result = spawnSync('bash', [path.join(setupDir, script)], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
   if (result.status !== 0) {
-    console.error(`scripts/setup/${script} failed`);
+    console.error(`tools/setup/${script} failed`);
     process.exit(1);
   }
 }

@@ -138,7 +138,7 @@ async function main(): Promise<number> {
     }
     case 'verify': {
       if (rest.length > 0) break;
-      const { parseSeconds, runVerifyCommand } = await import('../verify/verify-command.ts');
+      const { parseSeconds, runVerifyCommand } = await import('./verify-command.ts');
       // Unless told otherwise, the database `npm start` runs.
       const embedded = `postgres://summa:summa@127.0.0.1:${process.env.SUMMA_POSTGRES_PORT ?? 55432}/summa`;
       return runVerifyCommand({ DATABASE_URL: embedded, ...process.env }, {

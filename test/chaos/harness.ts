@@ -7,11 +7,11 @@ import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { startKafkaBroker, type KafkaBroker } from '../../src/infra/kafka-broker.ts';
-import { startPostgresServer, type PostgresServer } from '../../src/infra/postgres-server.ts';
-import { auditInvariant, auditUntilQuiet, formatReport, type InvariantReport } from '../../src/verify/invariant-audit.ts';
-import { freePort } from '../support/free-port.ts';
-import { ChaosClients } from './clients.ts';
+import { startKafkaBroker, type KafkaBroker } from '../../tools/local-stack/kafka-broker.ts';
+import { startPostgresServer, type PostgresServer } from '../../tools/local-stack/postgres-server.ts';
+import { auditInvariant, auditUntilQuiet, formatReport, type InvariantReport } from '../../src/cli/invariant-audit.ts';
+import { freePort } from '../../tools/lib/free-port.ts';
+import { ChaosClients } from '../../tools/load/retrying-clients.ts';
 import { ChaosService, killPostgresCluster, sleep, waitForPortFree, type ServiceName } from './processes.ts';
 
 export const COMPONENTS = ['calculator', 'relay', 'totals', 'kafka', 'postgres'] as const;

@@ -196,7 +196,7 @@ function checkComposeConfig(input: { file: string } | { text: string }): string[
           input: input.text,
           encoding: 'utf8',
         });
-  if (result.error) return [`docker-compose could not run (scripts/setup/21-docker-compose.sh installs it): ${result.error.message}`];
+  if (result.error) return [`docker-compose could not run (tools/setup/21-docker-compose.sh installs it): ${result.error.message}`];
   return result.status === 0 ? [] : [`docker-compose config -q exited ${result.status}: ${result.stderr.trim()}`];
 }
 

@@ -7,10 +7,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { startPostgresServer } from '../../src/infra/postgres-server.ts';
-import { sleep, waitForTotalCount } from '../support/add-load.ts';
-import { freePort } from '../support/free-port.ts';
-import { CalculatorClient } from '../support/grpc-clients.ts';
+import { startPostgresServer } from '../../tools/local-stack/postgres-server.ts';
+import { sleep, waitForTotalCount } from '../../tools/load/add-load.ts';
+import { freePort } from '../../tools/lib/free-port.ts';
+import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
 import { testKafkaBrokers, createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -22,7 +22,7 @@ class Launcher {
   readonly exited: Promise<number | null>;
 
   constructor(env: Record<string, string>) {
-    this.child = spawn(process.execPath, ['scripts/with-dependencies.mjs', 'src/launcher/main.ts'], {
+    this.child = spawn(process.execPath, ['tools/with-dependencies.mjs', 'tools/local-stack/launcher.ts'], {
       cwd: root,
       env: { ...process.env, LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],

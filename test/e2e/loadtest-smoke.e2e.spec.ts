@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { runLoadtest, type LoadtestTargets } from '../../scripts/loadtest/run-loadtest.ts';
+import { runLoadtest, type LoadtestTargets } from '../../tools/load/run-loadtest.ts';
 import { serviceEnvironment } from '../support/service-environment.ts';
 import { ServiceProcess } from '../support/service-process.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';

@@ -7,7 +7,7 @@ import { startCalculator, type RunningCalculator } from '../../src/calculator/ca
 import { readCalculatorConfig } from '../../src/calculator/config.ts';
 import { decodeSumAccepted } from '../../src/events/sum-accepted.ts';
 import { createLogger } from '../../src/platform/logger.ts';
-import { CalculatorClient, checkHealth, listServicesByReflection } from '../support/grpc-clients.ts';
+import { CalculatorClient, checkHealth, listServicesByReflection } from '../../tools/lib/grpc-clients.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 import { grpcurl } from '../support/tools.ts';
 

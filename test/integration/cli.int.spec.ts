@@ -11,7 +11,7 @@ import { readRelayConfig } from '../../src/relay/config.ts';
 import { startRelay, type RunningRelay } from '../../src/relay/relay-service.ts';
 import { readTotalsConfig } from '../../src/totals/config.ts';
 import { startTotals, type RunningTotals } from '../../src/totals/totals-service.ts';
-import { sleep } from '../support/add-load.ts';
+import { sleep } from '../../tools/load/add-load.ts';
 import { serviceEnvironment } from '../support/service-environment.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Consumer, ListOffsetTimestamps } from '@platformatic/kafka';
-import { startKafkaBroker, type KafkaBroker } from '../../src/infra/kafka-broker.ts';
+import { startKafkaBroker, type KafkaBroker } from '../../tools/local-stack/kafka-broker.ts';
 import {
   createBatchConsumer,
   createEventPublisher,

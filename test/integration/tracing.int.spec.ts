@@ -16,8 +16,8 @@ import { readRelayConfig } from '../../src/relay/config.ts';
 import { startRelay, type RunningRelay } from '../../src/relay/relay-service.ts';
 import { readTotalsConfig } from '../../src/totals/config.ts';
 import { startTotals, type RunningTotals } from '../../src/totals/totals-service.ts';
-import { freePort } from '../support/free-port.ts';
-import { CalculatorClient } from '../support/grpc-clients.ts';
+import { freePort } from '../../tools/lib/free-port.ts';
+import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
 import { createTestDatabase, testKafkaBrokers, uniqueName, type TestDatabase } from '../support/test-environment.ts';
 
 const logger = createLogger('tracing-test', { LOG_LEVEL: 'silent' });

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { CALCULATOR_MIGRATIONS } from '../../src/calculator/calculator-service.ts';
 import { migrate } from '../../src/platform/db/migrate.ts';
 import { TOTALS_MIGRATIONS } from '../../src/totals/totals-service.ts';
-import { auditInvariant, auditUntilQuiet, formatReport } from '../../src/verify/invariant-audit.ts';
+import { auditInvariant, auditUntilQuiet, formatReport } from '../../src/cli/invariant-audit.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -4,8 +4,8 @@ import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { INT64_MAX, INT64_MIN } from '../../src/platform/int64.ts';
-import { CalculatorClient, checkHealth } from '../support/grpc-clients.ts';
-import { freePort } from '../support/free-port.ts';
+import { CalculatorClient, checkHealth } from '../../tools/lib/grpc-clients.ts';
+import { freePort } from '../../tools/lib/free-port.ts';
 import { ServiceProcess } from '../support/service-process.ts';
 import { createTestDatabase, uniqueName, type TestDatabase } from '../support/test-environment.ts';
 

@@ -6,13 +6,13 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import pg from 'pg';
-import { startKafkaBroker, type KafkaBroker } from '../../src/infra/kafka-broker.ts';
-import { startPostgresServer, type PostgresServer } from '../../src/infra/postgres-server.ts';
+import { startKafkaBroker, type KafkaBroker } from '../../tools/local-stack/kafka-broker.ts';
+import { startPostgresServer, type PostgresServer } from '../../tools/local-stack/postgres-server.ts';
 import { waitForPortFree } from '../chaos/processes.ts';
-import { sleep, waitForTotalCount } from '../support/add-load.ts';
-import { freePort } from '../support/free-port.ts';
+import { sleep, waitForTotalCount } from '../../tools/load/add-load.ts';
+import { freePort } from '../../tools/lib/free-port.ts';
 import { serviceEnvironment } from '../support/service-environment.ts';
-import { CalculatorClient } from '../support/grpc-clients.ts';
+import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
 import { ServiceProcess } from '../support/service-process.ts';
 
 // Each outage takes down a server the whole system depends on, so this file runs its own

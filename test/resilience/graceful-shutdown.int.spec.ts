@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { AddLoad, sleep, waitForTotalCount, type Attempt } from '../support/add-load.ts';
+import { AddLoad, sleep, waitForTotalCount, type Attempt } from '../../tools/load/add-load.ts';
 import { serviceEnvironment } from '../support/service-environment.ts';
 import { ServiceProcess } from '../support/service-process.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';

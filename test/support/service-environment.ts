@@ -1,4 +1,4 @@
-import { freePort } from './free-port.ts';
+import { freePort } from '../../tools/lib/free-port.ts';
 import { testKafkaBrokers, uniqueName } from './test-environment.ts';
 
 /** What the three services of one test need: their environment, and where they will listen. */

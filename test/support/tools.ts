@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { toolPath } from '../../scripts/loadtest/k6-binary.ts';
+import { toolPath } from '../../tools/lib/paths.ts';
 
 /** Runs the pinned grpcurl with these arguments; resolves with its stdout, rejects with its stderr. */
 export async function grpcurl(...args: string[]): Promise<string> {

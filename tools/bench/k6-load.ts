@@ -1,4 +1,4 @@
-// Runs bench/k6/add.js, the one load generator the benchmark uses for every system it measures.
+// Runs tools/load/k6/add.js, the one load generator the benchmark uses for every system it measures.
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -6,7 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { reapedChildrenCpuSeconds } from './process-stats.ts';
 
-const SCRIPT = fileURLToPath(new URL('./k6/add.js', import.meta.url));
+const SCRIPT = fileURLToPath(new URL('../load/k6/add.js', import.meta.url));
 
 export type LoadShape =
   | { mode: 'closed'; vus: number; durationSeconds: number }

@@ -4,10 +4,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startKafkaBroker, type KafkaBroker } from '../infra/kafka-broker.ts';
-import { startPostgresServer, type PostgresServer } from '../infra/postgres-server.ts';
-import { envPort } from '../platform/config.ts';
-import { createLogger } from '../platform/logger.ts';
+import { startKafkaBroker, type KafkaBroker } from './kafka-broker.ts';
+import { startPostgresServer, type PostgresServer } from './postgres-server.ts';
+import { envPort } from '../../src/platform/config.ts';
+import { createLogger } from '../../src/platform/logger.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const logger = createLogger('launcher');

@@ -1,9 +1,7 @@
 // A process the benchmark starts and measures: one of Summa's services, or the echo server.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+import { repoRoot } from '../lib/paths.ts';
 
 export interface BenchProcessOptions {
   name: string;

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const [entry, ...args] = process.argv.slice(2);
 if (!entry) {
-  console.error('usage: node scripts/with-dependencies.mjs <entry.ts> [args...]');
+  console.error('usage: node tools/with-dependencies.mjs <entry.ts> [args...]');
   process.exit(2);
 }
 

@@ -32,14 +32,14 @@ export interface KafkaBroker {
   kill(): Promise<void>;
 }
 
-const POM_PATH = fileURLToPath(new URL('../../infra/kafka/pom.xml', import.meta.url));
+const POM_PATH = fileURLToPath(new URL('./kafka/pom.xml', import.meta.url));
 const HOST = '127.0.0.1';
 const READY_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 20_000;
 
 /**
  * A real single-node Apache Kafka broker (KRaft, broker+controller in one JVM) for local runs and
- * tests. The jars come from Maven Central through infra/kafka/pom.xml. Resolves once the broker
+ * tests. The jars come from Maven Central through tools/local-stack/kafka/pom.xml. Resolves once the broker
  * answers a metadata request.
  */
 export async function startKafkaBroker(options: KafkaBrokerOptions): Promise<KafkaBroker> {
@@ -181,7 +181,7 @@ function renderServerProperties(p: { port: number; controllerPort: number; kafka
     'broker.session.timeout.ms': 5_000,
   };
   const lines = Object.entries(settings).map(([key, value]) => `${key}=${value}`);
-  return `# Written by src/infra/kafka-broker.ts on every start; edits are lost.\n${lines.join('\n')}\n`;
+  return `# Written by tools/local-stack/kafka-broker.ts on every start; edits are lost.\n${lines.join('\n')}\n`;
 }
 
 // Kafka logs through slf4j -> log4j2; stdout is redirected to logs/broker.log by the launcher.

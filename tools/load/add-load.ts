@@ -1,6 +1,6 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { CalculatorClient } from './grpc-clients.ts';
+import { CalculatorClient } from '../lib/grpc-clients.ts';
 
 export type Outcome = 'ok' | 'unavailable' | 'network' | 'other';
 

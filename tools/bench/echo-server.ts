@@ -1,8 +1,8 @@
 // R1, the benchmark's ceiling: a bare grpc-js server with Summa's proto that validates and answers
 // Add in memory, without any I/O. Prints its port on stdout once it listens.
 import * as grpc from '@grpc/grpc-js';
-import { buildAddCommand } from '../src/calculator/add-command.ts';
-import { loadCalculatorProtos, type AddRequestMessage, type AddResponseMessage } from '../src/calculator/proto.ts';
+import { buildAddCommand } from '../../src/calculator/add-command.ts';
+import { loadCalculatorProtos, type AddRequestMessage, type AddResponseMessage } from '../../src/calculator/proto.ts';
 
 const protos = loadCalculatorProtos();
 const server = new grpc.Server();

@@ -3,8 +3,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { prometheusVersion, startPrometheusServer } from '../infra/prometheus-server.ts';
-import { ConfigError, envPort } from '../platform/config.ts';
+import { prometheusVersion, startPrometheusServer } from './prometheus-server.ts';
+import { ConfigError, envPort } from '../../src/platform/config.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const env = process.env;

@@ -3,7 +3,7 @@
 //   npm run loadtest -- <smoke|ramp|spike|mix>
 //
 // The scenario comes from SCENARIO; LOADTEST_DURATION_SCALE stretches or shrinks every stage
-// (0.5 halves the run). The runner (scripts/loadtest/main.ts) passes a run id, so that request
+// (0.5 halves the run). The runner (tools/load/main.ts) passes a run id, so that request
 // ids never repeat those of an earlier run, and checks the total afterwards.
 import { add, readTotal, thinkTime } from './lib/summa-client.js';
 

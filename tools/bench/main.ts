@@ -1,20 +1,21 @@
 // `npm run bench [-- --quick] [--cpu-prof] [--vus N]`
 //
-// One run, one machine, one load generator (k6, bench/k6/add.js) against:
+// One run, one machine, one load generator (k6, tools/load/k6/add.js) against:
 //   R1  a bare grpc-js server with Summa's proto that answers Add in memory (the ceiling);
 //   P   the whole pipeline (calculator → PostgreSQL outbox → relay → Kafka → totals) as real
 //       processes on an embedded PostgreSQL and Kafka in a temp dir.
-// Prints a table and writes bench/results/latest.json.
+// Prints a table and writes tools/bench/results/latest.json.
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { startKafkaBroker, type KafkaBroker } from '../src/infra/kafka-broker.ts';
-import { startPostgresServer, type PostgresServer } from '../src/infra/postgres-server.ts';
-import { ensureK6 } from '../scripts/loadtest/k6-binary.ts';
-import { freePort } from '../test/support/free-port.ts';
-import { BenchProcess, httpReady, repoRoot } from './bench-process.ts';
+import { startKafkaBroker, type KafkaBroker } from '../local-stack/kafka-broker.ts';
+import { startPostgresServer, type PostgresServer } from '../local-stack/postgres-server.ts';
+import { ensureK6 } from '../load/k6-binary.ts';
+import { freePort } from '../lib/free-port.ts';
+import { repoRoot } from '../lib/paths.ts';
+import { BenchProcess, httpReady } from './bench-process.ts';
 import { runLoad, type LoadResult } from './k6-load.ts';
 import { cpuSeconds, peakRssMb, processTree, treeCpuSeconds } from './process-stats.ts';
 
@@ -32,7 +33,7 @@ const plan = flags.quick
   : { windowSeconds: 20, warmupSeconds: 4, backlog: 100_000 };
 /** Busy backends report I/O statistics at most once a second, idle ones after 10 s. */
 const STATS_FLUSH_MS = 11_500;
-const RESULTS_DIR = path.join(repoRoot, 'bench', 'results');
+const RESULTS_DIR = path.join(repoRoot, 'tools', 'bench', 'results');
 const PROFILE_DIR = path.join(repoRoot, '.data', 'profiles');
 
 const log = (message: string) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}`);
@@ -73,7 +74,7 @@ async function main(): Promise<void> {
   const echoPort = await freePort();
   const echo = new BenchProcess({
     name: 'echo',
-    entry: 'bench/echo-server.ts',
+    entry: 'tools/bench/echo-server.ts',
     env: { ECHO_PORT: String(echoPort) },
     isReady: async (output) => output.includes('listening'),
     cpuProfileDir: flags['cpu-prof'] ? PROFILE_DIR : undefined,
@@ -252,7 +253,7 @@ async function main(): Promise<void> {
       load_average_at_start: loadAtStart,
       load_average_at_end: loadAtEnd,
     },
-    plan: { ...plan, vus: VUS, load_generator: 'k6 (bench/k6/add.js), gRPC, same for R1 and P' },
+    plan: { ...plan, vus: VUS, load_generator: 'k6 (tools/load/k6/add.js), gRPC, same for R1 and P' },
     echo_rps: round(r1Closed.ackedPerSecond, 0),
     pipeline_rps: round(pipelineRps, 0),
     ratio: round(pipelineRps / r1Closed.ackedPerSecond, 3),
@@ -330,7 +331,7 @@ function printTable(r: {
   for (const row of [header, ...rows]) {
     console.log(`${row[0].padEnd(widths[0]!)}  ${row[1].padStart(widths[1]!)}  ${row[2].padStart(widths[2]!)}  ${row[3]}`);
   }
-  console.log(`\nwritten to bench/results/latest.json`);
+  console.log(`\nwritten to tools/bench/results/latest.json`);
 }
 
 let exitCode = 0;

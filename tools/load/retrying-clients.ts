@@ -3,7 +3,7 @@
 import { randomInt, randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { loadCalculatorProtos, type AddResponseMessage } from '../../src/calculator/proto.ts';
-import { sleep } from './processes.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface ClientOptions {
   grpcAddress: string;

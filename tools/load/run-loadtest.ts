@@ -5,7 +5,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureK6, repoRoot } from './k6-binary.ts';
+import { repoRoot } from '../lib/paths.ts';
+import { ensureK6 } from './k6-binary.ts';
 
 export const SCENARIOS = ['smoke', 'ramp', 'spike', 'mix'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
@@ -100,7 +101,7 @@ export async function runLoadtest(options: LoadtestOptions): Promise<LoadtestRes
     const args = ['run', '--no-usage-report', '--summary-export', summaryFile];
     for (const [name, value] of Object.entries(env)) args.push('-e', `${name}=${value}`);
     if (options.output === 'pipe') args.push('--no-color', '--quiet');
-    args.push(path.join(repoRoot, 'loadtest', 'summa.js'));
+    args.push(path.join(repoRoot, 'tools', 'load', 'k6', 'summa.js'));
     const { code, output } = await runK6(k6, args, options.output ?? 'inherit');
 
     const problems: string[] = [];
