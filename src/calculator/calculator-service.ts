@@ -1,4 +1,3 @@
-import { fileURLToPath } from 'node:url';
 import { migrate } from '../platform/db/migrate.ts';
 import { createPool } from '../platform/db/pool.ts';
 import { createGrpcServerMetrics } from '../platform/grpc/server-metrics.ts';
@@ -10,9 +9,8 @@ import type { CalculatorConfig } from './config.ts';
 import { startCalculatorGrpcServer } from './grpc-server.ts';
 import { registerCalculatorRoutes } from './http-routes.ts';
 import { createCalculatorMetrics } from './metrics.ts';
+import { CALCULATOR_MIGRATIONS, CALCULATOR_SCHEMA } from './schema.ts';
 import { SumRecorder } from './sum-recorder.ts';
-
-export const CALCULATOR_MIGRATIONS = fileURLToPath(new URL('./migrations', import.meta.url));
 
 export interface RunningCalculator {
   readonly grpcPort: number;
@@ -29,7 +27,7 @@ export async function startCalculator(config: CalculatorConfig, logger: Logger):
     connectTimeoutMs: config.databaseConnectTimeoutMs,
     queryTimeoutMs: config.databaseQueryTimeoutMs,
   });
-  await migrate(pool, 'calculator', CALCULATOR_MIGRATIONS);
+  await migrate(pool, CALCULATOR_SCHEMA, CALCULATOR_MIGRATIONS);
 
   const registry = createMetricsRegistry('calculator');
   const recorder = new SumRecorder(

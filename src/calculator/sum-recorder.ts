@@ -1,12 +1,14 @@
 import { randomUUID } from 'node:crypto';
 import { context, type Context, type Span } from '@opentelemetry/api';
 import { encodeSumAccepted } from '../events/sum-accepted.ts';
+import { outboxInsertSql } from '../outbox/outbox-store.ts';
 import type { Pool } from '../platform/db/pool.ts';
 import { SummaError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
 import { recordFailure, recordingSpanIn, traceHeadersOf, tracer } from '../platform/tracing.ts';
 import { replayOf, type AddCommand, type AddResult, type RecordedRequest } from './add-command.ts';
 import type { CalculatorMetrics } from './metrics.ts';
+import { REQUESTS_TABLE } from './schema.ts';
 
 /**
  * Records new requests together with their outbox events in one statement, so both commit or
@@ -18,20 +20,18 @@ WITH input AS (
   SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::uuid[], $6::text[], $7::timestamptz[]${withHeaders ? ', $9::jsonb[]' : ''})
     AS t(request_id, num1, num2, sum, event_id, payload, accepted_at${withHeaders ? ', headers' : ''})
 ), accepted AS (
-  INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id, accepted_at)
+  INSERT INTO ${REQUESTS_TABLE} (request_id, num1, num2, sum, event_id, accepted_at)
   SELECT request_id, num1, num2, sum, event_id, accepted_at FROM input
   ON CONFLICT (request_id) DO NOTHING
   RETURNING request_id, event_id
 )
-INSERT INTO calculator.outbox (event_id, topic, message_key, payload, ${withHeaders ? 'headers, ' : ''}created_at)
-SELECT accepted.event_id, $8, input.request_id, input.payload, ${withHeaders ? 'input.headers, ' : ''}input.accepted_at
-FROM accepted JOIN input USING (request_id)
-RETURNING message_key AS request_id`;
+${outboxInsertSql(`SELECT accepted.event_id, $8, input.request_id, input.payload, ${withHeaders ? 'input.headers' : `'{}'::jsonb`}, input.accepted_at
+FROM accepted JOIN input USING (request_id)`)}`;
 const RECORD_SQL = recordSql(false);
 /** Used only for batches with a traced request: stores each request's traceparent in its outbox row. */
 const RECORD_TRACED_SQL = recordSql(true);
 
-const RECORDED_SQL = `SELECT request_id, num1, num2, sum FROM calculator.requests WHERE request_id = ANY($1::text[])`;
+const RECORDED_SQL = `SELECT request_id, num1, num2, sum FROM ${REQUESTS_TABLE} WHERE request_id = ANY($1::text[])`;
 
 export interface SumRecorderOptions {
   topic: string;
@@ -181,8 +181,8 @@ export class SumRecorder {
       this.options.topic,
     ];
     if (spans) parameters.push(commands.map((_, index) => JSON.stringify(spans[index] ? traceHeadersOf(spans[index]) : {})));
-    const accepted = await this.pool.query<{ request_id: string }>(spans ? RECORD_TRACED_SQL : RECORD_SQL, parameters);
-    const newlyAccepted = new Set(accepted.rows.map((row) => row.request_id));
+    const accepted = await this.pool.query<{ message_key: string }>(spans ? RECORD_TRACED_SQL : RECORD_SQL, parameters);
+    const newlyAccepted = new Set(accepted.rows.map((row) => row.message_key));
     const recorded = new Map<string, Recorded>();
     const repeated: string[] = [];
     for (const command of commands) {

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Pool } from '../platform/db/pool.ts';
 import { scrapeTimeReader, withoutSamples } from '../platform/metrics.ts';
+import { readOutboxBacklog } from '../outbox/outbox-store.ts';
 
 export interface RelayMetrics {
   published: Counter;
@@ -11,13 +12,7 @@ export interface RelayMetrics {
 
 export function createRelayMetrics(registry: Registry, pool: Pool): RelayMetrics {
   // Read at scrape time, so the figures are the database's, shared by every relay instance.
-  const readBacklog = scrapeTimeReader(() =>
-    pool
-      .query<{ pending: string; oldest: number | null }>(
-        `SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest FROM calculator.outbox`,
-      )
-      .then((result) => ({ pending: Number(result.rows[0]!.pending), oldestAgeSeconds: Math.max(0, result.rows[0]!.oldest ?? 0) })),
-  );
+  const readBacklog = scrapeTimeReader(() => readOutboxBacklog(pool));
   new Gauge({
     name: 'summa_outbox_pending_events',
     help: 'Events in the outbox not yet published.',

@@ -1,4 +1,4 @@
-import { CALCULATOR_MIGRATIONS } from '../calculator/calculator-service.ts';
+import { CALCULATOR_MIGRATIONS, CALCULATOR_SCHEMA } from '../calculator/schema.ts';
 import { migrate } from '../platform/db/migrate.ts';
 import { createPool } from '../platform/db/pool.ts';
 import { createHttpServer } from '../platform/http/server.ts';
@@ -10,7 +10,7 @@ import { retryUntilSuccess } from '../platform/retry.ts';
 import { pause } from '../platform/shutdown.ts';
 import type { RelayConfig } from './config.ts';
 import { createRelayMetrics } from './metrics.ts';
-import { OutboxRelay } from './outbox-relay.ts';
+import { OutboxRelay } from '../outbox/outbox-relay.ts';
 
 export interface RunningRelay {
   readonly httpPort: number;
@@ -23,7 +23,7 @@ export interface RunningRelay {
 export async function startRelay(config: RelayConfig, logger: Logger): Promise<RunningRelay> {
   const pool = createPool(config.databaseUrl, { max: config.workers + 2, applicationName: 'summa-relay' });
   // The outbox belongs to the calculator; whichever starts first creates it.
-  await retryUntilSuccess('migrating the calculator schema', () => migrate(pool, 'calculator', CALCULATOR_MIGRATIONS), logger);
+  await retryUntilSuccess('migrating the calculator schema', () => migrate(pool, CALCULATOR_SCHEMA, CALCULATOR_MIGRATIONS), logger);
   const kafka = { brokers: config.kafkaBrokers, clientId: 'summa-relay' };
   await retryUntilSuccess('creating the Kafka topic', () => ensureTopic(kafka, config.topic, config.topicPartitions), logger);
 

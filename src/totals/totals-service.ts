@@ -1,4 +1,3 @@
-import { fileURLToPath } from 'node:url';
 import { migrate } from '../platform/db/migrate.ts';
 import { createPool } from '../platform/db/pool.ts';
 import { createHttpServer } from '../platform/http/server.ts';
@@ -14,9 +13,8 @@ import type { TotalsConfig } from './config.ts';
 import { createDeadLetterSink } from './dead-letters.ts';
 import { registerTotalsRoutes } from './http-routes.ts';
 import { createTotalsMetrics, registerConsumerLagGauge } from './metrics.ts';
+import { TOTALS_MIGRATIONS, TOTALS_SCHEMA } from './schema.ts';
 import { TotalsStore } from './totals-store.ts';
-
-export const TOTALS_MIGRATIONS = fileURLToPath(new URL('./migrations', import.meta.url));
 
 export interface RunningTotals {
   readonly httpPort: number;
@@ -27,7 +25,7 @@ export interface RunningTotals {
 /** The totals service: a consumer-group member that applies events to the total, and its REST API. */
 export async function startTotals(config: TotalsConfig, logger: Logger): Promise<RunningTotals> {
   const pool = createPool(config.databaseUrl, { max: 6, applicationName: 'summa-totals' });
-  await retryUntilSuccess('migrating the totals schema', () => migrate(pool, 'totals', TOTALS_MIGRATIONS), logger);
+  await retryUntilSuccess('migrating the totals schema', () => migrate(pool, TOTALS_SCHEMA, TOTALS_MIGRATIONS), logger);
   const kafka = { brokers: config.kafkaBrokers, clientId: 'summa-totals' };
   await retryUntilSuccess('creating the Kafka topic', () => ensureTopic(kafka, config.topic, config.topicPartitions), logger);
   await retryUntilSuccess(

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { CALCULATOR_MIGRATIONS } from '../../src/calculator/calculator-service.ts';
+import { CALCULATOR_MIGRATIONS } from '../../src/calculator/schema.ts';
 import { encodeSumAccepted } from '../../src/events/sum-accepted.ts';
 import { migrate } from '../../src/platform/db/migrate.ts';
 import { createPool, type Pool } from '../../src/platform/db/pool.ts';
@@ -13,7 +13,7 @@ import { ensureTopic } from '../../src/platform/kafka/topics.ts';
 import { createLogger } from '../../src/platform/logger.ts';
 import { createMetricsRegistry } from '../../src/platform/metrics.ts';
 import { createRelayMetrics } from '../../src/relay/metrics.ts';
-import { OutboxRelay, type OutboxRelayOptions } from '../../src/relay/outbox-relay.ts';
+import { OutboxRelay, type OutboxRelayOptions } from '../../src/outbox/outbox-relay.ts';
 import { createTestDatabase, testKafkaBrokers, uniqueName, type TestDatabase } from '../support/test-environment.ts';
 
 const logger = createLogger('relay-test', { LOG_LEVEL: 'silent' });

@@ -5,9 +5,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
-import { CALCULATOR_MIGRATIONS } from '../../src/calculator/calculator-service.ts';
+import { CALCULATOR_MIGRATIONS } from '../../src/calculator/schema.ts';
 import { migrate } from '../../src/platform/db/migrate.ts';
-import { TOTALS_MIGRATIONS } from '../../src/totals/totals-service.ts';
+import { TOTALS_MIGRATIONS } from '../../src/totals/schema.ts';
 import { auditInvariant, auditUntilQuiet, formatReport } from '../../src/cli/invariant-audit.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 

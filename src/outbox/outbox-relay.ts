@@ -3,23 +3,10 @@ import pg from 'pg';
 import type { Pool } from '../platform/db/pool.ts';
 import type { Logger } from '../platform/logger.ts';
 import { contextFromHeaders, recordFailure, SpanKind, traceHeadersOf, tracer } from '../platform/tracing.ts';
-import type { RelayMetrics } from './metrics.ts';
+import type { RelayMetrics } from '../relay/metrics.ts';
+import { OUTBOX_CHANNEL } from '../calculator/schema.ts';
+import { claimOutboxRows, deleteOutboxRows, type OutboxRow } from './outbox-store.ts';
 
-/**
- * Claims the oldest events no other relay holds. SKIP LOCKED lets several relays work side by side
- * without waiting on each other, and since a row leaves the table only after it is published, a
- * transaction that commits late is picked up by a later claim rather than skipped by a cursor.
- */
-const CLAIM_SQL = `
-SELECT id, event_id, topic, message_key, payload, headers, created_at
-FROM calculator.outbox
-ORDER BY id
-LIMIT $1
-FOR UPDATE SKIP LOCKED`;
-
-const DELETE_SQL = `DELETE FROM calculator.outbox WHERE id = ANY($1::bigint[])`;
-
-export const OUTBOX_CHANNEL = 'summa_outbox';
 
 export interface OutboxRecord {
   key: string;
@@ -40,16 +27,6 @@ export interface OutboxRelayOptions {
   pollIntervalMs: number;
   /** How long to wait after a wake-up before claiming, so that a batch gathers several commits. */
   lingerMs: number;
-}
-
-interface OutboxRow {
-  id: string;
-  event_id: string;
-  topic: string;
-  message_key: string;
-  payload: string;
-  headers: Record<string, string>;
-  created_at: Date;
 }
 
 export class OutboxRelay {
@@ -113,7 +90,7 @@ export class OutboxRelay {
       // are published again, and the consumer skips them by event id. Not waiting for the WAL flush
       // spares one fsync per batch.
       await client.query('BEGIN; SET LOCAL synchronous_commit TO off');
-      const { rows } = await client.query<OutboxRow>(CLAIM_SQL, [this.options.batchSize]);
+      const rows = await claimOutboxRows(client, this.options.batchSize);
       if (rows.length > 0) {
         const spans = startPublishSpans(rows);
         try {
@@ -126,7 +103,7 @@ export class OutboxRelay {
         } finally {
           for (const span of spans.values()) span.end();
         }
-        await client.query(DELETE_SQL, [rows.map((row) => row.id)]);
+        await deleteOutboxRows(client, rows);
       }
       await client.query('COMMIT');
       if (rows.length > 0) {
