@@ -3,7 +3,7 @@ import { createPool } from '../platform/db/pool.ts';
 import { createGrpcServerMetrics } from '../platform/grpc/server-metrics.ts';
 import { createHttpServer } from '../platform/http/server.ts';
 import type { Logger } from '../platform/logger.ts';
-import { pause } from '../platform/shutdown.ts';
+import { pause } from '../platform/service/shutdown.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import type { CalculatorConfig } from './config.ts';
 import { startCalculatorGrpcServer } from './grpc-server.ts';

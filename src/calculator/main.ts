@@ -1,4 +1,4 @@
-import { runService } from '../platform/lifecycle.ts';
+import { runService } from '../platform/service/lifecycle.ts';
 import { createLogger } from '../platform/logger.ts';
 import { flushTracingOnStop, initTracing } from '../platform/tracing-sdk.ts';
 import { startCalculator } from './calculator-service.ts';

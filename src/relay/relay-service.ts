@@ -7,7 +7,7 @@ import { ensureTopic } from '../platform/kafka/topics.ts';
 import type { Logger } from '../platform/logger.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { retryUntilSuccess } from '../platform/retry.ts';
-import { pause } from '../platform/shutdown.ts';
+import { pause } from '../platform/service/shutdown.ts';
 import type { RelayConfig } from './config.ts';
 import { createRelayMetrics } from './metrics.ts';
 import { OutboxRelay } from '../outbox/outbox-relay.ts';

@@ -1,6 +1,6 @@
 import { ConfigError, envDatabaseUrl, envHost, envInteger, envKafkaBrokers, envPort, envString, envTopic } from '../platform/config.ts';
 import { envTlsIdentity, type TlsIdentity } from '../platform/security.ts';
-import { envShutdownSettings, type ShutdownSettings } from '../platform/shutdown.ts';
+import { envShutdownSettings, type ShutdownSettings } from '../platform/service/shutdown.ts';
 
 export interface TotalsConfig {
   readonly host: string;

@@ -7,7 +7,7 @@ import { ensureTopic } from '../platform/kafka/topics.ts';
 import type { Logger } from '../platform/logger.ts';
 import { createMetricsRegistry } from '../platform/metrics.ts';
 import { retryUntilSuccess } from '../platform/retry.ts';
-import { pause } from '../platform/shutdown.ts';
+import { pause } from '../platform/service/shutdown.ts';
 import { createBatchApplier } from './batch-applier.ts';
 import type { TotalsConfig } from './config.ts';
 import { createDeadLetterSink } from './dead-letters.ts';

@@ -1,4 +1,4 @@
-import { envInteger } from './config.ts';
+import { envInteger } from '../config.ts';
 
 type Env = Record<string, string | undefined>;
 
