@@ -1,4 +1,5 @@
 import { envDatabaseUrl, envHost, envInteger, envPort, envTopic } from '../platform/config.ts';
+import { DEFAULT_PORTS } from '../platform/ports.ts';
 import { envTlsIdentity, envWriteToken, type TlsIdentity } from '../platform/security.ts';
 import { envShutdownSettings, type ShutdownSettings } from '../platform/service/shutdown.ts';
 
@@ -26,8 +27,8 @@ export function readCalculatorConfig(env: Record<string, string | undefined> = p
   const maxConcurrentWrites = envInteger(env, 'CALCULATOR_CONCURRENT_WRITES', 4, { min: 1, max: 64 });
   return Object.freeze({
     host: envHost(env),
-    grpcPort: envPort(env, 'CALCULATOR_GRPC_PORT', 9090),
-    httpPort: envPort(env, 'CALCULATOR_HTTP_PORT', 8090),
+    grpcPort: envPort(env, 'CALCULATOR_GRPC_PORT', DEFAULT_PORTS.calculatorGrpc),
+    httpPort: envPort(env, 'CALCULATOR_HTTP_PORT', DEFAULT_PORTS.calculatorHttp),
     databaseUrl: envDatabaseUrl(env),
     topic: envTopic(env),
     maxBatchSize: envInteger(env, 'CALCULATOR_BATCH_SIZE', 500, { min: 1, max: 10_000 }),

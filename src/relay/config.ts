@@ -1,4 +1,5 @@
 import { envDatabaseUrl, envHost, envInteger, envKafkaBrokers, envPort, envTopic } from '../platform/config.ts';
+import { DEFAULT_PORTS } from '../platform/ports.ts';
 import { envTlsIdentity, type TlsIdentity } from '../platform/security.ts';
 import { envShutdownSettings, type ShutdownSettings } from '../platform/service/shutdown.ts';
 
@@ -21,7 +22,7 @@ export interface RelayConfig {
 export function readRelayConfig(env: Record<string, string | undefined> = process.env): RelayConfig {
   return Object.freeze({
     host: envHost(env),
-    httpPort: envPort(env, 'RELAY_HTTP_PORT', 8091),
+    httpPort: envPort(env, 'RELAY_HTTP_PORT', DEFAULT_PORTS.relayHttp),
     databaseUrl: envDatabaseUrl(env),
     kafkaBrokers: envKafkaBrokers(env),
     topic: envTopic(env),

@@ -1,4 +1,5 @@
 import { ConfigError, envDatabaseUrl, envHost, envInteger, envKafkaBrokers, envPort, envString, envTopic } from '../platform/config.ts';
+import { DEFAULT_PORTS } from '../platform/ports.ts';
 import { envTlsIdentity, type TlsIdentity } from '../platform/security.ts';
 import { envShutdownSettings, type ShutdownSettings } from '../platform/service/shutdown.ts';
 
@@ -21,7 +22,7 @@ export interface TotalsConfig {
 export function readTotalsConfig(env: Record<string, string | undefined> = process.env): TotalsConfig {
   return Object.freeze({
     host: envHost(env),
-    httpPort: envPort(env, 'TOTALS_HTTP_PORT', 8080),
+    httpPort: envPort(env, 'TOTALS_HTTP_PORT', DEFAULT_PORTS.totalsHttp),
     databaseUrl: envDatabaseUrl(env),
     kafkaBrokers: envKafkaBrokers(env),
     topic: envTopic(env),
