@@ -6,6 +6,10 @@ import * as grpc from '@grpc/grpc-js';
 import { loadCalculatorProtos, type AddResponseMessage } from '../calculator/proto.ts';
 import { SummaError } from '../platform/errors.ts';
 import { parseInt64 } from '../platform/int64.ts';
+import { DEFAULT_PORTS } from '../platform/ports.ts';
+
+const DEFAULT_GRPC_ADDRESS = `127.0.0.1:${DEFAULT_PORTS.calculatorGrpc}`;
+const DEFAULT_TOTALS_URL = `http://127.0.0.1:${DEFAULT_PORTS.totalsHttp}`;
 
 const USAGE = `usage:
   summa add <num1> <num2> [--id <request id>]   add two int64 numbers (retry with the same --id safely)
@@ -14,8 +18,8 @@ const USAGE = `usage:
   summa verify [--wait <s>] [--grace <s>] [--json] audit "no sum lost, none counted twice" in the databases
 
 environment:
-  CALCULATOR_GRPC_ADDRESS  default 127.0.0.1:9090
-  TOTALS_URL               default http://127.0.0.1:8080 (https://... when the services use TLS)
+  CALCULATOR_GRPC_ADDRESS  default ${DEFAULT_GRPC_ADDRESS}
+  TOTALS_URL               default ${DEFAULT_TOTALS_URL} (https://... when the services use TLS)
   TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL
   SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
   DATABASE_URL             (verify) default: the database npm start runs; CALCULATOR_DATABASE_URL
@@ -58,7 +62,7 @@ async function add(num1: string, num2: string, requestId: string | undefined): P
   parseInt64(num1, 'num1');
   parseInt64(num2, 'num2');
   const { Client } = loadCalculatorProtos();
-  const address = process.env.CALCULATOR_GRPC_ADDRESS ?? '127.0.0.1:9090';
+  const address = process.env.CALCULATOR_GRPC_ADDRESS ?? DEFAULT_GRPC_ADDRESS;
   const client = new Client(address, grpcCredentials()) as grpc.Client & Record<string, Function>;
   const metadata = new grpc.Metadata();
   const token = process.env.SUMMA_WRITE_TOKEN?.trim();
@@ -86,7 +90,7 @@ function grpcCredentials(): grpc.ChannelCredentials {
 }
 
 async function getJson(pathname: string): Promise<{ status: number; body: any }> {
-  const base = process.env.TOTALS_URL ?? 'http://127.0.0.1:8080';
+  const base = process.env.TOTALS_URL ?? DEFAULT_TOTALS_URL;
   const url = new URL(pathname, base);
   const ca = caFile();
   if (url.protocol !== 'https:' || !ca) {

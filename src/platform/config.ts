@@ -9,7 +9,8 @@ export class ConfigError extends Error {
   }
 }
 
-type Env = Record<string, string | undefined>;
+/** The process environment, or a stand-in for it in tests. */
+export type Env = Record<string, string | undefined>;
 
 export function envString(env: Env, name: string, fallback?: string): string {
   const value = env[name]?.trim();

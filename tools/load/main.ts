@@ -1,11 +1,11 @@
 // `npm run loadtest -- <scenario>`: a k6 scenario against the local Summa (the `npm start`
 // ports, or CALCULATOR_GRPC_ADDRESS / CALCULATOR_URL / TOTALS_URL), then the exact total check.
-import { isScenario, runLoadtest, SCENARIOS, targetsFromEnv } from './run-loadtest.ts';
+import { DEFAULT_TARGETS, isScenario, runLoadtest, SCENARIOS, targetsFromEnv } from './run-loadtest.ts';
 
 const [scenario = 'smoke', ...rest] = process.argv.slice(2);
 if (!isScenario(scenario) || rest.length > 0) {
   console.error(`usage: npm run loadtest -- <${SCENARIOS.join('|')}>
-  env: CALCULATOR_GRPC_ADDRESS (127.0.0.1:9090), CALCULATOR_URL (http://127.0.0.1:8090), TOTALS_URL (http://127.0.0.1:8080),
+  env: CALCULATOR_GRPC_ADDRESS (${DEFAULT_TARGETS.grpcAddress}), CALCULATOR_URL (${DEFAULT_TARGETS.calculatorUrl}), TOTALS_URL (${DEFAULT_TARGETS.totalsUrl}),
        LOADTEST_DURATION_SCALE (1), LOADTEST_SETTLE_TIMEOUT_MS (120000)`);
   process.exit(2);
 }

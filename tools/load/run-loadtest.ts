@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { DEFAULT_PORTS } from '../../src/platform/ports.ts';
 import { repoRoot } from '../lib/paths.ts';
 import { ensureK6 } from './k6-binary.ts';
 
@@ -62,12 +63,19 @@ export function isScenario(value: string): value is Scenario {
   return (SCENARIOS as readonly string[]).includes(value);
 }
 
+/** Where `npm start` runs the services. */
+export const DEFAULT_TARGETS: LoadtestTargets = Object.freeze({
+  grpcAddress: `127.0.0.1:${DEFAULT_PORTS.calculatorGrpc}`,
+  calculatorUrl: `http://127.0.0.1:${DEFAULT_PORTS.calculatorHttp}`,
+  totalsUrl: `http://127.0.0.1:${DEFAULT_PORTS.totalsHttp}`,
+});
+
 /** The `npm start` addresses unless CALCULATOR_GRPC_ADDRESS, CALCULATOR_URL or TOTALS_URL say otherwise. */
 export function targetsFromEnv(env: NodeJS.ProcessEnv = process.env): LoadtestTargets {
   return {
-    grpcAddress: env.CALCULATOR_GRPC_ADDRESS ?? '127.0.0.1:9090',
-    calculatorUrl: (env.CALCULATOR_URL ?? 'http://127.0.0.1:8090').replace(/\/$/, ''),
-    totalsUrl: (env.TOTALS_URL ?? 'http://127.0.0.1:8080').replace(/\/$/, ''),
+    grpcAddress: env.CALCULATOR_GRPC_ADDRESS ?? DEFAULT_TARGETS.grpcAddress,
+    calculatorUrl: (env.CALCULATOR_URL ?? DEFAULT_TARGETS.calculatorUrl).replace(/\/$/, ''),
+    totalsUrl: (env.TOTALS_URL ?? DEFAULT_TARGETS.totalsUrl).replace(/\/$/, ''),
   };
 }
 

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { prometheusVersion, startPrometheusServer } from './prometheus-server.ts';
 import { ConfigError, envPort } from '../../src/platform/config.ts';
+import { DEFAULT_PORTS } from '../../src/platform/ports.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const env = process.env;
@@ -24,9 +25,9 @@ async function main(): Promise<number> {
     binary,
     scrapeIntervalSeconds: 5,
     jobs: {
-      calculator: [`127.0.0.1:${envPort(env, 'CALCULATOR_HTTP_PORT', 8090)}`],
-      relay: [`127.0.0.1:${envPort(env, 'RELAY_HTTP_PORT', 8091)}`],
-      totals: [`127.0.0.1:${envPort(env, 'TOTALS_HTTP_PORT', 8080)}`],
+      calculator: [`127.0.0.1:${envPort(env, 'CALCULATOR_HTTP_PORT', DEFAULT_PORTS.calculatorHttp)}`],
+      relay: [`127.0.0.1:${envPort(env, 'RELAY_HTTP_PORT', DEFAULT_PORTS.relayHttp)}`],
+      totals: [`127.0.0.1:${envPort(env, 'TOTALS_HTTP_PORT', DEFAULT_PORTS.totalsHttp)}`],
     },
   });
   const provisioning = await writeGrafanaProvisioning(path.join(dataDir, 'grafana', 'provisioning'), prometheus.url);

@@ -8,6 +8,7 @@ import { startKafkaBroker, type KafkaBroker } from './kafka-broker.ts';
 import { startPostgresServer, type PostgresServer } from './postgres-server.ts';
 import { envPort } from '../../src/platform/config.ts';
 import { createLogger } from '../../src/platform/logger.ts';
+import { DEFAULT_PORTS } from '../../src/platform/ports.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const logger = createLogger('launcher');
@@ -21,10 +22,10 @@ interface ServiceSpec {
 
 const scheme = env.TLS_CERT_FILE ? 'https' : 'http';
 const ports = {
-  grpc: envPort(env, 'CALCULATOR_GRPC_PORT', 9090),
-  calculatorHttp: envPort(env, 'CALCULATOR_HTTP_PORT', 8090),
-  relayHttp: envPort(env, 'RELAY_HTTP_PORT', 8091),
-  totalsHttp: envPort(env, 'TOTALS_HTTP_PORT', 8080),
+  grpc: envPort(env, 'CALCULATOR_GRPC_PORT', DEFAULT_PORTS.calculatorGrpc),
+  calculatorHttp: envPort(env, 'CALCULATOR_HTTP_PORT', DEFAULT_PORTS.calculatorHttp),
+  relayHttp: envPort(env, 'RELAY_HTTP_PORT', DEFAULT_PORTS.relayHttp),
+  totalsHttp: envPort(env, 'TOTALS_HTTP_PORT', DEFAULT_PORTS.totalsHttp),
 };
 
 const services: ServiceSpec[] = [

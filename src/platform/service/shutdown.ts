@@ -1,6 +1,4 @@
-import { envInteger } from './config.ts';
-
-type Env = Record<string, string | undefined>;
+import { envInteger, type Env } from '../config.ts';
 
 /** How a service stops on SIGTERM. */
 export interface ShutdownSettings {

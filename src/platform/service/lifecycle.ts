@@ -1,4 +1,4 @@
-import type { Logger } from './logger.ts';
+import type { Logger } from '../logger.ts';
 
 /**
  * Runs `shutdown` once on SIGTERM or SIGINT, then exits. A second signal exits at once, for when
