@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation } from 'grpc-health-check';
 import { toSummaError } from '../platform/errors.ts';
+import { grpcStatusOf } from '../platform/grpc/status.ts';
 import { withGrpcServerMetrics, type GrpcServerMetrics } from '../platform/grpc/server-metrics.ts';
 import { withGrpcServerSpan } from '../platform/grpc/server-tracing.ts';
 import type { Logger } from '../platform/logger.ts';
@@ -52,7 +53,7 @@ export async function startCalculatorGrpcServer(options: {
         (error: unknown) => {
           const failure = toSummaError(error);
           if (failure.code === 'INTERNAL') options.logger.error({ err: failure.cause ?? failure }, 'Add failed');
-          callback({ code: failure.grpcStatus, details: failure.message });
+          callback({ code: grpcStatusOf(failure), details: failure.message });
         },
       );
   };
