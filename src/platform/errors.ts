@@ -1,6 +1,7 @@
-import { status as GrpcStatus } from '@grpc/grpc-js';
-
-/** The few ways a request can fail, each with one gRPC status and one HTTP status. */
+/**
+ * The few ways a request can fail. Each transport answers a code with its own status:
+ * src/platform/grpc/status.ts and src/platform/http/status.ts.
+ */
 export type ErrorCode =
   | 'INVALID_ARGUMENT'
   | 'OUT_OF_RANGE'
@@ -10,17 +11,6 @@ export type ErrorCode =
   | 'RESOURCE_EXHAUSTED'
   | 'UNAUTHENTICATED'
   | 'INTERNAL';
-
-const statuses: Record<ErrorCode, { grpc: GrpcStatus; http: number }> = {
-  INVALID_ARGUMENT: { grpc: GrpcStatus.INVALID_ARGUMENT, http: 400 },
-  OUT_OF_RANGE: { grpc: GrpcStatus.OUT_OF_RANGE, http: 400 },
-  ALREADY_EXISTS: { grpc: GrpcStatus.ALREADY_EXISTS, http: 422 },
-  NOT_FOUND: { grpc: GrpcStatus.NOT_FOUND, http: 404 },
-  UNAVAILABLE: { grpc: GrpcStatus.UNAVAILABLE, http: 503 },
-  RESOURCE_EXHAUSTED: { grpc: GrpcStatus.RESOURCE_EXHAUSTED, http: 429 },
-  UNAUTHENTICATED: { grpc: GrpcStatus.UNAUTHENTICATED, http: 401 },
-  INTERNAL: { grpc: GrpcStatus.INTERNAL, http: 500 },
-};
 
 /**
  * An error whose message is safe to show to the caller. The `cause` is for logs only and is never
@@ -33,14 +23,6 @@ export class SummaError extends Error {
     super(message, options);
     this.name = 'SummaError';
     this.code = code;
-  }
-
-  get grpcStatus(): GrpcStatus {
-    return statuses[this.code].grpc;
-  }
-
-  get httpStatus(): number {
-    return statuses[this.code].http;
   }
 }
 

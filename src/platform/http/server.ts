@@ -4,6 +4,7 @@ import { SummaError } from '../errors.ts';
 import type { Logger } from '../logger.ts';
 import type { TlsIdentity } from '../security.ts';
 import { registerHttpMetrics } from './http-metrics.ts';
+import { httpStatusOf } from './status.ts';
 
 export interface HttpServerOptions {
   logger: Logger;
@@ -38,7 +39,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
       if (error.code === 'INTERNAL' || error.code === 'UNAVAILABLE') {
         options.logger.warn({ err: error.cause ?? error, route: request.routeOptions.url }, error.message);
       }
-      return reply.status(error.httpStatus).send(errorBody(error.code, error.message));
+      return reply.status(httpStatusOf(error)).send(errorBody(error.code, error.message));
     }
     const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {
