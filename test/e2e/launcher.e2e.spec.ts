@@ -150,7 +150,8 @@ describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeo
 
       // docker stop, systemd and supervisors signal the whole process group at once: the services,
       // PostgreSQL and Kafka get SIGTERM together with the launcher, and everything still stops.
-      const launcher = processesOf(dataDir).find((p) => p.command.includes('tools/local-stack/launcher.ts'));
+      // The launcher itself (its own process group), not the wrapper that installs and starts it.
+      const launcher = processesOf(dataDir).find((p) => p.command.includes('--import tsx') && p.command.includes('tools/local-stack/launcher.ts'));
       assert.ok(launcher, JSON.stringify(processesOf(dataDir)));
       process.kill(-launcher.pid, 'SIGTERM');
       const outcome = await Promise.race([second.exited, sleep(30_000).then(() => 'still running after 30 s')]);
