@@ -49,7 +49,8 @@ export function replayOf(command: AddCommand, recorded: RecordedRequest): AddRes
   if (recorded.num1 !== command.num1 || recorded.num2 !== command.num2) {
     throw new SummaError(
       'ALREADY_EXISTS',
-      `request id ${JSON.stringify(command.requestId)} was already used for ${recorded.num1} + ${recorded.num2}`,
+      // Not which numbers: the first request's content is its sender's, not this caller's.
+      `request id ${JSON.stringify(command.requestId)} was already used with other numbers; use a new id for a new sum`,
     );
   }
   return { requestId: command.requestId, sum: recorded.sum, replayed: true };

@@ -27,7 +27,7 @@ export function registerCalculatorRoutes(
     if (typeof body !== 'object' || body === null || Array.isArray(body)) {
       throw invalidArgument('the body must be a JSON object like {"num1": 5, "num2": 10}');
     }
-    const fields = body as Record<string, unknown>;
+    const fields = addBodyOf(body as Record<string, unknown>);
     const command = buildAddCommand({
       num1: fields.num1,
       num2: fields.num2,
@@ -40,14 +40,47 @@ export function registerCalculatorRoutes(
   });
 }
 
-/** `headers`: every Idempotency-Key header given (Node would join repeated ones with ", "). */
+const BODY_FIELDS = new Set(['num1', 'num2', 'requestId', 'request_id']);
+
+/**
+ * The fields of an Add body. A field it does not know is refused rather than ignored: a misspelt
+ * key (`requestid`, `idempotency_key`) would otherwise give every retry a new id, and count it
+ * again. `request_id`, the field's name in the gRPC contract, is taken as well as `requestId`.
+ */
+function addBodyOf(fields: Record<string, unknown>): { num1: unknown; num2: unknown; requestId: unknown } {
+  const unknown = Object.keys(fields).find((name) => !BODY_FIELDS.has(name));
+  if (unknown !== undefined) {
+    throw invalidArgument(`unknown field ${JSON.stringify(unknown)}; the body takes num1, num2 and requestId (or request_id)`);
+  }
+  const { requestId, request_id: snakeCase } = fields;
+  if (requestId !== undefined && snakeCase !== undefined && requestId !== snakeCase) {
+    throw invalidArgument('the requestId and request_id fields differ');
+  }
+  return { num1: fields.num1, num2: fields.num2, requestId: requestId ?? snakeCase };
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * `headers`: every Idempotency-Key header given (Node would join repeated ones with ", "). Node
+ * reads header bytes as Latin-1; the key is read as UTF-8, as the body is, so that one key sent
+ * in the header and in the body is the same key.
+ */
 function idempotencyKeyOf(headers: string[] | undefined, field: unknown): unknown {
   if (headers !== undefined && headers.length > 1) throw invalidArgument('give the Idempotency-Key header once');
-  const header = headers?.[0];
+  const header = headers?.[0] === undefined ? undefined : decodeUtf8Header(headers[0]);
   if (header !== undefined && field !== undefined && header !== field) {
     throw invalidArgument('the Idempotency-Key header and the requestId field differ');
   }
   return header ?? field;
+}
+
+function decodeUtf8Header(latin1: string): string {
+  try {
+    return utf8.decode(Buffer.from(latin1, 'latin1'));
+  } catch {
+    throw invalidArgument('the Idempotency-Key header must be UTF-8');
+  }
 }
 
 /** Refuses a request without the write token before its body is even read. */

@@ -59,7 +59,9 @@ export interface ChaosResult {
   errors: Record<string, number>;
   report: InvariantReport | undefined;
   workDir: string;
-  /** `chaos: acked=N retries=R kills=K lost=0 double=0` */
+  /** Whether the run got as far as auditing the pipeline: without that, lost and double mean nothing. */
+  measured: boolean;
+  /** `chaos: acked=N retries=R kills=K lost=0 double=0`; see chaosSummary. */
   summary: string;
 }
 
@@ -92,6 +94,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let lost = 0;
   let double = 0;
   let committedUnacked = 0;
+  let measured = false;
   let total = '?';
   const topology: Topology = {
     postgres: undefined,
@@ -211,6 +214,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
     lost = report.problems.lost + stuck + ackedMissing;
     double = report.problems.appliedTwice;
+    measured = true;
     if (lost > 0) problems.push(`${lost} request(s) lost (${report.problems.lost} neither in the outbox nor applied, ${stuck} never applied, ${ackedMissing} acknowledged but not recorded)`);
     if (double > 0) problems.push(`${double} request(s) applied more than once`);
     for (const failure of report.failures) if (!problems.includes(failure)) problems.push(`verify: ${failure}`);
@@ -229,6 +233,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
   const stats = clients?.stats;
   const totalKills = COMPONENTS.reduce((n, c) => n + kills[c].kill9 + kills[c].sigterm, 0);
+  const outcome = { ok: problems.length === 0, measured, acked: stats?.acked.size ?? 0, retries: stats?.retries ?? 0, totalKills, lost, double };
   const result: ChaosResult = {
     ok: problems.length === 0,
     problems,
@@ -249,7 +254,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     errors: Object.fromEntries(stats?.errors ?? []),
     report,
     workDir,
-    summary: `chaos: acked=${stats?.acked.size ?? 0} retries=${stats?.retries ?? 0} kills=${totalKills} lost=${lost} double=${double}`,
+    measured,
+    summary: chaosSummary(outcome),
   };
   for (const line of describe(result)) log(line);
   if (result.ok && !options.keepWorkDir) await rm(workDir, { recursive: true, force: true }).catch(() => {});
@@ -301,6 +307,16 @@ async function teardown(topology: Topology): Promise<void> {
       .then((pid) => killPostgresCluster(pid, topology.postgresPort))
       .catch(() => server.stop());
   }
+}
+
+/**
+ * The run's last line. `lost=0 double=0` only when the audit ran: a harness that failed before
+ * measuring anything says FAILED and n/a, never a clean bill it did not check.
+ */
+export function chaosSummary(outcome: Pick<ChaosResult, 'ok' | 'measured' | 'acked' | 'retries' | 'totalKills' | 'lost' | 'double'>): string {
+  const counts = `acked=${outcome.acked} retries=${outcome.retries} kills=${outcome.totalKills}`;
+  if (!outcome.measured) return `chaos: FAILED ${counts} lost=n/a double=n/a`;
+  return `chaos: ${outcome.ok ? '' : 'FAILED '}${counts} lost=${outcome.lost} double=${outcome.double}`;
 }
 
 export function describe(result: ChaosResult): string[] {

@@ -147,8 +147,19 @@ describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeo
       } finally {
         again.close();
       }
+
+      // docker stop, systemd and supervisors signal the whole process group at once: the services,
+      // PostgreSQL and Kafka get SIGTERM together with the launcher, and everything still stops.
+      // The launcher itself (its own process group), not the wrapper that installs and starts it.
+      const launcher = processesOf(dataDir).find((p) => p.command.includes('--import tsx') && p.command.includes('tools/local-stack/launcher.ts'));
+      assert.ok(launcher, JSON.stringify(processesOf(dataDir)));
+      process.kill(-launcher.pid, 'SIGTERM');
+      const outcome = await Promise.race([second.exited, sleep(30_000).then(() => 'still running after 30 s')]);
+      assert.equal(outcome, 0, second.output);
+      await sleep(500);
+      assert.deepEqual(processesOf(dataDir), [], 'the services, PostgreSQL and Kafka stopped with it');
     } finally {
-      assert.equal(await second.interrupt(), 0, second.output);
+      if (second.child.exitCode === null) await second.interrupt();
     }
   });
 });

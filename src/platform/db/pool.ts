@@ -10,6 +10,23 @@ export interface PoolOptions {
   connectTimeoutMs?: number;
   /** A query not answered within this long fails and its connection is dropped (default: no limit). */
   queryTimeoutMs?: number;
+  /**
+   * The server cancels a statement that runs this long (default: 500 ms under queryTimeoutMs, or
+   * 30 s). Below the client's own timeout, so that a caller told "timed out" almost always faces a
+   * statement the server rolled back, rather than one that may still commit after the answer.
+   */
+  statementTimeoutMs?: number;
+  /** The server ends a session whose transaction sits idle this long (default 60 s). */
+  idleInTransactionTimeoutMs?: number;
+}
+
+const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
+const DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000;
+
+function statementTimeoutFor(options: PoolOptions): number {
+  if (options.statementTimeoutMs !== undefined) return options.statementTimeoutMs;
+  if (options.queryTimeoutMs !== undefined) return Math.max(100, options.queryTimeoutMs - 500);
+  return DEFAULT_STATEMENT_TIMEOUT_MS;
 }
 
 /**
@@ -23,6 +40,11 @@ export function createPool(connectionString: string, options: PoolOptions): Pool
     application_name: options.applicationName,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 3_000,
     ...(options.queryTimeoutMs ? { query_timeout: options.queryTimeoutMs } : {}),
+    // Sent with every new connection, so they hold for each statement without a round trip. A lost
+    // client (a relay host that vanished mid-transaction) no longer holds its locks until TCP
+    // keepalive notices.
+    statement_timeout: statementTimeoutFor(options),
+    idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS,
     idleTimeoutMillis: 30_000,
     keepAlive: true,
   });
