@@ -1,5 +1,6 @@
 import type { Span } from '@opentelemetry/api';
 import pg from 'pg';
+import { backoffDelay, sleep } from '../platform/backoff.ts';
 import type { Pool } from '../platform/db/pool.ts';
 import type { Logger } from '../platform/logger.ts';
 import { contextFromHeaders, recordFailure, SpanKind, traceHeadersOf, tracer } from '../platform/tracing.ts';
@@ -60,24 +61,24 @@ export class OutboxRelay {
   }
 
   private async run(): Promise<void> {
-    let backoffMs = 100;
+    let failures = 0;
     while (!this.stopped) {
       const wakeupsBefore = this.wakeups;
       let relayed: number;
       try {
         relayed = await this.relayBatch();
-        backoffMs = 100;
+        failures = 0;
       } catch (error) {
         this.metrics.publishErrors.inc();
-        this.logger.warn({ err: error, retryInMs: backoffMs }, 'relaying outbox events failed; will retry');
-        await this.sleep(backoffMs);
-        backoffMs = Math.min(backoffMs * 2, 5_000);
+        const retryInMs = backoffDelay(failures++, 100, 5_000);
+        this.logger.warn({ err: error, retryInMs }, 'relaying outbox events failed; will retry');
+        await this.sleep(retryInMs);
         continue;
       }
       if (relayed < this.options.batchSize && this.wakeups === wakeupsBefore) {
         await this.sleep(this.options.pollIntervalMs);
         // Under load every commit notifies; waiting a moment lets one batch carry several commits.
-        if (this.options.lingerMs > 0 && !this.stopped) await new Promise((resolve) => setTimeout(resolve, this.options.lingerMs));
+        if (this.options.lingerMs > 0 && !this.stopped) await sleep(this.options.lingerMs);
       }
     }
   }
@@ -121,7 +122,7 @@ export class OutboxRelay {
 
   /** LISTEN on a connection of its own; reconnects after losing it. Polling covers the gaps. */
   private async listen(): Promise<void> {
-    let backoffMs = 200;
+    let attempt = 0;
     while (!this.stopped) {
       const client = new pg.Client({ connectionString: this.databaseUrl, application_name: 'summa-relay-listener' });
       // 'on', not 'once': a server that shuts down sends an error and then drops the connection,
@@ -135,7 +136,7 @@ export class OutboxRelay {
         client.on('notification', () => this.wake());
         await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
         this.listener = client;
-        backoffMs = 200;
+        attempt = 0;
         this.wake(); // events may have committed while we were not listening
         await lost;
       } catch (error) {
@@ -143,8 +144,8 @@ export class OutboxRelay {
       }
       this.listener = undefined;
       await client.end().catch(() => {});
-      if (!this.stopped) await this.sleep(backoffMs);
-      backoffMs = Math.min(backoffMs * 2, 5_000);
+      if (!this.stopped) await this.sleep(backoffDelay(attempt, 200, 5_000));
+      attempt += 1;
     }
   }
 
@@ -154,6 +155,7 @@ export class OutboxRelay {
     this.sleepers.clear();
   }
 
+  /** Like the platform's sleep, but also ended by a notification (wake) or by stop(). */
   private sleep(ms: number): Promise<void> {
     if (this.stopped) return Promise.resolve();
     return new Promise((resolve) => {

@@ -6,7 +6,7 @@ import {
   type Message,
   type MessagesStream,
 } from '@platformatic/kafka';
-import { backoffDelay, sleep } from './backoff.ts';
+import { backoffDelay, sleep } from '../backoff.ts';
 import { fromKafkaMessage, type IncomingRecord } from './records.ts';
 import { baseClientOptions, type KafkaSettings } from './settings.ts';
 
