@@ -1,6 +1,6 @@
 import { runService } from '../platform/lifecycle.ts';
 import { createLogger } from '../platform/logger.ts';
-import { flushTracingOnStop, initTracing } from '../platform/tracing-sdk.ts';
+import { flushTracingOnStop, initTracing } from '../platform/tracing/sdk.ts';
 import { startCalculator } from './calculator-service.ts';
 import { readCalculatorConfig } from './config.ts';
 

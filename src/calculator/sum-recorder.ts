@@ -5,7 +5,7 @@ import { outboxInsertSql } from '../outbox/outbox-store.ts';
 import type { Pool } from '../platform/db/pool.ts';
 import { SummaError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
-import { recordFailure, recordingSpanIn, traceHeadersOf, tracer } from '../platform/tracing.ts';
+import { recordFailure, recordingSpanIn, traceHeadersOf, tracer } from '../platform/tracing/tracing.ts';
 import { replayOf, type AddCommand, type AddResult, type RecordedRequest } from './add-command.ts';
 import type { CalculatorMetrics } from './metrics.ts';
 import { REQUESTS_TABLE } from './schema.ts';

@@ -1,6 +1,6 @@
 import { runService } from '../platform/lifecycle.ts';
 import { createLogger } from '../platform/logger.ts';
-import { flushTracingOnStop, initTracing } from '../platform/tracing-sdk.ts';
+import { flushTracingOnStop, initTracing } from '../platform/tracing/sdk.ts';
 import { readRelayConfig } from './config.ts';
 import { startRelay } from './relay-service.ts';
 

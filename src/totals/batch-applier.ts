@@ -1,6 +1,6 @@
 import { decodeSumAccepted, MalformedEventError } from '../events/sum-accepted.ts';
 import type { Logger } from '../platform/logger.ts';
-import { contextFromHeaders, recordFailure, SpanKind, tracer, type Span } from '../platform/tracing.ts';
+import { contextFromHeaders, recordFailure, SpanKind, tracer, type Span } from '../platform/tracing/tracing.ts';
 import type { DeadLetter, DeadLetterSink } from './dead-letters.ts';
 import type { TotalsMetrics } from './metrics.ts';
 import type { EventAtOffset, PartitionOffset, RejectedRecord, TotalsStore } from './totals-store.ts';

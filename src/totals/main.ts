@@ -1,6 +1,6 @@
 import { runService } from '../platform/lifecycle.ts';
 import { createLogger } from '../platform/logger.ts';
-import { flushTracingOnStop, initTracing } from '../platform/tracing-sdk.ts';
+import { flushTracingOnStop, initTracing } from '../platform/tracing/sdk.ts';
 import { readTotalsConfig } from './config.ts';
 import { startTotals } from './totals-service.ts';
 
