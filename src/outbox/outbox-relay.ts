@@ -2,23 +2,13 @@ import type { Span } from '@opentelemetry/api';
 import pg from 'pg';
 import { backoffDelay, sleep } from '../platform/backoff.ts';
 import type { Pool } from '../platform/db/pool.ts';
+import type { EventPublisher } from '../platform/kafka/publisher.ts';
+import type { OutgoingRecord } from '../platform/kafka/records.ts';
 import type { Logger } from '../platform/logger.ts';
 import { contextFromHeaders, recordFailure, SpanKind, traceHeadersOf, tracer } from '../platform/tracing/tracing.ts';
 import type { RelayMetrics } from '../relay/metrics.ts';
 import { OUTBOX_CHANNEL } from '../calculator/schema.ts';
 import { claimOutboxRows, deleteOutboxRows, type OutboxRow } from './outbox-store.ts';
-
-
-export interface OutboxRecord {
-  key: string;
-  value: string;
-  headers: Record<string, string>;
-}
-
-export interface RecordPublisher {
-  /** Resolves only once the broker acknowledged every record. */
-  publish(topic: string, records: OutboxRecord[]): Promise<void>;
-}
 
 export interface OutboxRelayOptions {
   batchSize: number;
@@ -41,7 +31,7 @@ export class OutboxRelay {
   constructor(
     private readonly pool: Pool,
     private readonly databaseUrl: string,
-    private readonly publisher: RecordPublisher,
+    private readonly publisher: Pick<EventPublisher, 'publish'>,
     private readonly options: OutboxRelayOptions,
     private readonly logger: Logger,
     private readonly metrics: RelayMetrics,
@@ -189,11 +179,11 @@ function startPublishSpans(rows: OutboxRow[]): Map<OutboxRow, Span> {
   return spans;
 }
 
-function groupByTopic(rows: OutboxRow[], spans: Map<OutboxRow, Span>): Map<string, OutboxRecord[]> {
-  const byTopic = new Map<string, OutboxRecord[]>();
+function groupByTopic(rows: OutboxRow[], spans: Map<OutboxRow, Span>): Map<string, OutgoingRecord[]> {
+  const byTopic = new Map<string, OutgoingRecord[]>();
   for (const row of rows) {
     const span = spans.get(row);
-    const record: OutboxRecord = {
+    const record: OutgoingRecord = {
       key: row.message_key,
       value: row.payload,
       headers: {

@@ -1,19 +1,10 @@
 import { decodeSumAccepted, MalformedEventError } from '../events/sum-accepted.ts';
+import type { IncomingRecord } from '../platform/kafka/records.ts';
 import type { Logger } from '../platform/logger.ts';
 import { contextFromHeaders, recordFailure, SpanKind, tracer, type Span } from '../platform/tracing/tracing.ts';
 import type { DeadLetter, DeadLetterSink } from './dead-letters.ts';
 import type { TotalsMetrics } from './metrics.ts';
-import type { EventAtOffset, PartitionOffset, RejectedRecord, TotalsStore } from './totals-store.ts';
-
-/** What the applier needs of a consumed Kafka record. */
-export interface ConsumedRecord {
-  topic: string;
-  partition: number;
-  offset: bigint;
-  key: string | null;
-  value: Buffer;
-  headers?: Record<string, string>;
-}
+import type { EventAtOffset, PartitionOffset, TotalsStore } from './totals-store.ts';
 
 /**
  * Turns a batch of consumed records into one store transaction. A record that is not a readable
@@ -27,9 +18,9 @@ export function createBatchApplier(
   metrics: TotalsMetrics,
   deadLetters?: DeadLetterSink,
 ) {
-  return async (records: ConsumedRecord[]): Promise<void> => {
+  return async (records: IncomingRecord[]): Promise<void> => {
     const events: EventAtOffset[] = [];
-    const rejected: (RejectedRecord & DeadLetter)[] = [];
+    const rejected: DeadLetter[] = [];
     const nextOffsets = new Map<string, PartitionOffset>();
     for (const record of records) {
       try {
@@ -72,10 +63,10 @@ export function createBatchApplier(
 }
 
 /** An apply span for each record that carries a traceparent, child of the relay's publish span. */
-function startApplySpans(records: ConsumedRecord[]): Span[] {
+function startApplySpans(records: IncomingRecord[]): Span[] {
   const spans: Span[] = [];
   for (const record of records) {
-    if (record.headers?.traceparent === undefined) continue;
+    if (record.headers.traceparent === undefined) continue;
     const attributes = {
       'messaging.system': 'kafka',
       'messaging.operation.type': 'process',
