@@ -1,11 +1,11 @@
-import type { Span } from '@opentelemetry/api';
 import pg from 'pg';
 import { backoffDelay, sleep } from '../platform/backoff.ts';
 import type { Pool } from '../platform/db/pool.ts';
 import type { EventPublisher } from '../platform/kafka/publisher.ts';
 import type { OutgoingRecord } from '../platform/kafka/records.ts';
 import type { Logger } from '../platform/logger.ts';
-import { contextFromHeaders, recordFailure, SpanKind, traceHeadersOf, tracer } from '../platform/tracing/tracing.ts';
+import { endSpans, startProducerSpan } from '../platform/tracing/messaging-spans.ts';
+import { traceHeadersOf, type Span } from '../platform/tracing/tracing.ts';
 import type { RelayMetrics } from '../relay/metrics.ts';
 import { OUTBOX_CHANNEL } from '../calculator/schema.ts';
 import { claimOutboxRows, deleteOutboxRows, type OutboxRow } from './outbox-store.ts';
@@ -83,17 +83,18 @@ export class OutboxRelay {
       await client.query('BEGIN; SET LOCAL synchronous_commit TO off');
       const rows = await claimOutboxRows(client, this.options.batchSize);
       if (rows.length > 0) {
-        const spans = startPublishSpans(rows);
+        // A publish span for each event whose outbox row carries a traceparent, child of the request
+        // that wrote it; the event's Kafka record then carries the publish span's traceparent instead.
+        const spans = rows.map((row) => startProducerSpan({ topic: row.topic, id: row.event_id }, row.headers));
         try {
           const startedAt = performance.now();
           for (const [topic, records] of groupByTopic(rows, spans)) await this.publisher.publish(topic, records);
           this.metrics.publishSeconds.observe((performance.now() - startedAt) / 1000);
         } catch (error) {
-          for (const span of spans.values()) recordFailure(span, error);
+          endSpans(spans, error);
           throw error;
-        } finally {
-          for (const span of spans.values()) span.end();
         }
+        endSpans(spans);
         await deleteOutboxRows(client, rows);
       }
       await client.query('COMMIT');
@@ -160,29 +161,11 @@ export class OutboxRelay {
   }
 }
 
-/**
- * A publish span for each event whose outbox row carries a traceparent, child of the request that
- * wrote it; the event's Kafka record then carries the publish span's traceparent instead.
- */
-function startPublishSpans(rows: OutboxRow[]): Map<OutboxRow, Span> {
-  const spans = new Map<OutboxRow, Span>();
-  for (const row of rows) {
-    if (row.headers.traceparent === undefined) continue;
-    const attributes = {
-      'messaging.system': 'kafka',
-      'messaging.operation.type': 'send',
-      'messaging.destination.name': row.topic,
-      'messaging.message.id': row.event_id,
-    };
-    spans.set(row, tracer().startSpan(`send ${row.topic}`, { kind: SpanKind.PRODUCER, attributes }, contextFromHeaders(row.headers)));
-  }
-  return spans;
-}
-
-function groupByTopic(rows: OutboxRow[], spans: Map<OutboxRow, Span>): Map<string, OutgoingRecord[]> {
+/** The Kafka records of `rows` by topic; `spans` holds each row's publish span, at the row's index. */
+function groupByTopic(rows: OutboxRow[], spans: (Span | undefined)[]): Map<string, OutgoingRecord[]> {
   const byTopic = new Map<string, OutgoingRecord[]>();
-  for (const row of rows) {
-    const span = spans.get(row);
+  rows.forEach((row, index) => {
+    const span = spans[index];
     const record: OutgoingRecord = {
       key: row.message_key,
       value: row.payload,
@@ -196,6 +179,6 @@ function groupByTopic(rows: OutboxRow[], spans: Map<OutboxRow, Span>): Map<strin
     const records = byTopic.get(row.topic);
     if (records) records.push(record);
     else byTopic.set(row.topic, [record]);
-  }
+  });
   return byTopic;
 }
