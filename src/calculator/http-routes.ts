@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SummaError, invalidArgument } from '../platform/errors.ts';
 import { bearerTokenMatches } from '../platform/security.ts';
-import { inServerSpan } from '../platform/tracing.ts';
+import { inServerSpan } from '../platform/tracing/tracing.ts';
 import { buildAddCommand, type AddCommand, type AddResult } from './add-command.ts';
 
 export interface SumResponseBody {

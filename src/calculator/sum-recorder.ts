@@ -5,10 +5,11 @@ import { outboxInsertSql } from '../outbox/outbox-store.ts';
 import type { Pool } from '../platform/db/pool.ts';
 import { SummaError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
-import { recordFailure, recordingSpanIn, traceHeadersOf, tracer } from '../platform/tracing.ts';
+import { endSpans, startOutboxWriteSpan } from '../platform/tracing/messaging-spans.ts';
+import { traceHeadersOf } from '../platform/tracing/tracing.ts';
 import { replayOf, type AddCommand, type AddResult, type RecordedRequest } from './add-command.ts';
 import type { CalculatorMetrics } from './metrics.ts';
-import { REQUESTS_TABLE } from './schema.ts';
+import { OUTBOX_TABLE, REQUESTS_TABLE } from './schema.ts';
 
 /**
  * Records new requests together with their outbox events in one statement, so both commit or
@@ -216,23 +217,6 @@ interface Recorded {
  * request of the batch is traced, which keeps untraced batches on the plain statement.
  */
 function startOutboxWriteSpans(leaders: Pending[], batchSize: number): (Span | undefined)[] | undefined {
-  let spans: (Span | undefined)[] | undefined;
-  leaders.forEach((pending, index) => {
-    if (!recordingSpanIn(pending.trace)) return;
-    spans ??= new Array<Span | undefined>(leaders.length);
-    spans[index] = tracer().startSpan(
-      'calculator.outbox write',
-      { attributes: { 'db.system.name': 'postgresql', 'db.collection.name': 'calculator.outbox', 'summa.batch_size': batchSize } },
-      pending.trace,
-    );
-  });
-  return spans;
-}
-
-function endSpans(spans: (Span | undefined)[] | undefined, error?: unknown): void {
-  for (const span of spans ?? []) {
-    if (!span) continue;
-    if (error !== undefined) recordFailure(span, error);
-    span.end();
-  }
+  const spans = leaders.map((pending) => startOutboxWriteSpan({ table: OUTBOX_TABLE, batchSize }, pending.trace));
+  return spans.some((span) => span !== undefined) ? spans : undefined;
 }

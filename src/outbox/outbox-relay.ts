@@ -1,23 +1,14 @@
-import type { Span } from '@opentelemetry/api';
 import pg from 'pg';
+import { backoffDelay, sleep } from '../platform/backoff.ts';
 import type { Pool } from '../platform/db/pool.ts';
+import type { EventPublisher } from '../platform/kafka/publisher.ts';
+import type { OutgoingRecord } from '../platform/kafka/records.ts';
 import type { Logger } from '../platform/logger.ts';
-import { contextFromHeaders, recordFailure, SpanKind, traceHeadersOf, tracer } from '../platform/tracing.ts';
+import { endSpans, startProducerSpan } from '../platform/tracing/messaging-spans.ts';
+import { traceHeadersOf, type Span } from '../platform/tracing/tracing.ts';
 import type { RelayMetrics } from '../relay/metrics.ts';
 import { OUTBOX_CHANNEL } from '../calculator/schema.ts';
 import { claimOutboxRows, deleteOutboxRows, type OutboxRow } from './outbox-store.ts';
-
-
-export interface OutboxRecord {
-  key: string;
-  value: string;
-  headers: Record<string, string>;
-}
-
-export interface RecordPublisher {
-  /** Resolves only once the broker acknowledged every record. */
-  publish(topic: string, records: OutboxRecord[]): Promise<void>;
-}
 
 export interface OutboxRelayOptions {
   batchSize: number;
@@ -40,7 +31,7 @@ export class OutboxRelay {
   constructor(
     private readonly pool: Pool,
     private readonly databaseUrl: string,
-    private readonly publisher: RecordPublisher,
+    private readonly publisher: Pick<EventPublisher, 'publish'>,
     private readonly options: OutboxRelayOptions,
     private readonly logger: Logger,
     private readonly metrics: RelayMetrics,
@@ -60,24 +51,24 @@ export class OutboxRelay {
   }
 
   private async run(): Promise<void> {
-    let backoffMs = 100;
+    let failures = 0;
     while (!this.stopped) {
       const wakeupsBefore = this.wakeups;
       let relayed: number;
       try {
         relayed = await this.relayBatch();
-        backoffMs = 100;
+        failures = 0;
       } catch (error) {
         this.metrics.publishErrors.inc();
-        this.logger.warn({ err: error, retryInMs: backoffMs }, 'relaying outbox events failed; will retry');
-        await this.sleep(backoffMs);
-        backoffMs = Math.min(backoffMs * 2, 5_000);
+        const retryInMs = backoffDelay(failures++, 100, 5_000);
+        this.logger.warn({ err: error, retryInMs }, 'relaying outbox events failed; will retry');
+        await this.sleep(retryInMs);
         continue;
       }
       if (relayed < this.options.batchSize && this.wakeups === wakeupsBefore) {
         await this.sleep(this.options.pollIntervalMs);
         // Under load every commit notifies; waiting a moment lets one batch carry several commits.
-        if (this.options.lingerMs > 0 && !this.stopped) await new Promise((resolve) => setTimeout(resolve, this.options.lingerMs));
+        if (this.options.lingerMs > 0 && !this.stopped) await sleep(this.options.lingerMs);
       }
     }
   }
@@ -92,17 +83,18 @@ export class OutboxRelay {
       await client.query('BEGIN; SET LOCAL synchronous_commit TO off');
       const rows = await claimOutboxRows(client, this.options.batchSize);
       if (rows.length > 0) {
-        const spans = startPublishSpans(rows);
+        // A publish span for each event whose outbox row carries a traceparent, child of the request
+        // that wrote it; the event's Kafka record then carries the publish span's traceparent instead.
+        const spans = rows.map((row) => startProducerSpan({ topic: row.topic, id: row.event_id }, row.headers));
         try {
           const startedAt = performance.now();
           for (const [topic, records] of groupByTopic(rows, spans)) await this.publisher.publish(topic, records);
           this.metrics.publishSeconds.observe((performance.now() - startedAt) / 1000);
         } catch (error) {
-          for (const span of spans.values()) recordFailure(span, error);
+          endSpans(spans, error);
           throw error;
-        } finally {
-          for (const span of spans.values()) span.end();
         }
+        endSpans(spans);
         await deleteOutboxRows(client, rows);
       }
       await client.query('COMMIT');
@@ -121,7 +113,7 @@ export class OutboxRelay {
 
   /** LISTEN on a connection of its own; reconnects after losing it. Polling covers the gaps. */
   private async listen(): Promise<void> {
-    let backoffMs = 200;
+    let attempt = 0;
     while (!this.stopped) {
       const client = new pg.Client({ connectionString: this.databaseUrl, application_name: 'summa-relay-listener' });
       // 'on', not 'once': a server that shuts down sends an error and then drops the connection,
@@ -135,7 +127,7 @@ export class OutboxRelay {
         client.on('notification', () => this.wake());
         await client.query(`LISTEN ${OUTBOX_CHANNEL}`);
         this.listener = client;
-        backoffMs = 200;
+        attempt = 0;
         this.wake(); // events may have committed while we were not listening
         await lost;
       } catch (error) {
@@ -143,8 +135,8 @@ export class OutboxRelay {
       }
       this.listener = undefined;
       await client.end().catch(() => {});
-      if (!this.stopped) await this.sleep(backoffMs);
-      backoffMs = Math.min(backoffMs * 2, 5_000);
+      if (!this.stopped) await this.sleep(backoffDelay(attempt, 200, 5_000));
+      attempt += 1;
     }
   }
 
@@ -154,6 +146,7 @@ export class OutboxRelay {
     this.sleepers.clear();
   }
 
+  /** Like the platform's sleep, but also ended by a notification (wake) or by stop(). */
   private sleep(ms: number): Promise<void> {
     if (this.stopped) return Promise.resolve();
     return new Promise((resolve) => {
@@ -168,30 +161,12 @@ export class OutboxRelay {
   }
 }
 
-/**
- * A publish span for each event whose outbox row carries a traceparent, child of the request that
- * wrote it; the event's Kafka record then carries the publish span's traceparent instead.
- */
-function startPublishSpans(rows: OutboxRow[]): Map<OutboxRow, Span> {
-  const spans = new Map<OutboxRow, Span>();
-  for (const row of rows) {
-    if (row.headers.traceparent === undefined) continue;
-    const attributes = {
-      'messaging.system': 'kafka',
-      'messaging.operation.type': 'send',
-      'messaging.destination.name': row.topic,
-      'messaging.message.id': row.event_id,
-    };
-    spans.set(row, tracer().startSpan(`send ${row.topic}`, { kind: SpanKind.PRODUCER, attributes }, contextFromHeaders(row.headers)));
-  }
-  return spans;
-}
-
-function groupByTopic(rows: OutboxRow[], spans: Map<OutboxRow, Span>): Map<string, OutboxRecord[]> {
-  const byTopic = new Map<string, OutboxRecord[]>();
-  for (const row of rows) {
-    const span = spans.get(row);
-    const record: OutboxRecord = {
+/** The Kafka records of `rows` by topic; `spans` holds each row's publish span, at the row's index. */
+function groupByTopic(rows: OutboxRow[], spans: (Span | undefined)[]): Map<string, OutgoingRecord[]> {
+  const byTopic = new Map<string, OutgoingRecord[]>();
+  rows.forEach((row, index) => {
+    const span = spans[index];
+    const record: OutgoingRecord = {
       key: row.message_key,
       value: row.payload,
       headers: {
@@ -204,6 +179,6 @@ function groupByTopic(rows: OutboxRow[], spans: Map<OutboxRow, Span>): Map<strin
     const records = byTopic.get(row.topic);
     if (records) records.push(record);
     else byTopic.set(row.topic, [record]);
-  }
+  });
   return byTopic;
 }

@@ -1,5 +1,5 @@
 import { levels, pino, type Logger } from 'pino';
-import { activeTraceIds } from './tracing.ts';
+import { activeTraceIds } from './tracing/tracing.ts';
 
 export type { Logger };
 

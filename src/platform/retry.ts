@@ -1,3 +1,4 @@
+import { backoffDelay, sleep } from './backoff.ts';
 import type { Logger } from './logger.ts';
 
 /**
@@ -10,15 +11,14 @@ export async function retryUntilSuccess<T>(
   logger: Logger,
   options: { initialDelayMs?: number; maxDelayMs?: number; shouldStop?: () => boolean } = {},
 ): Promise<T> {
-  let delayMs = options.initialDelayMs ?? 250;
   for (let tries = 1; ; tries += 1) {
     try {
       return await attempt();
     } catch (error) {
       if (options.shouldStop?.()) throw error;
+      const delayMs = backoffDelay(tries - 1, options.initialDelayMs ?? 250, options.maxDelayMs ?? 5_000);
       logger.warn({ err: error, tries, retryInMs: delayMs }, `${what} failed; retrying`);
-      await new Promise((resolve) => setTimeout(resolve, delayMs));
-      delayMs = Math.min(delayMs * 2, options.maxDelayMs ?? 5_000);
+      await sleep(delayMs);
     }
   }
 }

@@ -1,19 +1,10 @@
 import { decodeSumAccepted, MalformedEventError } from '../events/sum-accepted.ts';
+import type { IncomingRecord } from '../platform/kafka/records.ts';
 import type { Logger } from '../platform/logger.ts';
-import { contextFromHeaders, recordFailure, SpanKind, tracer, type Span } from '../platform/tracing.ts';
+import { endSpans, startConsumerSpan } from '../platform/tracing/messaging-spans.ts';
 import type { DeadLetter, DeadLetterSink } from './dead-letters.ts';
 import type { TotalsMetrics } from './metrics.ts';
-import type { EventAtOffset, PartitionOffset, RejectedRecord, TotalsStore } from './totals-store.ts';
-
-/** What the applier needs of a consumed Kafka record. */
-export interface ConsumedRecord {
-  topic: string;
-  partition: number;
-  offset: bigint;
-  key: string | null;
-  value: Buffer;
-  headers?: Record<string, string>;
-}
+import type { EventAtOffset, PartitionOffset, TotalsStore } from './totals-store.ts';
 
 /**
  * Turns a batch of consumed records into one store transaction. A record that is not a readable
@@ -27,9 +18,9 @@ export function createBatchApplier(
   metrics: TotalsMetrics,
   deadLetters?: DeadLetterSink,
 ) {
-  return async (records: ConsumedRecord[]): Promise<void> => {
+  return async (records: IncomingRecord[]): Promise<void> => {
     const events: EventAtOffset[] = [];
-    const rejected: (RejectedRecord & DeadLetter)[] = [];
+    const rejected: DeadLetter[] = [];
     const nextOffsets = new Map<string, PartitionOffset>();
     for (const record of records) {
       try {
@@ -47,16 +38,16 @@ export function createBatchApplier(
     // Before the commit that moves the offsets past them: a crash in between re-sends, never loses.
     if (rejected.length > 0 && deadLetters) await deadLetters.send(rejected);
     metrics.consumed.inc(records.length);
-    const spans = startApplySpans(records);
+    // An apply span for each record that carries a traceparent, child of the relay's publish span.
+    const spans = records.map((record) => startConsumerSpan(record, record.headers));
     let outcome: Awaited<ReturnType<TotalsStore['applyBatch']>>;
     try {
       outcome = await store.applyBatch(groupId, events, rejected, [...nextOffsets.values()]);
     } catch (error) {
-      for (const span of spans) recordFailure(span, error);
+      endSpans(spans, error);
       throw error;
-    } finally {
-      for (const span of spans) span.end();
     }
+    endSpans(spans);
 
     const now = Date.now();
     metrics.applied.inc(outcome.applied);
@@ -69,21 +60,4 @@ export function createBatchApplier(
       }
     }
   };
-}
-
-/** An apply span for each record that carries a traceparent, child of the relay's publish span. */
-function startApplySpans(records: ConsumedRecord[]): Span[] {
-  const spans: Span[] = [];
-  for (const record of records) {
-    if (record.headers?.traceparent === undefined) continue;
-    const attributes = {
-      'messaging.system': 'kafka',
-      'messaging.operation.type': 'process',
-      'messaging.destination.name': record.topic,
-      'messaging.destination.partition.id': String(record.partition),
-      'messaging.kafka.offset': Number(record.offset),
-    };
-    spans.push(tracer().startSpan(`process ${record.topic}`, { kind: SpanKind.CONSUMER, attributes }, contextFromHeaders(record.headers)));
-  }
-  return spans;
 }

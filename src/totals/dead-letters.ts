@@ -1,5 +1,5 @@
 import type { EventPublisher } from '../platform/kafka/publisher.ts';
-import type { ConsumedRecord } from './batch-applier.ts';
+import type { IncomingRecord } from '../platform/kafka/records.ts';
 
 /** Headers a dead letter carries besides the original record's own. */
 export const DEAD_LETTER_HEADERS = {
@@ -11,7 +11,7 @@ export const DEAD_LETTER_HEADERS = {
 } as const;
 
 /** A consumed record that is not a valid event, and why. */
-export interface DeadLetter extends ConsumedRecord {
+export interface DeadLetter extends IncomingRecord {
   reason: string;
 }
 
@@ -26,7 +26,7 @@ export interface DeadLetterSink {
  * so a crash in between sends them again rather than losing them: the dead-letter topic is
  * at-least-once, and a reader dedupes on (original topic, partition, offset) if it cares.
  */
-export function createDeadLetterSink(publisher: EventPublisher, deadLetterTopic: string): DeadLetterSink {
+export function createDeadLetterSink(publisher: Pick<EventPublisher, 'publish'>, deadLetterTopic: string): DeadLetterSink {
   return {
     send(records) {
       const rejectedAt = new Date().toISOString();

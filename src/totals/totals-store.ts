@@ -1,5 +1,6 @@
 import { inTransaction, type Pool, type PoolClient } from '../platform/db/pool.ts';
 import type { SumAccepted } from '../events/sum-accepted.ts';
+import type { IncomingRecord } from '../platform/kafka/records.ts';
 
 /**
  * Applies events that are not applied yet and adds exactly those to the total, in one statement:
@@ -41,13 +42,9 @@ export interface EventAtOffset {
   offset: bigint;
 }
 
-export interface RejectedRecord {
-  topic: string;
-  partition: number;
-  offset: bigint;
+/** A consumed record that is not a valid event, and why: kept in totals.rejected_records. */
+export interface RejectedRecord extends Pick<IncomingRecord, 'topic' | 'partition' | 'offset' | 'key' | 'value'> {
   reason: string;
-  key: string | null;
-  value: Buffer;
 }
 
 export interface PartitionOffset {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readCalculatorConfig } from '../../src/calculator/config.ts';
 import { createLogger } from '../../src/platform/logger.ts';
-import { tracingRequested } from '../../src/platform/tracing-sdk.ts';
+import { tracingRequested } from '../../src/platform/tracing/sdk.ts';
 import { readRelayConfig } from '../../src/relay/config.ts';
 import { readTotalsConfig } from '../../src/totals/config.ts';
 
@@ -73,7 +73,7 @@ export function variablesRead(service: ServiceName): ReadonlySet<string> {
   serviceSettings(service, recorder);
   createLogger(service, recorder);
   tracingRequested(recorder);
-  const tracingSource = readFileSync(path.join(root, 'src/platform/tracing-sdk.ts'), 'utf8');
+  const tracingSource = readFileSync(path.join(root, 'src/platform/tracing/sdk.ts'), 'utf8');
   for (const match of tracingSource.matchAll(/\benv\.([A-Z][A-Z0-9_]*)/g)) names.add(match[1]!);
   variablesCache.set(service, names);
   return names;

@@ -9,16 +9,11 @@ import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
 import { Consumer, ListOffsetTimestamps } from '@platformatic/kafka';
 import { startKafkaBroker, type KafkaBroker } from '../../tools/local-stack/kafka-broker.ts';
-import {
-  createBatchConsumer,
-  createEventPublisher,
-  ensureTopic,
-  type BatchConsumer,
-  type BatchConsumerOptions,
-  type IncomingRecord,
-  type KafkaSettings,
-  type OutgoingRecord,
-} from '../../src/platform/kafka/index.ts';
+import { createBatchConsumer, type BatchConsumer, type BatchConsumerOptions } from '../../src/platform/kafka/batch-consumer.ts';
+import { createEventPublisher } from '../../src/platform/kafka/publisher.ts';
+import type { IncomingRecord, OutgoingRecord } from '../../src/platform/kafka/records.ts';
+import type { KafkaSettings } from '../../src/platform/kafka/settings.ts';
+import { ensureTopic } from '../../src/platform/kafka/topics.ts';
 
 let dataDir: string;
 let broker: KafkaBroker;

@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Registry, type Counter } from 'prom-client';
 import { encodeSumAccepted } from '../../src/events/sum-accepted.ts';
-import { createBatchApplier, type ConsumedRecord } from '../../src/totals/batch-applier.ts';
+import { createBatchApplier } from '../../src/totals/batch-applier.ts';
+import type { IncomingRecord } from '../../src/platform/kafka/records.ts';
 import type { DeadLetter } from '../../src/totals/dead-letters.ts';
 import { createTotalsMetrics, type TotalsMetrics } from '../../src/totals/metrics.ts';
 import type { BatchOutcome, EventAtOffset, PartitionOffset, RejectedRecord, TotalsStore } from '../../src/totals/totals-store.ts';
@@ -54,8 +55,8 @@ function sumAccepted(requestId: string, num1: bigint, num2: bigint) {
   return { eventId: randomUUID(), requestId, num1, num2, sum: num1 + num2, acceptedAt: new Date('2025-01-02T03:04:05.678Z') };
 }
 
-function record(topic: string, partition: number, offset: bigint, value: Buffer | string, key: string | null = 'key'): ConsumedRecord {
-  return { topic, partition, offset, key, value: Buffer.from(value), headers: { 'summa-event-id': 'x' } };
+function record(topic: string, partition: number, offset: bigint, value: Buffer | string, key: string | null = 'key'): IncomingRecord {
+  return { topic, partition, offset, key, value: Buffer.from(value), headers: { 'summa-event-id': 'x' }, timestamp: 0n };
 }
 
 const valid = (topic: string, partition: number, offset: bigint) =>

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { OutboxRelay, type OutboxRecord } from '../../src/outbox/outbox-relay.ts';
+import { OutboxRelay } from '../../src/outbox/outbox-relay.ts';
+import type { OutgoingRecord } from '../../src/platform/kafka/records.ts';
 import type { OutboxRow } from '../../src/outbox/outbox-store.ts';
 import type { Pool } from '../../src/platform/db/pool.ts';
 import { createRelayMetrics } from '../../src/relay/metrics.ts';
@@ -48,10 +49,10 @@ function setup(claimable: OutboxRow[]) {
     },
   } as unknown as Pool;
   const publisher = {
-    published: [] as { topic: string; records: OutboxRecord[] }[],
+    published: [] as { topic: string; records: OutgoingRecord[] }[],
     failOnTopic: undefined as string | undefined,
     failure: new Error('broker unavailable'),
-    async publish(topic: string, records: OutboxRecord[]): Promise<void> {
+    async publish(topic: string, records: OutgoingRecord[]): Promise<void> {
       log.push(`publish ${topic}`);
       if (topic === publisher.failOnTopic) throw publisher.failure;
       publisher.published.push({ topic, records });
@@ -127,7 +128,7 @@ describe('OutboxRelay.relayBatch()', () => {
     const rows = [row(1, 'a'), row(2, 'b', { 'x-custom': 'kept' }), row(3, 'a', { 'summa-event-id': 'forged', 'content-type': 'text/plain' })];
     const { relay, publisher } = setup(rows);
     await relay.relayBatch();
-    const recordOf = (r: OutboxRow, extra: Record<string, string> = {}): OutboxRecord => ({
+    const recordOf = (r: OutboxRow, extra: Record<string, string> = {}): OutgoingRecord => ({
       key: r.message_key,
       value: r.payload,
       headers: { ...extra, 'content-type': 'application/json', 'summa-event-id': r.event_id },
@@ -143,7 +144,7 @@ describe('OutboxRelay.relayBatch()', () => {
     const { relay, publisher, paramsOf } = setup(rows);
     await relay.relayBatch();
     assert.deepEqual(paramsOf('delete'), [[['7', '8', '12']]]);
-    const publishedEventIds = publisher.published.flatMap((batch) => batch.records.map((r) => r.headers['summa-event-id'])).sort();
+    const publishedEventIds = publisher.published.flatMap((batch) => batch.records.map((r) => r.headers?.['summa-event-id'])).sort();
     assert.deepEqual(publishedEventIds, rows.map((r) => r.event_id).sort());
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { trace } from '@opentelemetry/api';
-import { initTracing, tracingRequested } from '../../src/platform/tracing-sdk.ts';
+import { initTracing, tracingRequested } from '../../src/platform/tracing/sdk.ts';
 
 describe('the tracing switch', () => {
   it('is off without OTEL variables, on with an OTLP endpoint or exporter, and refuses an unknown exporter', () => {

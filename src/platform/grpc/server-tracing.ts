@@ -1,6 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import { SpanStatusCode } from '@opentelemetry/api';
-import { contextFromHeaders, SpanKind, tracer } from '../tracing.ts';
+import { contextFromHeaders, SpanKind, tracer } from '../tracing/tracing.ts';
 
 /**
  * `handler` inside a server span named `service/method`, continuing the caller's trace when the

@@ -1,5 +1,5 @@
 import { Admin } from '@platformatic/kafka';
-import { sleep } from './backoff.ts';
+import { sleep } from '../backoff.ts';
 import { baseClientOptions, type KafkaSettings } from './settings.ts';
 
 const METADATA_TIMEOUT_MS = 30_000;

@@ -1,5 +1,5 @@
 import { createLogger, type Logger } from '../logger.ts';
-import { flushTracingOnStop, initTracing } from '../tracing-sdk.ts';
+import { flushTracingOnStop, initTracing } from '../tracing/sdk.ts';
 import { runService } from './lifecycle.ts';
 import type { RunningService } from './service-host.ts';
 

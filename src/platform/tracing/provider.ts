@@ -2,7 +2,7 @@ import { context, trace } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { node as sdkTraceNode } from '@opentelemetry/sdk-node';
 import type { SpanProcessor } from '@opentelemetry/sdk-trace-base';
-import type { Tracing } from './tracing-sdk.ts';
+import type { Tracing } from './handle.ts';
 import { w3cPropagator } from './tracing.ts';
 
 // The OpenTelemetry SDK, loaded only when tracing is on: it costs each process about 13 MB.

@@ -1,4 +1,7 @@
-/** Exponential backoff: 100ms, 200ms, 400ms, ... capped at maxMs. */
+/**
+ * Exponential backoff: the pause before retry number `attempt` (0 for the first retry) is minMs,
+ * 2·minMs, 4·minMs, ... capped at maxMs. Every retry loop in the services takes its pauses from here.
+ */
 export function backoffDelay(attempt: number, minMs = 100, maxMs = 5_000): number {
   return Math.min(maxMs, minMs * 2 ** Math.min(attempt, 30));
 }

@@ -19,7 +19,7 @@ export { SpanKind, type Context, type Span };
 /**
  * Tracing across the pipeline: gRPC/HTTP Add → outbox write → relay publish → totals apply, linked
  * by W3C `traceparent` values stored in the outbox row and carried in the Kafka record headers.
- * Until a tracer provider is installed (tracing-sdk.ts) every call here goes to the API's no-op
+ * Until a tracer provider is installed (sdk.ts) every call here goes to the API's no-op
  * implementation.
  */
 const TRACER_NAME = 'summa';

@@ -1,12 +1,8 @@
-import { ConfigError } from './config.ts';
+import { ConfigError } from '../config.ts';
+import type { Tracing } from './handle.ts';
 
 // Kept apart from tracing.ts so that code which only creates spans does not load the SDK; the SDK
-// itself (tracing-provider.ts) is loaded only when tracing is asked for.
-
-export interface Tracing {
-  /** Exports the spans still buffered and stops the provider. */
-  shutdown(): Promise<void>;
-}
+// itself (provider.ts) is loaded only when tracing is asked for.
 
 const NO_TRACING: Tracing = { shutdown: async () => {} };
 
@@ -18,7 +14,7 @@ const NO_TRACING: Tracing = { shutdown: async () => {} };
 export async function initTracing(service: string, env: Record<string, string | undefined> = process.env): Promise<Tracing> {
   if (!tracingRequested(env)) return NO_TRACING;
   const [{ installTracing }, { OTLPTraceExporter }, { BatchSpanProcessor }] = await Promise.all([
-    import('./tracing-provider.ts'),
+    import('./provider.ts'),
     import('@opentelemetry/exporter-trace-otlp-http'),
     import('@opentelemetry/sdk-trace-base'),
   ]);

@@ -1,0 +1,127 @@
+import { backoffDelay, sleep } from '../backoff.ts';
+import { ConsumerSession, type SessionOptions } from './consumer-session.ts';
+import type { Membership } from './group-member.ts';
+import type { IncomingRecord } from './records.ts';
+
+export interface DeliveryLoopOptions extends SessionOptions {
+  /** How long join() keeps trying before it rejects. */
+  startTimeoutMs: number;
+  /** Told about every error the loop recovers from. */
+  report: (error: unknown, context: string) => void;
+}
+
+/**
+ * Hands the records of one session after another to `onBatch`, one call at a time, and commits
+ * them once it resolved: a failed onBatch is retried as it is, a broken session is replaced (by
+ * rejoining the group) until `closing` aborts.
+ */
+export class DeliveryLoop {
+  private current: ConsumerSession | null = null;
+
+  constructor(
+    private readonly membership: Membership,
+    private readonly options: DeliveryLoopOptions,
+    private readonly onBatch: (records: IncomingRecord[]) => Promise<void>,
+    private readonly closing: AbortSignal,
+  ) {}
+
+  /** The session delivering batches right now; null between sessions. */
+  get session(): ConsumerSession | null {
+    return this.current;
+  }
+
+  /** Opens the first session, retrying until startTimeoutMs has passed; rejects if close() comes first. */
+  async join(): Promise<ConsumerSession> {
+    const deadline = Date.now() + this.options.startTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      if (this.closing.aborted) throw new Error('BatchConsumer closed before it started');
+      try {
+        const first = await this.openSession();
+        if (!this.closing.aborted) return first;
+        await first.close();
+        await this.membership.leave();
+      } catch (error) {
+        if (Date.now() >= deadline) {
+          await this.membership.leave();
+          throw error;
+        }
+        this.options.report(error, 'joining the consumer group failed; retrying');
+        await sleep(reconnectDelay(attempt), this.closing);
+      }
+    }
+  }
+
+  /** Delivers through `first`, then through a new session whenever one breaks, until close(); then leaves the group. */
+  async run(first: ConsumerSession): Promise<void> {
+    let current: ConsumerSession | null = first;
+    let attempt = 0;
+    while (!this.closing.aborted) {
+      if (!current) {
+        try {
+          current = await this.openSession();
+        } catch (error) {
+          this.options.report(error, 'joining the consumer group failed; retrying');
+          await sleep(reconnectDelay(attempt++), this.closing);
+          continue;
+        }
+      }
+      this.current = current;
+      const failure = await this.pump(current);
+      this.current = null;
+      await current.close();
+      current = null;
+      if (failure) {
+        this.options.report(failure, 'consumer session failed; reconnecting');
+        await sleep(reconnectDelay(attempt++), this.closing);
+      } else {
+        attempt = 0;
+      }
+    }
+    await this.membership.leave();
+  }
+
+  private async openSession(): Promise<ConsumerSession> {
+    return ConsumerSession.open(await this.membership.current(), this.options);
+  }
+
+  /** Delivers and commits batches until close() or until the session breaks (returns its error). */
+  private async pump(session: ConsumerSession): Promise<Error | null> {
+    while (!this.closing.aborted) {
+      const records = await session.nextBatch(this.closing);
+      if (session.failure) return session.failure;
+      if (records.length === 0) continue;
+      if (!(await this.deliver(records))) return null;
+      try {
+        await session.commit(records);
+      } catch (error) {
+        // Processed but not committed: a new session re-reads from the last commit (at-least-once).
+        return toError(error);
+      }
+    }
+    return null;
+  }
+
+  /** Calls onBatch until it succeeds; false if close() came first. */
+  private async deliver(records: IncomingRecord[]): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.onBatch(records);
+        return true;
+      } catch (error) {
+        this.options.report(error, `onBatch failed for ${records.length} records (attempt ${attempt + 1}); retrying`);
+      }
+      await sleep(backoffDelay(attempt), this.closing);
+      if (this.closing.aborted) return false;
+    }
+  }
+}
+
+// Each attempt already spends a few seconds in the library's own retries; keep the pause short so a
+// restarted broker is picked up quickly.
+function reconnectDelay(attempt: number): number {
+  return backoffDelay(attempt, 100, 1_000);
+}
+
+function toError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
