@@ -58,9 +58,14 @@ export function envKafkaBrokers(env: Env): string[] {
 export const DEFAULT_TOPIC = 'summa.sums.v1';
 
 export function envTopic(env: Env): string {
-  const topic = envString(env, 'KAFKA_TOPIC', DEFAULT_TOPIC);
+  return envTopicName(env, 'KAFKA_TOPIC', DEFAULT_TOPIC);
+}
+
+/** A Kafka topic name from `name`: 1 to 249 of [a-zA-Z0-9._-]. */
+export function envTopicName(env: Env, name: string, fallback: string): string {
+  const topic = envString(env, name, fallback);
   if (!/^[a-zA-Z0-9._-]{1,249}$/.test(topic)) {
-    throw new ConfigError(`KAFKA_TOPIC must be a valid Kafka topic name, got ${JSON.stringify(topic)}`);
+    throw new ConfigError(`${name} must be a valid Kafka topic name, got ${JSON.stringify(topic)}`);
   }
   return topic;
 }

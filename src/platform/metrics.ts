@@ -1,4 +1,4 @@
-import { Registry, collectDefaultMetrics, type Gauge } from 'prom-client';
+import { Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** One registry per process, with Node's default process metrics (CPU, heap, event loop, GC). */
 export function createMetricsRegistry(service: string): Registry {
@@ -31,4 +31,21 @@ export function scrapeTimeReader<T>(read: () => Promise<T>, timeoutMs = 2_000): 
  */
 export function withoutSamples(gauge: Gauge): void {
   (gauge as unknown as { hashMap: Record<string, unknown> }).hashMap = {};
+}
+
+/**
+ * A label-less gauge whose value is picked at scrape time from what `read` (a scrapeTimeReader)
+ * yields; no sample while the read fails.
+ */
+export function scrapedGauge<T>(registry: Registry, name: string, help: string, read: () => Promise<T | undefined>, pick: (value: T) => number): void {
+  new Gauge({
+    name,
+    help,
+    registers: [registry],
+    async collect() {
+      const value = await read();
+      if (value === undefined) withoutSamples(this);
+      else this.set(pick(value));
+    },
+  });
 }

@@ -1,6 +1,6 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from 'prom-client';
 import type { Pool } from '../platform/db/pool.ts';
-import { scrapeTimeReader, withoutSamples } from '../platform/metrics.ts';
+import { scrapedGauge, scrapeTimeReader } from '../platform/metrics.ts';
 import { readOutboxBacklog } from '../outbox/outbox-store.ts';
 
 export interface RelayMetrics {
@@ -13,26 +13,14 @@ export interface RelayMetrics {
 export function createRelayMetrics(registry: Registry, pool: Pool): RelayMetrics {
   // Read at scrape time, so the figures are the database's, shared by every relay instance.
   const readBacklog = scrapeTimeReader(() => readOutboxBacklog(pool));
-  new Gauge({
-    name: 'summa_outbox_pending_events',
-    help: 'Events in the outbox not yet published.',
-    registers: [registry],
-    async collect() {
-      const backlog = await readBacklog();
-      if (backlog) this.set(backlog.pending);
-      else withoutSamples(this);
-    },
-  });
-  new Gauge({
-    name: 'summa_outbox_oldest_event_age_seconds',
-    help: 'Age of the oldest unpublished event (0 when the outbox is empty).',
-    registers: [registry],
-    async collect() {
-      const backlog = await readBacklog();
-      if (backlog) this.set(backlog.oldestAgeSeconds);
-      else withoutSamples(this);
-    },
-  });
+  scrapedGauge(registry, 'summa_outbox_pending_events', 'Events in the outbox not yet published.', readBacklog, (b) => b.pending);
+  scrapedGauge(
+    registry,
+    'summa_outbox_oldest_event_age_seconds',
+    'Age of the oldest unpublished event (0 when the outbox is empty).',
+    readBacklog,
+    (b) => b.oldestAgeSeconds,
+  );
   return {
     published: new Counter({ name: 'summa_relay_events_published_total', help: 'Events published to Kafka and removed from the outbox.', registers: [registry] }),
     publishErrors: new Counter({ name: 'summa_relay_publish_errors_total', help: 'Relay batches that failed and will be retried.', registers: [registry] }),

@@ -1,4 +1,4 @@
-import { ConfigError, envInteger, envString, envTopic, type Env } from '../platform/config.ts';
+import { ConfigError, envInteger, envString, envTopic, envTopicName, type Env } from '../platform/config.ts';
 import { DEFAULT_PORTS } from '../platform/ports.ts';
 import { envKafkaConfig, envServiceConfig, type KafkaConfig, type ServiceConfig } from '../platform/service/service-config.ts';
 
@@ -20,10 +20,7 @@ export function readTotalsConfig(env: Env = process.env): TotalsConfig {
 }
 
 function envDeadLetterTopic(env: Env): string {
-  const topic = envString(env, 'TOTALS_DEAD_LETTER_TOPIC', `${envTopic(env)}.dlq`);
-  if (!/^[a-zA-Z0-9._-]{1,249}$/.test(topic)) {
-    throw new ConfigError(`TOTALS_DEAD_LETTER_TOPIC must be a valid Kafka topic name, got ${JSON.stringify(topic)}`);
-  }
+  const topic = envTopicName(env, 'TOTALS_DEAD_LETTER_TOPIC', `${envTopic(env)}.dlq`);
   if (topic === envTopic(env)) throw new ConfigError('TOTALS_DEAD_LETTER_TOPIC must differ from KAFKA_TOPIC');
   return topic;
 }

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { scrapeTimeReader, withoutSamples } from '../platform/metrics.ts';
+import { scrapedGauge, scrapeTimeReader } from '../platform/metrics.ts';
 import type { TotalsStore } from './totals-store.ts';
 
 export interface TotalsMetrics {
@@ -12,26 +12,8 @@ export interface TotalsMetrics {
 
 export function createTotalsMetrics(registry: Registry, store: TotalsStore): TotalsMetrics {
   const readTotal = scrapeTimeReader(() => store.readTotal());
-  new Gauge({
-    name: 'summa_total_value',
-    help: 'The running total (as a float for graphs; GET /total has the exact value).',
-    registers: [registry],
-    async collect() {
-      const snapshot = await readTotal();
-      if (snapshot) this.set(Number(snapshot.total));
-      else withoutSamples(this);
-    },
-  });
-  new Gauge({
-    name: 'summa_total_events',
-    help: 'Events applied to the running total.',
-    registers: [registry],
-    async collect() {
-      const snapshot = await readTotal();
-      if (snapshot) this.set(snapshot.count);
-      else withoutSamples(this);
-    },
-  });
+  scrapedGauge(registry, 'summa_total_value', 'The running total (as a float for graphs; GET /total has the exact value).', readTotal, (t) => Number(t.total));
+  scrapedGauge(registry, 'summa_total_events', 'Events applied to the running total.', readTotal, (t) => t.count);
   return {
     consumed: new Counter({
       name: 'summa_totals_records_consumed_total',
