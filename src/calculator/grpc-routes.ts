@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import { toSummaError } from '../platform/errors.ts';
+import { toSummaError, type SummaError } from '../platform/errors.ts';
 import { withGrpcServerMetrics, type GrpcServerMetrics } from '../platform/grpc/server-metrics.ts';
 import { withGrpcServerSpan } from '../platform/grpc/server-tracing.ts';
 import type { GrpcService } from '../platform/grpc/server.ts';
@@ -67,8 +67,19 @@ function addHandler(
         (error: unknown) => {
           const failure = toSummaError(error);
           if (failure.code === 'INTERNAL') options.logger.error({ err: failure.cause ?? failure }, 'Add failed');
-          callback({ code: grpcStatusOf(failure), details: failure.message });
+          callback({ code: grpcStatusOf(failure), details: failure.message, metadata: trailerOf(failure) });
         },
       );
   };
+}
+
+/**
+ * The request id a failure is about, in the `summa-request-id-bin` trailer (its UTF-8 bytes: a
+ * plain gRPC metadata value may hold only ASCII, and an id may be any Unicode).
+ */
+function trailerOf(failure: SummaError): grpc.Metadata | undefined {
+  if (failure.requestId === undefined) return undefined;
+  const trailer = new grpc.Metadata();
+  trailer.set('summa-request-id-bin', Buffer.from(failure.requestId, 'utf8'));
+  return trailer;
 }

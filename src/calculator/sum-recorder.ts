@@ -129,43 +129,71 @@ export class SumRecorder {
     }
     // A fixed order of keys keeps two concurrent statements from locking the same ids in
     // opposite orders, which would deadlock.
-    const requestIds = [...byRequestId.keys()].sort();
-    const leaderPendings = requestIds.map((id) => byRequestId.get(id)![0]!);
-    const leaders = leaderPendings.map((pending) => pending.command);
-    const spans = startOutboxWriteSpans(leaderPendings, batch.length);
-    let recorded: Map<string, Recorded>;
+    const leaders = [...byRequestId.keys()].sort().map((id) => byRequestId.get(id)![0]!);
+    const outcomes = await this.writeLeaders(leaders, batch.length);
+    for (const [requestId, outcome] of outcomes) this.settle(byRequestId.get(requestId)!, outcome);
+  }
+
+  /** Answers every request under one id; each gets its own answer (replay, conflict or failure). */
+  private settle(group: Pending[], outcome: Outcome): void {
+    group.forEach((pending, index) => {
+      if (outcome.kind === 'failed') {
+        pending.reject(outcome.error);
+        return;
+      }
+      if (index === 0 && outcome.isNew) {
+        this.metrics.requests.inc({ outcome: 'accepted' });
+        pending.resolve({ requestId: pending.command.requestId, sum: outcome.request.sum, replayed: false });
+        return;
+      }
+      try {
+        const replay = replayOf(pending.command, outcome.request);
+        this.metrics.requests.inc({ outcome: 'replayed' });
+        pending.resolve(replay);
+      } catch (error) {
+        this.metrics.requests.inc({ outcome: 'conflict' });
+        pending.reject(error);
+      }
+    });
+  }
+
+  /**
+   * Writes one command per request id and says what became of each. A statement the database
+   * refuses for the data of one row is split in halves until that row is alone, so one bad request
+   * never fails the requests written beside it; one that fails for the database's sake (connection
+   * lost, timed out) leaves every request of it with an unknown outcome.
+   */
+  private async writeLeaders(leaders: Pending[], batchSize: number): Promise<Map<string, Outcome>> {
+    const spans = startOutboxWriteSpans(leaders, batchSize);
+    let accepted: Set<string>;
     try {
-      recorded = await this.writeLeaders(leaders, spans);
+      accepted = await this.insert(leaders.map((pending) => pending.command), spans);
       endSpans(spans);
     } catch (error) {
       endSpans(spans, error);
-      this.logger.error({ err: error, batchSize: batch.length }, 'recording a batch of sums failed');
-      const failure = new SummaError('UNAVAILABLE', 'the database is unavailable; retry with the same request id', { cause: error });
-      for (const pending of batch) pending.reject(failure);
-      return;
+      if (isDataError(error) && leaders.length > 1) {
+        const half = Math.ceil(leaders.length / 2);
+        const first = await this.writeLeaders(leaders.slice(0, half), batchSize);
+        const second = await this.writeLeaders(leaders.slice(half), batchSize);
+        return new Map([...first, ...second]);
+      }
+      this.logger.error({ err: error, batchSize, requests: leaders.length }, 'recording sums failed');
+      return new Map(leaders.map(({ command }) => [command.requestId, { kind: 'failed', error: writeFailure(command.requestId, error) }]));
     }
-    for (const requestId of requestIds) {
-      const { request, isNew } = recorded.get(requestId)!;
-      byRequestId.get(requestId)!.forEach((pending, index) => {
-        if (index === 0 && isNew) {
-          this.metrics.requests.inc({ outcome: 'accepted' });
-          pending.resolve({ requestId, sum: request.sum, replayed: false });
-          return;
-        }
-        try {
-          const replay = replayOf(pending.command, request);
-          this.metrics.requests.inc({ outcome: 'replayed' });
-          pending.resolve(replay);
-        } catch (error) {
-          this.metrics.requests.inc({ outcome: 'conflict' });
-          pending.reject(error);
-        }
-      });
+    const outcomes = new Map<string, Outcome>();
+    const repeated: string[] = [];
+    for (const { command } of leaders) {
+      if (accepted.has(command.requestId)) outcomes.set(command.requestId, { kind: 'recorded', request: command, isNew: true });
+      else repeated.push(command.requestId);
     }
+    if (repeated.length > 0) {
+      for (const [requestId, outcome] of await this.readRecorded(repeated)) outcomes.set(requestId, outcome);
+    }
+    return outcomes;
   }
 
-  /** Writes one command per request id; returns what each id is recorded as, and whether it is new. */
-  private async writeLeaders(commands: AddCommand[], spans: (Span | undefined)[] | undefined): Promise<Map<string, Recorded>> {
+  /** The one statement that records requests and their outbox events; returns the ids it accepted. */
+  private async insert(commands: AddCommand[], spans: (Span | undefined)[] | undefined): Promise<Set<string>> {
     const acceptedAt = new Date();
     const eventIds = commands.map(() => randomUUID());
     const payloads = commands.map((command, index) =>
@@ -182,34 +210,60 @@ export class SumRecorder {
       this.options.topic,
     ];
     if (spans) parameters.push(commands.map((_, index) => JSON.stringify(spans[index] ? traceHeadersOf(spans[index]) : {})));
-    const accepted = await this.pool.query<{ message_key: string }>(spans ? RECORD_TRACED_SQL : RECORD_SQL, parameters);
-    const newlyAccepted = new Set(accepted.rows.map((row) => row.message_key));
-    const recorded = new Map<string, Recorded>();
-    const repeated: string[] = [];
-    for (const command of commands) {
-      if (newlyAccepted.has(command.requestId)) recorded.set(command.requestId, { request: command, isNew: true });
-      else repeated.push(command.requestId);
-    }
-    if (repeated.length > 0) {
-      // A separate statement: it sees rows that concurrent writers committed while ours waited.
-      const { rows } = await this.pool.query<{ request_id: string; num1: string; num2: string; sum: string }>(
-        RECORDED_SQL,
-        [repeated],
-      );
+    // Matched by the keys the database returns: what it stored, not what was sent.
+    const { rows } = await this.pool.query<{ message_key: string }>(spans ? RECORD_TRACED_SQL : RECORD_SQL, parameters);
+    return new Set(rows.map((row) => row.message_key));
+  }
+
+  /**
+   * What the ids recorded earlier were recorded as. A separate statement: it sees rows that
+   * concurrent writers committed while ours waited. An id it cannot answer for has an unknown
+   * outcome, on its own.
+   */
+  private async readRecorded(requestIds: string[]): Promise<Map<string, Outcome>> {
+    const outcomes = new Map<string, Outcome>();
+    try {
+      const { rows } = await this.pool.query<{ request_id: string; num1: string; num2: string; sum: string }>(RECORDED_SQL, [requestIds]);
       for (const row of rows) {
         const request = { num1: BigInt(row.num1), num2: BigInt(row.num2), sum: BigInt(row.sum) };
-        recorded.set(row.request_id, { request, isNew: false });
+        outcomes.set(row.request_id, { kind: 'recorded', request, isNew: false });
       }
-      const missing = repeated.find((requestId) => !recorded.has(requestId));
-      if (missing !== undefined) throw new Error(`request ${missing} conflicted but is not recorded`);
+    } catch (error) {
+      this.logger.error({ err: error, requests: requestIds.length }, 'reading recorded requests failed');
+      for (const requestId of requestIds) outcomes.set(requestId, { kind: 'failed', error: unknownOutcome(requestId, error) });
+      return outcomes;
     }
-    return recorded;
+    for (const requestId of requestIds) {
+      if (outcomes.has(requestId)) continue;
+      const error = new Error(`request ${JSON.stringify(requestId)} conflicted but is not recorded`);
+      this.logger.error({ err: error }, 'a recorded request could not be read back');
+      outcomes.set(requestId, { kind: 'failed', error: unknownOutcome(requestId, error) });
+    }
+    return outcomes;
   }
 }
 
-interface Recorded {
-  request: RecordedRequest;
-  isNew: boolean;
+type Outcome = { kind: 'recorded'; request: RecordedRequest; isNew: boolean } | { kind: 'failed'; error: SummaError };
+
+/** SQLSTATE classes 22 (data exception) and 23 (integrity constraint): this data, not the database. */
+function isDataError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (code.startsWith('22') || code.startsWith('23'));
+}
+
+function writeFailure(requestId: string, error: unknown): SummaError {
+  if (isDataError(error)) {
+    return new SummaError('INVALID_ARGUMENT', `request ${JSON.stringify(requestId)} was refused by the database and not recorded`, { cause: error, requestId });
+  }
+  return unknownOutcome(requestId, error);
+}
+
+function unknownOutcome(requestId: string, error: unknown): SummaError {
+  return new SummaError(
+    'UNAVAILABLE',
+    `the database is unavailable and whether request ${JSON.stringify(requestId)} was recorded is unknown; retry with the same request id`,
+    { cause: error, requestId },
+  );
 }
 
 /**

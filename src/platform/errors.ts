@@ -18,11 +18,18 @@ export type ErrorCode =
  */
 export class SummaError extends Error {
   readonly code: ErrorCode;
+  /**
+   * The request id this failure is about, when the request got that far. Sent to the caller (a
+   * gRPC trailer, the HTTP error body), so that one whose id the server assigned can still retry
+   * under it when the outcome is unknown, instead of being counted again under a new id.
+   */
+  readonly requestId: string | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; requestId?: string }) {
     super(message, options);
     this.name = 'SummaError';
     this.code = code;
+    this.requestId = options?.requestId;
   }
 }
 

@@ -367,28 +367,30 @@ describe('SumRecorder', () => {
       assert.deepEqual(await recorder.record(add('a', 1, 0)), accepted('a', 1n), 'the next batch is written again');
     });
 
-    it('today: one request whose row fails the statement fails every neighbour of its batch', async () => {
+    it('settles each request of a batch on its own when one row fails the statement: the neighbours are written', async () => {
       const { pool, recorder } = setup();
-      pool.failRecord = (ids) => (ids.includes('poison') ? new Error('invalid input for one row') : undefined);
-      const results = await outcomes([recorder.record(add('a', 1, 0)), recorder.record(add('poison', 2, 0)), recorder.record(add('b', 3, 0))]);
-      assert.deepEqual(results, ['UNAVAILABLE', 'UNAVAILABLE', 'UNAVAILABLE']);
-      assert.equal(pool.rows.size, 0);
-      assert.deepEqual(await outcomes([recorder.record(add('a', 1, 0))]), [accepted('a', 1n)], 'alone, a neighbour is written');
+      pool.failRecord = (ids) => (ids.includes('poison') ? Object.assign(new Error('invalid input for one row'), { code: '22021' }) : undefined);
+      const settled = await Promise.allSettled([recorder.record(add('a', 1, 0)), recorder.record(add('poison', 2, 0)), recorder.record(add('b', 3, 0))]);
+      assert.deepEqual(settled.map(outcomeOf), [accepted('a', 1n), 'INVALID_ARGUMENT', accepted('b', 3n)]);
+      assert.equal(((settled[1] as PromiseRejectedResult).reason as SummaError).requestId, 'poison');
+      assert.deepEqual([...pool.rows.keys()].sort(), ['a', 'b']);
     });
 
-    it('today: when the read after a committed insert fails, the whole batch is answered UNAVAILABLE, the newly accepted too', async () => {
+    it('answers the newly accepted requests when the read after a committed insert fails; only the others are unknown', async () => {
       const { pool, metrics, recorder } = setup();
       pool.rows.set('x', { num1: 1n, num2: 1n, sum: 2n });
       pool.failRead = new Error('connection lost');
-      const results = await outcomes([recorder.record(add('n', 4, 4)), recorder.record(add('x', 1, 1))]);
-      assert.deepEqual(results, ['UNAVAILABLE', 'UNAVAILABLE']);
-      assert.deepEqual(pool.rows.get('n'), { num1: 4n, num2: 4n, sum: 8n }, 'the insert committed');
-      assert.deepEqual(await requestCounts(metrics), {});
+      const settled = await Promise.allSettled([recorder.record(add('n', 4, 4)), recorder.record(add('x', 1, 1))]);
+      assert.deepEqual(settled.map(outcomeOf), [accepted('n', 8n), 'UNAVAILABLE']);
+      const unknown = (settled[1] as PromiseRejectedResult).reason as SummaError;
+      assert.equal(unknown.requestId, 'x');
+      assert.match(unknown.message, /retry with the same request id/);
+      assert.deepEqual(await requestCounts(metrics), { accepted: 1 });
       pool.failRead = undefined;
-      assert.deepEqual(await recorder.record(add('n', 4, 4)), replayed('n', 8n), 'a retry with the same id gets the committed answer');
+      assert.deepEqual(await recorder.record(add('x', 1, 1)), replayed('x', 2n), 'a retry with the same id gets the recorded answer');
     });
 
-    it('today: an id that conflicted but is missing from the read fails the whole batch with UNAVAILABLE', async () => {
+    it('fails only the request whose conflicting row is missing from the read', async () => {
       const { pool, recorder } = setup();
       pool.rows.set('x', { num1: 1n, num2: 1n, sum: 2n });
       pool.vanished.add('ghost');
@@ -397,11 +399,21 @@ describe('SumRecorder', () => {
         recorder.record(add('ghost', 1, 0)),
         recorder.record(add('x', 1, 1)),
       ]);
-      assert.deepEqual(settled.map(outcomeOf), ['UNAVAILABLE', 'UNAVAILABLE', 'UNAVAILABLE']);
-      const cause = ((settled[0] as PromiseRejectedResult).reason as SummaError).cause;
-      assert.match(String(cause), /request ghost conflicted but is not recorded/);
+      assert.deepEqual(settled.map(outcomeOf), [accepted('n', 8n), 'UNAVAILABLE', replayed('x', 2n)]);
+      assert.equal(((settled[1] as PromiseRejectedResult).reason as SummaError).requestId, 'ghost');
       assert.deepEqual(pool.reads, [['ghost', 'x']]);
-      assert.ok(pool.rows.has('n'), 'the new neighbour was committed nonetheless');
+    });
+
+    it('names the request id in every error it answers, so a caller without an id of its own can retry safely', async () => {
+      const { pool, recorder } = setup();
+      pool.failRecord = () => new Error('connection terminated');
+      const settled = await Promise.allSettled([recorder.record(add('server-assigned-1', 1, 0)), recorder.record(add('server-assigned-2', 1, 0))]);
+      for (const [index, result] of settled.entries()) {
+        const error = (result as PromiseRejectedResult).reason as SummaError;
+        assert.equal(error.code, 'UNAVAILABLE');
+        assert.equal(error.requestId, `server-assigned-${index + 1}`);
+        assert.match(error.message, new RegExp(`server-assigned-${index + 1}`));
+      }
     });
   });
 

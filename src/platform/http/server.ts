@@ -17,7 +17,8 @@ export interface HttpServerOptions {
 }
 
 export interface ErrorBody {
-  error: { code: string; message: string };
+  /** `requestId`: the request the failure is about, when it got that far (retry under it). */
+  error: { code: string; message: string; requestId?: string };
 }
 
 /**
@@ -39,7 +40,7 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
       if (error.code === 'INTERNAL' || error.code === 'UNAVAILABLE') {
         options.logger.warn({ err: error.cause ?? error, route: request.routeOptions.url }, error.message);
       }
-      return reply.status(httpStatusOf(error)).send(errorBody(error.code, error.message));
+      return reply.status(httpStatusOf(error)).send(errorBody(error.code, error.message, error.requestId));
     }
     const status = error.statusCode ?? 500;
     if (status >= 400 && status < 500) {
@@ -65,6 +66,6 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   return app;
 }
 
-export function errorBody(code: string, message: string): ErrorBody {
-  return { error: { code, message } };
+export function errorBody(code: string, message: string, requestId?: string): ErrorBody {
+  return { error: requestId === undefined ? { code, message } : { code, message, requestId } };
 }
