@@ -42,7 +42,7 @@ export const options = {
 const acked = new Counter('bench_acked');
 const failed = new Counter('bench_failed');
 const client = new grpc.Client();
-client.load(['../../proto'], 'summa/v1/calculator.proto');
+client.load(['../../../proto'], 'summa/v1/calculator.proto');
 let connected = false;
 let sequence = 0;
 

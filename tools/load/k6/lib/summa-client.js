@@ -36,7 +36,7 @@ const FINAL_GRPC_CODES = new Set([grpc.StatusInvalidArgument, grpc.StatusAlready
 
 const calculator = new grpc.Client();
 // Import paths resolve against the entry script's folder (loadtest/).
-calculator.load(['../proto'], 'summa/v1/calculator.proto');
+calculator.load(['../../../proto'], 'summa/v1/calculator.proto');
 let connected = false;
 let sequence = 0;
 
