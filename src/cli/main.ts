@@ -1,4 +1,5 @@
 // `summa`: a small command line for the running system.
+import { randomUUID } from 'node:crypto';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
@@ -12,7 +13,7 @@ const DEFAULT_GRPC_ADDRESS = `127.0.0.1:${DEFAULT_PORTS.calculatorGrpc}`;
 const DEFAULT_TOTALS_URL = `http://127.0.0.1:${DEFAULT_PORTS.totalsHttp}`;
 
 const USAGE = `usage:
-  summa add <num1> <num2> [--id <request id>]   add two int64 numbers (retry with the same --id safely)
+  summa add <num1> <num2> [--id <request id>]   add two int64 numbers (retry with the same --id safely; without one, an id is made and printed)
   summa total                                    print the running total
   summa sum <request id>                          whether that request's sum was applied
   summa verify [--wait <s>] [--grace <s>] [--json] audit "no sum lost, none counted twice" in the databases
@@ -67,13 +68,26 @@ async function add(num1: string, num2: string, requestId: string | undefined): P
   const metadata = new grpc.Metadata();
   const token = process.env.SUMMA_WRITE_TOKEN?.trim();
   if (token) metadata.set('authorization', `Bearer ${token}`);
+  // An id of our own rather than the server's: if the answer is lost, the sum can be sent again
+  // under it without being counted twice.
+  const id = requestId ?? randomUUID();
   try {
     const response = await new Promise<AddResponseMessage>((resolve, reject) =>
-      client.Add!({ num1, num2, request_id: requestId ?? '' }, metadata, { deadline: Date.now() + 10_000 }, (error: Error | null, value: AddResponseMessage) =>
+      client.Add!({ num1, num2, request_id: id }, metadata, { deadline: Date.now() + 10_000 }, (error: Error | null, value: AddResponseMessage) =>
         error ? reject(error) : resolve(value),
       ),
     );
     console.log(`${num1} + ${num2} = ${response.sum}  (request id ${response.request_id}${response.replayed ? ', replayed' : ''})`);
+  } catch (error) {
+    const code = (error as grpc.ServiceError).code;
+    if (code === grpc.status.UNAVAILABLE || code === grpc.status.DEADLINE_EXCEEDED || code === grpc.status.CANCELLED) {
+      throw new Error(
+        `${(error as grpc.ServiceError).details || (error as Error).message}\n` +
+          `the sum may or may not have been recorded; retrying is safe: summa add ${num1} ${num2} --id ${id}`,
+        { cause: error },
+      );
+    }
+    throw error;
   } finally {
     client.close();
   }

@@ -108,4 +108,22 @@ describe('the summa command against the real services', () => {
     assert.equal(audit.code, 0, audit.stdout + audit.stderr);
     assert.match(audit.stdout, /OK: every accepted request is applied exactly once/);
   });
+
+  it('add without --id sends an id of its own, and names it when the outcome is unknown so a retry is safe', async () => {
+    const added = await summa('add', '2', '2');
+    assert.equal(added.code, 0, added.stderr);
+    const { id } = /request id (?<id>[0-9a-f-]{36})/.exec(added.stdout)!.groups!;
+    const again = await summa('add', '2', '2', '--id', id!);
+    assert.match(again.stdout, /replayed/, 'the printed id is the one recorded');
+
+    const down = await new Promise<Run>((resolve) => {
+      const env = { ...process.env, ...cliEnv, CALCULATOR_GRPC_ADDRESS: '127.0.0.1:1' };
+      execFile(process.execPath, [SUMMA, 'add', '3', '4'], { env, timeout: 30_000 }, (error, stdout, stderr) =>
+        resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+    assert.equal(down.code, 1);
+    assert.match(down.stderr, /may or may not have been recorded/);
+    assert.match(down.stderr, /summa add 3 4 --id [0-9a-f-]{36}/);
+  });
 });
