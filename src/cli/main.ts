@@ -17,14 +17,23 @@ const USAGE = `usage:
   summa total                                    print the running total
   summa sum <request id>                          whether that request's sum was applied
   summa verify [--wait <s>] [--grace <s>] [--json] audit "no sum lost, none counted twice" in the databases
+  summa dlq list [--all] [--limit <n>] [--json]   the records parked as not valid events
+  summa dlq replay <topic>/<partition>/<offset>... | --all [--dry-run] [--json]
+                                                 apply parked records that are valid events, once
+                                                 (summa dlq --help tells more)
 
 environment:
   CALCULATOR_GRPC_ADDRESS  default ${DEFAULT_GRPC_ADDRESS}
   TOTALS_URL               default ${DEFAULT_TOTALS_URL} (https://... when the services use TLS)
   TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL
   SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
-  DATABASE_URL             (verify) default: the database npm start runs; CALCULATOR_DATABASE_URL
+  DATABASE_URL             (verify, dlq) default: the database npm start runs; CALCULATOR_DATABASE_URL
                            and TOTALS_DATABASE_URL override it per schema`;
+
+/** Unless told otherwise, the commands that read the databases read the one `npm start` runs. */
+function withNpmStartDatabase(env: NodeJS.ProcessEnv): Record<string, string | undefined> {
+  return { DATABASE_URL: `postgres://summa:summa@127.0.0.1:${env.SUMMA_POSTGRES_PORT ?? 55432}/summa`, ...env };
+}
 
 /** parseArgs, with a bad command line told in one line and exit code 2 rather than a stack trace. */
 function parseCommandLine<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
@@ -39,6 +48,11 @@ function parseCommandLine<T extends ParseArgsConfig>(config: T): ReturnType<type
 // parseArgs would take a negative number ("-5") for an option: such arguments stand in for
 // themselves behind a placeholder that reads as a positional, and are put back afterwards.
 const args = process.argv.slice(2);
+// `summa dlq` has subcommands with options of their own, and exit codes of its own.
+if (args[0] === 'dlq') {
+  const { runDlqCommand } = await import('./dlq-command.ts');
+  process.exit(await runDlqCommand(args.slice(1), withNpmStartDatabase(process.env)));
+}
 const placeholder = (index: number) => `\u0000${index}`;
 const restore = (value: string) => (value.startsWith('\u0000') ? args[Number(value.slice(1))]! : value);
 const parsed = parseCommandLine({
@@ -157,9 +171,7 @@ async function main(): Promise<number> {
     case 'verify': {
       if (rest.length > 0) break;
       const { parseSeconds, runVerifyCommand } = await import('./verify-command.ts');
-      // Unless told otherwise, the database `npm start` runs.
-      const embedded = `postgres://summa:summa@127.0.0.1:${process.env.SUMMA_POSTGRES_PORT ?? 55432}/summa`;
-      return runVerifyCommand({ DATABASE_URL: embedded, ...process.env }, {
+      return runVerifyCommand(withNpmStartDatabase(process.env), {
         waitSeconds: parseSeconds('--wait', values.wait, 0),
         graceSeconds: parseSeconds('--grace', values.grace, 30),
         json: values.json ?? false,

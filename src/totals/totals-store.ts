@@ -120,7 +120,8 @@ export class TotalsStore {
   }
 }
 
-async function applyEvents(client: PoolClient, events: EventAtOffset[]): Promise<BatchOutcome> {
+/** The apply step of applyBatch, inside the caller's transaction; `summa dlq replay` applies through it too. */
+export async function applyEvents(client: PoolClient, events: EventAtOffset[]): Promise<BatchOutcome> {
   // The same event twice in one batch would be inserted once anyway; dropping it here keeps the
   // statement simple. Sorting fixes the lock order between concurrent consumers.
   const unique = [...new Map(events.map((e) => [e.event.eventId, e])).values()].sort((a, b) =>
