@@ -1,7 +1,10 @@
-// The chaos harness: the whole system on its own PostgreSQL and Kafka, clients sending Adds all the
-// while, and every component killed (-9) or stopped (SIGTERM) and restarted over and over. When
-// the faults stop and the pipeline has gone quiet, every acknowledged request must be applied
-// exactly once and the total must be the exact sum of every committed request.
+// The chaos harness: the whole system on its own PostgreSQL and Kafka, two instances of each service
+// (two calculators behind the clients, two relays on one outbox, two totals consumers in one
+// group), clients sending Adds all the while, and every component killed (-9) or stopped (SIGTERM)
+// and restarted over and over. A kill -9 of a totals consumer is aimed between its database commit
+// and its Kafka commit, so that Kafka really delivers applied records again. When the faults stop
+// and the pipeline has gone quiet, every acknowledged request must be applied exactly once, the
+// total must be the exact sum of every committed request, and no refused request may be in it.
 import { randomInt } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -11,18 +14,29 @@ import { startKafkaBroker, type KafkaBroker } from '../../tools/local-stack/kafk
 import { startPostgresServer, type PostgresServer } from '../../tools/local-stack/postgres-server.ts';
 import { auditInvariant, auditUntilQuiet, formatReport, type InvariantReport } from '../../src/cli/invariant-audit.ts';
 import { freePort } from '../../tools/lib/free-port.ts';
-import { ChaosClients } from '../../tools/load/retrying-clients.ts';
+import { ChaosClients, type CalculatorEndpoint, type Refusal } from '../../tools/load/retrying-clients.ts';
+import { killInCommitWindow, scrapeTotals } from '../support/commit-window.ts';
 import { ChaosService, killPostgresCluster, sleep, waitForPortFree, type ServiceName } from './processes.ts';
 
 export const COMPONENTS = ['calculator', 'relay', 'totals', 'kafka', 'postgres'] as const;
 export type Component = (typeof COMPONENTS)[number];
+export const SERVICES: readonly ServiceName[] = ['calculator', 'relay', 'totals'];
+/** Instances of each service, named e.g. totals-1 and totals-2. */
+export const INSTANCES = 2;
+export const SERVICE_INSTANCES: readonly string[] = SERVICES.flatMap((service) => Array.from({ length: INSTANCES }, (_, i) => `${service}-${i + 1}`));
+/** How long a kill -9 of a totals consumer waits for a moment between its two commits. */
+const AIM_MS = 20_000;
 
 export interface ChaosOptions {
-  /** How long faults are injected. At least one fault per component happens whatever this says. */
+  /** How long faults are injected. At least one fault per service instance, the broker and the database happens whatever this says. */
   faultsForMs: number;
   grpcClients?: number;
   httpClients?: number;
-  /** Every this-many-th fault is a graceful stop (SIGTERM) instead of kill -9 (default 3). */
+  /** Pairs of clients sending each request to both calculators at the same moment (default 1). */
+  twinPairs?: number;
+  /** Clients sending other numbers under taken ids (default 1). */
+  conflictClients?: number;
+  /** Every this-many-th fault is a graceful stop (SIGTERM) instead of kill -9 (default 3); a component's first fault is always a kill -9. */
   gracefulEvery?: number;
   /** How long the pipeline may take to go quiet once the faults stop (default 120s). */
   quiesceTimeoutMs?: number;
@@ -51,8 +65,17 @@ export interface ChaosResult {
   gaveUp: number;
   /** Requests committed (in calculator.requests) though no client saw the acknowledgement. */
   committedUnacked: number;
+  /** Faults by component (both instances of a service together). */
   kills: Record<Component, FaultCount>;
+  /** Faults by service instance (calculator-1, ..., totals-2). */
+  instanceKills: Record<string, FaultCount>;
   totalKills: number;
+  /** Kafka delivering again what a killed totals consumer had applied but not committed. */
+  redelivery: Redelivery;
+  /** Requests sent to both calculators at the same moment. */
+  twins: { sent: number; bothAcked: number };
+  /** Other numbers under a taken id: refused ones, and refused ones whose numbers were recorded anyway. */
+  conflicts: { sent: number; refused: number; counted: number };
   lost: number;
   double: number;
   total: string;
@@ -65,13 +88,32 @@ export interface ChaosResult {
   summary: string;
 }
 
+export interface Redelivery {
+  /** kill -9s of a totals consumer (each aimed between its database commit and its Kafka commit). */
+  aimedKills: number;
+  /** Those that landed there: the group's committed offset behind totals.consumer_offsets after the kill. */
+  landed: number;
+  /** Records in those gaps: applied, and certain to be delivered again. */
+  records: number;
+  /** summa_totals_duplicates_skipped_total over every totals process (as of its last scrape). */
+  duplicatesSkipped: number;
+}
+
+/** A fault target: one service instance, or the broker, or the database. */
+type Target = { component: 'kafka' | 'postgres' } | { component: ServiceName; instance: ChaosService };
+
 interface Topology {
   postgres: PostgresServer | undefined;
   postgresPort: number;
   kafka: KafkaBroker | undefined;
   kafkaPort: number;
   kafkaControllerPort: number;
-  services: Record<ServiceName, ChaosService>;
+  services: ChaosService[];
+  /** Where totals-N serves HTTP. */
+  totalsUrls: Map<string, string>;
+  /** Reads totals.consumer_offsets while aiming; created once the database is up. */
+  sql: pg.Pool | undefined;
+  env: Record<string, string>;
 }
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
@@ -87,9 +129,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   stamp(`work directory ${workDir}`);
 
   const kills = Object.fromEntries(COMPONENTS.map((c) => [c, { kill9: 0, sigterm: 0 }])) as Record<Component, FaultCount>;
+  const instanceKills: Record<string, FaultCount> = Object.fromEntries(SERVICE_INSTANCES.map((name) => [name, { kill9: 0, sigterm: 0 }]));
+  const redelivery: Redelivery = { aimedKills: 0, landed: 0, records: 0, duplicatesSkipped: 0 };
+  const conflicts = { sent: 0, refused: 0, counted: 0 };
   const problems: string[] = [];
   let clients: ChaosClients | undefined;
-  let sql: pg.Pool | undefined;
   let report: InvariantReport | undefined;
   let lost = 0;
   let double = 0;
@@ -102,8 +146,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     kafka: undefined,
     kafkaPort: 0,
     kafkaControllerPort: 0,
-    services: {} as Record<ServiceName, ChaosService>,
+    services: [],
+    totalsUrls: new Map(),
+    sql: undefined,
+    env: {},
   };
+  // The duplicates each totals process had skipped by its last scrape: a killed one keeps its figure.
+  const duplicatesByProcess = new Map<string, number>();
 
   try {
     topology.postgres = await startPostgresServer({ dataDir: dirs.postgres, port: topology.postgresPort });
@@ -114,54 +163,109 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     topology.kafkaControllerPort = topology.kafka.controllerPort;
     stamp(`PostgreSQL on ${topology.postgresPort}, Kafka on ${topology.kafka.brokers}`);
 
-    const [grpcPort, calculatorPort, relayPort, totalsPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
-    const env = {
+    topology.sql = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+    // PostgreSQL is killed too: an idle connection that breaks must not take the harness down.
+    topology.sql.on('error', () => {});
+    topology.env = {
       DATABASE_URL: databaseUrl,
       KAFKA_BROKERS: topology.kafka.brokers,
       KAFKA_TOPIC: 'chaos.sums',
       KAFKA_TOPIC_PARTITIONS: '3',
       TOTALS_GROUP_ID: 'chaos-totals',
-      CALCULATOR_GRPC_PORT: String(grpcPort),
-      CALCULATOR_HTTP_PORT: String(calculatorPort),
-      RELAY_HTTP_PORT: String(relayPort),
-      TOTALS_HTTP_PORT: String(totalsPort),
       LOG_LEVEL: 'warn',
     };
-    const service = (name: ServiceName, port: number) =>
-      new ChaosService(name, env, `http://127.0.0.1:${port}/readyz`, path.join(dirs.logs, `${name}.log`));
-    topology.services = { calculator: service('calculator', calculatorPort), relay: service('relay', relayPort), totals: service('totals', totalsPort) };
-    await topology.services.calculator.start();
-    await Promise.all([topology.services.relay.start(), topology.services.totals.start()]);
-    stamp('services up; clients start');
+    const calculators: CalculatorEndpoint[] = [];
+    for (const name of SERVICE_INSTANCES) {
+      const service = name.slice(0, name.lastIndexOf('-')) as ServiceName;
+      const [httpPort, grpcPort] = await Promise.all([freePort(), freePort()]);
+      const env: Record<string, string> = { ...topology.env };
+      if (service === 'calculator') {
+        Object.assign(env, { CALCULATOR_HTTP_PORT: String(httpPort), CALCULATOR_GRPC_PORT: String(grpcPort) });
+        calculators.push({ grpcAddress: `127.0.0.1:${grpcPort}`, httpUrl: `http://127.0.0.1:${httpPort}` });
+      }
+      if (service === 'relay') env.RELAY_HTTP_PORT = String(httpPort);
+      if (service === 'totals') {
+        env.TOTALS_HTTP_PORT = String(httpPort);
+        topology.totalsUrls.set(name, `http://127.0.0.1:${httpPort}`);
+      }
+      topology.services.push(new ChaosService(service, name, env, `http://127.0.0.1:${httpPort}/readyz`, path.join(dirs.logs, `${name}.log`)));
+    }
+    // The first calculator creates the schemas; the others start together.
+    await topology.services[0]!.start();
+    await Promise.all(topology.services.slice(1).map((service) => service.start()));
+    stamp(`services up (${topology.services.map((s) => s.name).join(', ')}); clients start`);
 
     clients = new ChaosClients({
-      grpcAddress: `127.0.0.1:${grpcPort}`,
-      httpUrl: `http://127.0.0.1:${calculatorPort}`,
+      calculators,
       grpcClients: options.grpcClients ?? 4,
       httpClients: options.httpClients ?? 2,
+      twinPairs: options.twinPairs ?? 1,
+      conflictClients: options.conflictClients ?? 1,
       callTimeoutMs: 2_000,
       giveUpAfterMs: 30_000,
       pauseMs: 20,
     });
     clients.start();
 
-    // Faults one after another, in shuffled rounds that each hit every component once.
+    /** Banks a totals process's duplicates figure before it goes (and at the end). */
+    const scrapeDuplicates = async (instance: ChaosService) => {
+      const scrape = instance.running ? await scrapeTotals(topology.totalsUrls.get(instance.name)!).catch(() => undefined) : undefined;
+      if (scrape) duplicatesByProcess.set(`${instance.name}/${instance.pid}`, scrape.duplicatesSkipped);
+    };
+
+    // Faults one after another, in shuffled rounds that each hit every instance, the broker and the
+    // database once. Every gracefulEvery-th fault is a SIGTERM, except a component's first.
+    const targets: Target[] = [
+      ...topology.services.map((instance) => ({ component: instance.service, instance })),
+      { component: 'kafka' as const },
+      { component: 'postgres' as const },
+    ];
     const faultsUntil = Date.now() + options.faultsForMs;
     const gracefulEvery = options.gracefulEvery ?? 3;
-    let round: Component[] = [];
+    let round: Target[] = [];
     let faults = 0;
-    while (Date.now() < faultsUntil || faults < COMPONENTS.length) {
-      if (round.length === 0) round = shuffle([...COMPONENTS]);
-      const component = round.shift()!;
+    while (Date.now() < faultsUntil || faults < targets.length) {
+      if (round.length === 0) round = shuffle([...targets]);
+      const target = round.shift()!;
+      const { component } = target;
+      const label = 'instance' in target ? target.instance.name : component;
       await sleep(randomInt(500, 2_000)); // traffic flows between faults
-      const graceful = faults % gracefulEvery === gracefulEvery - 1;
+      const graceful = faults % gracefulEvery === gracefulEvery - 1 && kills[component].kill9 > 0;
       const downMs = randomInt(100, 2_000);
       const began = Date.now();
-      await inject(topology, component, graceful, downMs, dirs);
+      let aimed = '';
+      if ('instance' in target) {
+        const { instance } = target;
+        if (instance.service === 'totals') await scrapeDuplicates(instance);
+        if (graceful) await instance.stop();
+        else if (instance.service !== 'totals') await instance.kill();
+        else {
+          const processKey = `${instance.name}/${instance.pid}`;
+          const kill = await killInCommitWindow(
+            { pid: instance.pid, url: topology.totalsUrls.get(instance.name)!, sql: topology.sql, brokers: [topology.kafka!.brokers], groupId: topology.env.TOTALS_GROUP_ID!, topic: topology.env.KAFKA_TOPIC! },
+            () => instance.kill(),
+            AIM_MS,
+          );
+          redelivery.aimedKills += 1;
+          duplicatesByProcess.set(processKey, Math.max(duplicatesByProcess.get(processKey) ?? 0, kill.duplicatesSkipped));
+          if (kill.landed) {
+            redelivery.landed += 1;
+            redelivery.records += kill.records;
+          }
+          aimed = kill.landed
+            ? ` between its commits (after ${kill.attempts} freeze(s); ${kill.records} record(s) applied, not committed to Kafka)`
+            : ` outside its commit window (${kill.attempts} freeze(s) found none)`;
+        }
+        await sleep(downMs);
+        await instance.start();
+        instanceKills[instance.name]![graceful ? 'sigterm' : 'kill9'] += 1;
+      } else {
+        await inject(topology, target.component, graceful, downMs, dirs);
+      }
       kills[component][graceful ? 'sigterm' : 'kill9'] += 1;
       faults += 1;
       stamp(
-        `${graceful ? 'SIGTERM' : 'kill -9'} ${component}, down ${downMs} ms, back after ${Date.now() - began} ms` +
+        `${graceful ? 'SIGTERM' : 'kill -9'} ${label}${aimed}, down ${downMs} ms, back after ${Date.now() - began} ms` +
           ` (acked ${clients.stats.acked.size}, retries ${clients.stats.retries})`,
       );
     }
@@ -172,7 +276,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     stamp(`clients done: ${stats.attempted.size} requests, ${stats.acked.size} acknowledged, ${stats.gaveUp} given up`);
 
     // Quiet: the outbox drained and every committed request applied. Until then nothing counts as lost.
-    sql = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+    const sql = topology.sql;
     const quiesceSeconds = (options.quiesceTimeoutMs ?? 120_000) / 1000;
     await auditUntilQuiet({ calculator: sql, totals: sql }, { waitSeconds: quiesceSeconds, graceSeconds: 24 * 3600, pollMs: 500 });
     report = await auditInvariant({ calculator: sql, totals: sql }, { graceSeconds: 0 });
@@ -196,6 +300,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       }
     }
     committedUnacked = [...committedSums.keys()].filter((id) => !stats.acked.has(id)).length;
+    // A refused request's numbers must not be what was recorded under its id (and so in the total).
+    const refusals = checkRefusals(stats.conflicts.refused, committedSums);
+    conflicts.counted = refusals.counted.length;
+    for (const { requestId } of refusals.counted.slice(0, 5)) problems.push(`request ${requestId} was refused, yet its numbers are the ones recorded`);
+    for (const { requestId } of refusals.unrecorded.slice(0, 5)) problems.push(`request ${requestId} was refused as a conflict, but nothing is recorded under its id`);
+    conflicts.sent = stats.conflicts.sent;
+    conflicts.refused = stats.conflicts.refused.length;
     const strangers = committed.rowCount === report.counts.requests ? 0 : report.counts.requests - (committed.rowCount ?? 0);
     if (strangers !== 0) problems.push(`${strangers} request(s) in calculator.requests that no client sent`);
 
@@ -220,14 +331,26 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     for (const failure of report.failures) if (!problems.includes(failure)) problems.push(`verify: ${failure}`);
     problems.push(...stats.violations.slice(0, 10).map((v) => `client: ${v}`));
     if (stats.acked.size === 0) problems.push('no request was acknowledged at all');
-    for (const service of Object.values(topology.services)) {
+    for (const service of topology.services) {
       if (service.crashes > 0) problems.push(`${service.name} exited on its own ${service.crashes} time(s); see ${service.logFile}`);
     }
+
+    // What the run was meant to exercise, and did.
+    for (const instance of topology.services.filter((s) => s.service === 'totals')) await scrapeDuplicates(instance);
+    redelivery.duplicatesSkipped = [...duplicatesByProcess.values()].reduce((n, d) => n + d, 0);
+    if (redelivery.aimedKills > 0 && redelivery.landed === 0) {
+      problems.push(`none of the ${redelivery.aimedKills} kill -9s of a totals consumer landed between its database commit and its Kafka commit`);
+    }
+    if (redelivery.landed > 0 && redelivery.duplicatesSkipped === 0) {
+      problems.push(`${redelivery.records} record(s) were applied but not committed to Kafka when their consumer died, yet no consumer skipped a duplicate`);
+    }
+    if ((options.twinPairs ?? 1) > 0 && stats.twins.bothAcked === 0) problems.push('no request sent to both calculators at once was acknowledged to both clients');
+    if ((options.conflictClients ?? 1) > 0 && conflicts.refused === 0) problems.push('no conflicting request was refused');
   } catch (error) {
     problems.push(`harness failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
   } finally {
     await clients?.abort().catch(() => {});
-    await sql?.end().catch(() => {});
+    await topology.sql?.end().catch(() => {});
     await teardown(topology);
   }
 
@@ -247,7 +370,11 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     gaveUp: stats?.gaveUp ?? 0,
     committedUnacked,
     kills,
+    instanceKills,
     totalKills,
+    redelivery,
+    twins: stats?.twins ?? { sent: 0, bothAcked: 0 },
+    conflicts,
     lost,
     double,
     total,
@@ -263,17 +390,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   return result;
 }
 
-async function inject(topology: Topology, component: Component, graceful: boolean, downMs: number, dirs: { postgres: string; kafka: string }) {
+async function inject(topology: Topology, component: 'kafka' | 'postgres', graceful: boolean, downMs: number, dirs: { postgres: string; kafka: string }) {
   switch (component) {
-    case 'calculator':
-    case 'relay':
-    case 'totals': {
-      const service = topology.services[component];
-      await (graceful ? service.stop() : service.kill());
-      await sleep(downMs);
-      await service.start();
-      return;
-    }
     case 'kafka': {
       const broker = topology.kafka!;
       topology.kafka = undefined;
@@ -298,7 +416,7 @@ async function inject(topology: Topology, component: Component, graceful: boolea
 
 /** Everything down, hard: the data is not needed any more, only the logs. */
 async function teardown(topology: Topology): Promise<void> {
-  await Promise.allSettled(Object.values(topology.services).map((service) => service.kill()));
+  await Promise.allSettled(topology.services.map((service) => service.kill()));
   await topology.kafka?.kill().catch(() => {});
   if (topology.postgres) {
     const server = topology.postgres;
@@ -307,6 +425,22 @@ async function teardown(topology: Topology): Promise<void> {
       .then((pid) => killPostgresCluster(pid, topology.postgresPort))
       .catch(() => server.stop());
   }
+}
+
+/**
+ * Refused conflicting requests against what is recorded under their ids: `counted` are those whose
+ * numbers were recorded all the same (so they are in the total), `unrecorded` those refused for an
+ * id nothing is recorded under (refused in favour of nothing). Both must be empty.
+ */
+export function checkRefusals(refusals: readonly Refusal[], recorded: ReadonlyMap<string, bigint>): { counted: Refusal[]; unrecorded: Refusal[] } {
+  const counted: Refusal[] = [];
+  const unrecorded: Refusal[] = [];
+  for (const refusal of refusals) {
+    const sum = recorded.get(refusal.requestId);
+    if (sum === undefined) unrecorded.push(refusal);
+    else if (sum === refusal.sum) counted.push(refusal);
+  }
+  return { counted, unrecorded };
 }
 
 /**
@@ -320,14 +454,26 @@ export function chaosSummary(outcome: Pick<ChaosResult, 'ok' | 'measured' | 'ack
 }
 
 export function describe(result: ChaosResult): string[] {
+  const { redelivery, twins, conflicts } = result;
+  const byInstance = (component: Component) =>
+    SERVICE_INSTANCES.filter((name) => name.startsWith(`${component}-`))
+      .map((name) => `${name}: ${result.instanceKills[name]!.kill9} + ${result.instanceKills[name]!.sigterm}`)
+      .join(', ');
   const lines = [
     `chaos run of ${(result.durationMs / 1000).toFixed(0)} s (faults for ${(result.faultsForMs / 1000).toFixed(0)} s), started ${result.startedAt.toISOString()}`,
     `  requests sent:        ${result.requests}`,
-    `  acknowledged:         ${result.acked} (${result.replays} of them replays of an earlier commit)`,
+    `  acknowledged:         ${result.acked} (${result.replays} answers were replays of an earlier commit)`,
+    `  sent to both calculators at once: ${twins.sent} (both clients answered for ${twins.bothAcked})`,
+    `  conflicting requests: ${conflicts.sent}, refused ${conflicts.refused}, of which counted ${conflicts.counted}`,
     `  retries:              ${result.retries}`,
     `  given up by clients:  ${result.gaveUp} (committed without the client seeing it: ${result.committedUnacked})`,
     `  faults:               ${result.totalKills}`,
-    ...COMPONENTS.map((c) => `    ${c.padEnd(11)} ${result.kills[c].kill9} kill -9, ${result.kills[c].sigterm} SIGTERM`),
+    ...COMPONENTS.map((c) => {
+      const instances = (SERVICES as readonly string[]).includes(c) ? ` (kill -9 + SIGTERM by instance: ${byInstance(c)})` : '';
+      return `    ${c.padEnd(11)} ${result.kills[c].kill9} kill -9, ${result.kills[c].sigterm} SIGTERM${instances}`;
+    }),
+    `  totals kill -9s between the database commit and the Kafka commit: ${redelivery.landed} of ${redelivery.aimedKills}` +
+      ` (${redelivery.records} records applied but not committed to Kafka; duplicates skipped: ${redelivery.duplicatesSkipped})`,
     `  client errors seen:   ${Object.entries(result.errors).map(([kind, n]) => `${kind} ×${n}`).join(', ') || 'none'}`,
     `  final total:          ${result.total}`,
   ];

@@ -7,17 +7,23 @@ const { values } = parseArgs({
     minutes: { type: 'string', default: '5' },
     'grpc-clients': { type: 'string', default: '4' },
     'http-clients': { type: 'string', default: '2' },
+    'twin-pairs': { type: 'string', default: '1' },
+    'conflict-clients': { type: 'string', default: '1' },
     keep: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   },
 });
 
 if (values.help) {
-  console.log(`usage: npm run chaos -- [--minutes N] [--grpc-clients N] [--http-clients N] [--keep]
+  console.log(`usage: npm run chaos -- [--minutes N] [--grpc-clients N] [--http-clients N]
+                        [--twin-pairs N] [--conflict-clients N] [--keep]
 
-Starts its own PostgreSQL and Kafka in a temporary directory and the three services as processes,
-sends Adds from the clients while it kills (-9) and stops (SIGTERM) every component in turn for
-N minutes, then checks that every acknowledged request was applied exactly once. Exits 1 otherwise.`);
+Starts its own PostgreSQL and Kafka in a temporary directory and two instances of each of the three
+services as processes, sends Adds from the clients (spread over both calculators; twin pairs send
+each request to both at once; conflict clients send other numbers under taken ids) while it kills
+(-9) and stops (SIGTERM) every instance, the broker and the database in turn for N minutes, then
+checks that every acknowledged request was applied exactly once and no refused one was counted.
+Exits 1 otherwise.`);
   process.exit(0);
 }
 
@@ -34,6 +40,8 @@ const result = await runChaos({
   faultsForMs: count('minutes', values.minutes!, 0) * 60_000,
   grpcClients: count('grpc-clients', values['grpc-clients']!, 0),
   httpClients: count('http-clients', values['http-clients']!, 0),
+  twinPairs: count('twin-pairs', values['twin-pairs']!, 0),
+  conflictClients: count('conflict-clients', values['conflict-clients']!, 0),
   keepWorkDir: values.keep,
 });
 process.exit(result.ok ? 0 : 1);

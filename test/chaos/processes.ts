@@ -1,5 +1,5 @@
-// Processes the chaos harness starts, kills and restarts: the three services, and the PostgreSQL
-// cluster's postmaster with all its children.
+// Processes the chaos harness starts, kills and restarts: the instances of the three services, and
+// the PostgreSQL cluster's postmaster with all its children.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
@@ -18,7 +18,7 @@ process.on('exit', () => {
 
 export type ServiceName = 'calculator' | 'relay' | 'totals';
 
-/** One service as a real child process, its output appended to a log file. */
+/** One instance of a service as a real child process, its output appended to a log file. */
 export class ChaosService {
   private child: ChildProcess | undefined;
   private exited: Promise<void> = Promise.resolve();
@@ -27,7 +27,9 @@ export class ChaosService {
   crashes = 0;
 
   constructor(
-    readonly name: ServiceName,
+    readonly service: ServiceName,
+    /** This instance's name, e.g. totals-2. */
+    readonly name: string,
     private readonly env: Record<string, string>,
     private readonly readyUrl: string,
     readonly logFile: string,
@@ -40,7 +42,7 @@ export class ChaosService {
   async start(timeoutMs = 90_000): Promise<void> {
     if (this.running) throw new Error(`${this.name} is already running`);
     const out = openSync(this.logFile, 'a');
-    const args = ['--import', 'tsx', path.join(root, 'src', this.name, 'main.ts')];
+    const args = ['--import', 'tsx', path.join(root, 'src', this.service, 'main.ts')];
     // With setpriv the kernel kills the service if the harness dies by a signal.
     const child = HAS_SETPRIV
       ? spawn('setpriv', ['--pdeathsig', 'KILL', process.execPath, ...args], { cwd: root, env: { ...process.env, ...this.env }, stdio: ['ignore', out, out] })
@@ -66,7 +68,13 @@ export class ChaosService {
     throw new Error(`${this.name} was not ready within ${timeoutMs} ms; see ${this.logFile}`);
   }
 
-  /** SIGKILL: no chance to clean up. */
+  /** The pid of the running process (setpriv execs the service, so it is the service's own). */
+  get pid(): number {
+    if (!this.running) throw new Error(`${this.name} is not running`);
+    return this.child!.pid!;
+  }
+
+  /** SIGKILL: no chance to clean up (a process stopped by SIGSTOP dies all the same). */
   async kill(): Promise<void> {
     this.stopping = true;
     if (this.running) this.child!.kill('SIGKILL');

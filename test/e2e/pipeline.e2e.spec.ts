@@ -3,6 +3,7 @@ import { randomInt, randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
+import { killInCommitWindow, scrapeTotals } from '../support/commit-window.ts';
 import { serviceEnvironment } from '../support/service-environment.ts';
 import { ServiceProcess } from '../support/service-process.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
@@ -34,12 +35,14 @@ describe('the whole pipeline as real processes', () => {
   let totalsUrl: string;
   let calculatorHttp: string;
   let grpcAddress: string;
+  let kafka: { brokers: string[]; topic: string; groupId: string };
 
   before(async () => {
     database = await createTestDatabase('e2e');
     sql = new pg.Pool({ connectionString: database.url });
     const { env, relayUrl, ...where } = await serviceEnvironment({ name: 'e2e', databaseUrl: database.url, partitions: 4 });
     ({ grpcAddress, calculatorUrl: calculatorHttp, totalsUrl } = where);
+    kafka = { brokers: env.KAFKA_BROKERS!.split(','), topic: env.KAFKA_TOPIC!, groupId: env.TOTALS_GROUP_ID! };
     calculator = new ServiceProcess('calculator', env, `${calculatorHttp}/readyz`);
     relay = new ServiceProcess('relay', env, `${relayUrl}/readyz`);
     totals = new ServiceProcess('totals', env, `${totalsUrl}/readyz`);
@@ -65,7 +68,7 @@ describe('the whole pipeline as real processes', () => {
     return last;
   }
 
-  it('counts every acknowledged request exactly once, across retries and restarts', async () => {
+  it('counts every acknowledged request exactly once, across retries and restarts', async (t) => {
     const requests: Sent[] = Array.from({ length: UNIQUE_REQUESTS }, () => ({
       requestId: randomUUID(),
       num1: nearTwoToThe62(),
@@ -133,12 +136,58 @@ describe('the whole pipeline as real processes', () => {
     assert.equal(((await lookup.json()) as { sum: string }).sum, (sample.num1 + sample.num2).toString());
     assert.equal((await fetch(`${totalsUrl}/sums/never-sent`)).status, 404);
 
-    // Restart the consumer and the relay (one gracefully, one with SIGKILL): Kafka redelivers
-    // whatever was not committed, and none of it may count again.
-    await Promise.all([totals.stop(), relay.kill()]);
+    // Then a kill -9 of the consumer while records flow, landed between a batch's database commit
+    // and its Kafka commit (see test/support/commit-window.ts), and of the relay: the records in the
+    // consumer's gap are delivered again to its successor, which must skip every one of them.
+    const flowing = { stop: false, acked: new Map<string, bigint>() };
+    const senders = Array.from({ length: 4 }, async () => {
+      const client = new CalculatorClient(grpcAddress);
+      try {
+        while (!flowing.stop && flowing.acked.size < 50_000) {
+          const request = { requestId: randomUUID(), num1: nearTwoToThe62(), num2: nearTwoToThe62() };
+          const { sum } = await client.add(request);
+          assert.equal(BigInt(sum), request.num1 + request.num2);
+          flowing.acked.set(request.requestId, BigInt(sum));
+        }
+      } finally {
+        client.close();
+      }
+    });
+    let kill: Awaited<ReturnType<typeof killInCommitWindow>>;
+    try {
+      kill = await killInCommitWindow({ pid: totals.pid, url: totalsUrl, sql, ...kafka }, () => totals.kill(), 60_000);
+      await relay.kill();
+    } finally {
+      flowing.stop = true;
+      await Promise.all(senders);
+    }
+    assert.ok(kill.landed, `no kill -9 landed between a database commit and its Kafka commit in ${kill.attempts} tries`);
+    assert.ok(kill.records > 0);
     await Promise.all([totals.start(), relay.start()]);
-    await new Promise((resolve) => setTimeout(resolve, 3_000));
-    assert.deepEqual(await readTotal(), settled);
+
+    const everything = new Map([...acked, ...flowing.acked]);
+    const final = await waitForCount(everything.size);
+    assert.equal(final.count, everything.size);
+    assert.equal(final.total, [...everything.values()].reduce((total, sum) => total + sum, 0n).toString());
+    const appliedOnce = await sql.query<{ events: string; requests: string }>(
+      'SELECT count(*) AS events, count(DISTINCT request_id) AS requests FROM totals.applied_events',
+    );
+    assert.deepEqual(appliedOnce.rows[0], { events: String(everything.size), requests: String(everything.size) });
+    // The redelivery really happened: the restarted consumer was handed the gap and skipped it all.
+    let restarted = await scrapeTotals(totalsUrl);
+    for (const deadline = Date.now() + 10_000; restarted.duplicatesSkipped < kill.records && Date.now() < deadline; ) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      restarted = await scrapeTotals(totalsUrl);
+    }
+    assert.ok(
+      restarted.duplicatesSkipped >= kill.records,
+      `${kill.records} records were applied but not committed to Kafka when the consumer died; its successor skipped ${restarted.duplicatesSkipped} duplicates`,
+    );
+    t.diagnostic(
+      `kill -9 landed after ${kill.attempts} freeze(s) with ${kill.records} record(s) applied but not committed to Kafka; ` +
+        `${flowing.acked.size} requests sent meanwhile; the successor skipped ${restarted.duplicatesSkipped} duplicate(s)`,
+    );
+    assert.ok(restarted.recordsConsumed > restarted.eventsApplied, 'the successor consumed more records than it applied events');
     const outbox = await sql.query<{ pending: string }>('SELECT count(*) AS pending FROM calculator.outbox');
     assert.equal(outbox.rows[0]!.pending, '0');
   });

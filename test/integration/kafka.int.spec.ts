@@ -248,21 +248,39 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
     const groupId = unique('g');
     await ensureTopic(settings, topic, 4);
     const publisher = track(createEventPublisher(settings));
-    await publisher.publish(topic, records(400, 'a'));
 
     const one = collector({ topic, groupId, maxBatchSize: 50 });
     const two = collector({ topic, groupId, maxBatchSize: 50 });
     await Promise.all([one.consumer.start(), two.consumer.start()]);
+    // The group has settled once each member holds partitions and together they hold each of the
+    // four exactly once; a member still holding its pre-rebalance assignment would overlap.
+    const assigned = async (): Promise<[number[], number[]]> => [[...(await one.consumer.lag()).keys()], [...(await two.consumer.lag()).keys()]];
+    let split: [number[], number[]] = [[], []];
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      split = await assigned();
+      const held = [...split[0], ...split[1]];
+      if (split[0].length > 0 && split[1].length > 0 && held.length === 4 && new Set(held).size === 4) break;
+      if (Date.now() > deadline) assert.fail(`the two members never shared the 4 partitions: ${JSON.stringify(split)}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+
+    // Published only now, so both members are in the group when the records arrive.
+    await publisher.publish(topic, records(400, 'a'));
     const all = () => new Set([...values(one.received), ...values(two.received)]);
     await waitFor('400 distinct records over both members', () => all().size >= 400, 45_000);
-    await waitFor('both members got partitions', () => one.received.length > 0 && two.received.length > 0, 20_000).catch(
-      () => {}, // a member that joined late may legitimately have found nothing left
-    );
+    assert.deepEqual(new Set([...one.received, ...two.received].map((r) => r.partition)), new Set([0, 1, 2, 3]), 'the keys spread over every partition');
+    assert.ok(one.received.length > 0 && two.received.length > 0, `both members got records: ${one.received.length} and ${two.received.length}`);
+    for (const [member, partitions] of [[one, split[0]], [two, split[1]]] as const) {
+      assert.ok(member.received.every((r) => partitions.includes(r.partition)), 'each member reads only the partitions it holds');
+    }
+    assert.equal(one.received.length + two.received.length, 400, 'no record went to both members');
 
     await one.consumer.close();
     await publisher.publish(topic, records(200, 'b'));
     await publisher.close();
     await waitFor('the remaining member gets all new records', () => values(two.received).filter((v) => v.startsWith('b:')).length >= 200, 45_000);
+    assert.equal((await two.consumer.lag()).size, 4, 'the remaining member holds every partition');
     await two.consumer.close();
     assert.equal(all().size, 600);
   });

@@ -53,6 +53,12 @@ export class ServiceProcess {
     return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
   }
 
+  /** The pid of the current child. */
+  get pid(): number {
+    if (this.child?.pid === undefined) throw new Error(`${this.name} was never started`);
+    return this.child.pid;
+  }
+
   get logs(): string {
     return this.output;
   }
