@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import { isCI, locateTool, runSetupScript, setupScriptsFor, toolReport, toolsDeclaredIn, toolOfSetupScript } from '../../tools/lib/tools.ts';
 import { missingTool, requireTool } from '../support/tools.ts';
@@ -79,12 +81,18 @@ describe('the setup report', () => {
   });
 
   it('reads the tools a spec file declares', () => {
-    const source = `describe('x', { skip: missingTool('prometheus') }, () => {
-      it('y', { skip: missingTool("docker-compose") }, () => {});
-      it('z', { skip: missingTool( 'openssl' ) }, () => {});
+    // Spelt out of pieces, so that this file declares none of them itself.
+    const declare = (args: string) => `${'missing'}Tool(${args})`;
+    const source = `describe('x', { skip: ${declare("'prometheus'")} }, () => {
+      it('y', { skip: ${declare('"docker-compose"')} }, () => {});
+      it('z', { skip: ${declare(" 'openssl' ")} }, () => {});
     });`;
     assert.deepEqual(toolsDeclaredIn(source), ['docker-compose', 'openssl', 'prometheus']);
-    assert.deepEqual(toolsDeclaredIn('requireTool("k6")'), []);
+    assert.deepEqual(toolsDeclaredIn(`requireTool("k6"); ${declare("'grpcurl', { env }")}`), [], 'a call with a lookup of its own is no declaration');
+  });
+
+  it('takes no declaration from this file', async () => {
+    assert.deepEqual(toolsDeclaredIn(await readFile(fileURLToPath(import.meta.url), 'utf8')), []);
   });
 
   const needs = new Map([

@@ -75,9 +75,9 @@ export function setupScriptOf(tool: string): string | undefined {
   return script && path.join('tools', 'setup', script);
 }
 
-/** The tools a spec file says it needs, by `missingTool('NAME')` (test/support/tools.ts), sorted. */
+/** The tools a spec file says it needs, by `missingTool('NAME')` (test/support/tools.ts; a call with more arguments does not count), sorted. */
 export function toolsDeclaredIn(source: string): string[] {
-  const names = [...source.matchAll(/\bmissingTool\(\s*(['"])([\w-]+)\1/g)].map((match) => match[2]!);
+  const names = [...source.matchAll(/\bmissingTool\(\s*(['"])([\w-]+)\1\s*\)/g)].map((match) => match[2]!);
   return [...new Set(names)].sort();
 }
 
