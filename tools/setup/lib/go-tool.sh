@@ -29,7 +29,7 @@ echo "$name: building $name $version into $tools_bin (the first build takes a fe
 staging="$(mktemp -d)"
 trap 'rm -rf "$staging"' EXIT
 if ! GOBIN="$staging" GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 go install "$module@$version"; then
-  echo "$name cannot be built: go install $module@$version failed (see above; no network or Go module proxy?)" >&2
+  echo "$name cannot be built: go install $module@$version failed (no network, or no Go module proxy?)" >&2
   exit 1
 fi
 mv -f "$staging/$name" "$binary"
