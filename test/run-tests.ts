@@ -1,24 +1,25 @@
 // `npm test`: starts one real PostgreSQL server and one real Kafka broker for the whole run, then
 // runs every *.spec.ts file under node's test runner. Each test file makes its own database and
 // topics on them, so files stay isolated while the servers start only once.
-import { spawn, spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startKafkaBroker } from '../tools/local-stack/kafka-broker.ts';
 import { startPostgresServer } from '../tools/local-stack/postgres-server.ts';
 import { freePort } from '../tools/lib/free-port.ts';
+import { isCI, runSetupScript, setupDir, setupScriptsFor, toolOfSetupScript, toolReport, toolsDeclaredIn, type SetupFailure } from '../tools/lib/tools.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const filters = process.argv.slice(2);
 
-async function specFiles(): Promise<string[]> {
+async function specFiles({ all = false } = {}): Promise<string[]> {
   const entries = await readdir(path.join(root, 'test'), { recursive: true });
   return entries
     .filter((entry) => entry.endsWith('.spec.ts'))
     .map((entry) => path.join('test', entry))
-    .filter((file) => filters.length === 0 || filters.some((filter) => file.includes(filter)))
+    .filter((file) => all || filters.length === 0 || filters.some((filter) => file.includes(filter)))
     .sort();
 }
 
@@ -28,15 +29,20 @@ if (files.length === 0) {
   process.exit(1);
 }
 
-// Tools the tests need beyond npm packages (each script is idempotent and quick once installed).
-const setupDir = path.join(root, 'tools', 'setup');
-for (const script of (await readdir(setupDir)).filter((name) => name.endsWith('.sh')).sort()) {
-  const result = spawnSync('bash', [path.join(setupDir, script)], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
-  if (result.status !== 0) {
-    console.error(`tools/setup/${script} failed`);
-    process.exit(1);
-  }
+// Tools the tests need beyond npm packages: each spec file declares its own (missingTool('NAME')),
+// and tools/setup/NN-NAME.sh provides NAME (idempotent, quick once installed). One that cannot be
+// had skips the tests that need it, saying why; in CI, which runs every test, it stops the run.
+const needs = new Map<string, string[]>();
+for (const file of await specFiles({ all: true })) needs.set(file, toolsDeclaredIn(await readFile(path.join(root, file), 'utf8')));
+const scripts = (await readdir(setupDir)).filter((name) => name.endsWith('.sh')).sort();
+const failures: SetupFailure[] = [];
+for (const script of setupScriptsFor(scripts, needs, files)) {
+  const result = await runSetupScript(path.join(setupDir, script), { cwd: root });
+  if (!result.ok) failures.push({ tool: toolOfSetupScript(script), script, reason: result.reason });
 }
+const report = toolReport(failures, new Map(files.map((file) => [file, needs.get(file) ?? []])), { ci: isCI() });
+for (const line of report.lines) console.error(line);
+if (report.abort) process.exit(1);
 
 const workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-test-'));
 await chmod(workDir, 0o755);
@@ -54,6 +60,7 @@ const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-repo
     ...process.env,
     SUMMA_TEST_POSTGRES_URL: postgres.url('postgres'),
     SUMMA_TEST_KAFKA_BROKERS: kafka.brokers,
+    SUMMA_MISSING_TOOLS: JSON.stringify(report.missing),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
   },
 });
@@ -65,4 +72,6 @@ process.on('disconnect', stopChild);
 const exitCode = await new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? 1)));
 await Promise.allSettled([kafka.stop(), postgres.stop()]);
 await rm(workDir, { recursive: true, force: true }).catch(() => {});
+// Again at the end, where it is seen: which tests were skipped for want of a tool.
+if (report.lines.length > 0) console.error(['', 'Not every tool the tests need could be had:', ...report.lines].join('\n'));
 process.exit(exitCode);

@@ -11,6 +11,7 @@ import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
 import { serviceEnvironment } from '../support/service-environment.ts';
 import { ServiceProcess } from '../support/service-process.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
+import { missingTool, requireTool } from '../support/tools.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const DASHBOARDS = ['deploy/grafana/dashboards/summa.json'];
@@ -56,7 +57,7 @@ function withGrafanaVariables(expr: string): string {
  * The dashboards are only as good as their queries: run the three services as processes, scrape
  * them with a real Prometheus, drive traffic (with errors), and evaluate every panel's PromQL.
  */
-describe('Grafana dashboards against live metrics', () => {
+describe('Grafana dashboards against live metrics', { skip: missingTool('prometheus') }, () => {
   let database: TestDatabase;
   let services: ServiceProcess[] = [];
   let prometheus: PrometheusServer | undefined;
@@ -79,6 +80,7 @@ describe('Grafana dashboards against live metrics', () => {
 
     workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-prometheus-'));
     prometheus = await startPrometheusServer({
+      binary: requireTool('prometheus'),
       dataDir: workDir,
       port: await freePort(),
       scrapeIntervalSeconds: 1,

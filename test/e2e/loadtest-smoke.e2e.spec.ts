@@ -4,11 +4,12 @@ import { runLoadtest, type LoadtestTargets } from '../../tools/load/run-loadtest
 import { serviceEnvironment } from '../support/service-environment.ts';
 import { ServiceProcess } from '../support/service-process.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
+import { missingTool } from '../support/tools.ts';
 
 // The k6 smoke scenario, through the same runner as `npm run loadtest -- smoke`, against the three
 // services as real processes: it fails on any error, a broken threshold, or a total that differs
 // from what was acknowledged.
-describe('k6 smoke load test', { timeout: 120_000 }, () => {
+describe('k6 smoke load test', { timeout: 120_000, skip: missingTool('k6') }, () => {
   let database: TestDatabase;
   let services: ServiceProcess[] = [];
   let targets: LoadtestTargets;

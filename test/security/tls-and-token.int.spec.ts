@@ -7,10 +7,11 @@ import { serviceEnvironment } from '../support/service-environment.ts';
 import { ServiceProcess } from '../support/service-process.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 import { createSelfSignedCertificate, httpsRequest, type SelfSignedCertificate } from '../support/tls.ts';
+import { missingTool } from '../support/tools.ts';
 
 const TOKEN = randomBytes(24).toString('base64url');
 
-describe('TLS and the write token, with the services as real processes', () => {
+describe('TLS and the write token, with the services as real processes', { skip: missingTool('openssl') }, () => {
   let certificate: SelfSignedCertificate;
   let otherCertificate: SelfSignedCertificate;
   let database: TestDatabase;

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import https from 'node:https';
 import path from 'node:path';
+import { requireTool } from './tools.ts';
 
 export interface SelfSignedCertificate {
   certFile: string;
@@ -12,13 +13,13 @@ export interface SelfSignedCertificate {
   remove(): void;
 }
 
-/** A throwaway self-signed certificate for 127.0.0.1 and localhost, made with the openssl CLI. */
+/** A throwaway self-signed certificate for 127.0.0.1 and localhost, made with the openssl CLI (tools/setup/50-openssl.sh). */
 export function createSelfSignedCertificate(): SelfSignedCertificate {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'summa-tls-'));
   const certFile = path.join(dir, 'cert.pem');
   const keyFile = path.join(dir, 'key.pem');
   execFileSync(
-    'openssl',
+    requireTool('openssl'),
     [
       'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
       '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost',

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import { readCalculatorConfig } from '../../src/calculator/config.ts';
 import { bearerTokenMatches, envTlsIdentity, envWriteToken } from '../../src/platform/security.ts';
 import { createSelfSignedCertificate } from '../support/tls.ts';
+import { missingTool } from '../support/tools.ts';
 
 describe('the write token', () => {
   const token = 'a-long-enough-secret-123';
@@ -29,7 +30,7 @@ describe('the write token', () => {
 });
 
 describe('the TLS settings', () => {
-  it('are off without files, on with both, and a configuration error with one or an unreadable one', () => {
+  it('are off without files, on with both, and a configuration error with one or an unreadable one', { skip: missingTool('openssl') }, () => {
     const certificate = createSelfSignedCertificate();
     try {
       assert.equal(envTlsIdentity({}), undefined);

@@ -6,6 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { prometheusVersion, startPrometheusServer } from './prometheus-server.ts';
 import { ConfigError, envPort } from '../../src/platform/config.ts';
 import { DEFAULT_PORTS } from '../../src/platform/ports.ts';
+import { ensureTool } from '../lib/tools.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const env = process.env;
@@ -13,10 +14,10 @@ const env = process.env;
 async function main(): Promise<number> {
   const dataDir = path.resolve(env.SUMMA_DATA_DIR ?? path.join(root, '.data'));
   const port = envPort(env, 'SUMMA_PROMETHEUS_PORT', 9099);
-  const binary = env.PROMETHEUS_BIN ?? 'prometheus';
-  const version = prometheusVersion(binary);
-  if (!version) {
-    console.error(`cannot run "${binary}": install Prometheus (Debian/Ubuntu: apt-get install prometheus) or set PROMETHEUS_BIN`);
+  const binary = await ensureTool('prometheus');
+  const version = binary && prometheusVersion(binary);
+  if (!binary || !version) {
+    console.error(`cannot run ${binary ?? 'Prometheus'}: tools/setup/20-prometheus.sh provides it (see above), or set PROMETHEUS_BIN to a prometheus command`);
     return 1;
   }
   const prometheus = await startPrometheusServer({

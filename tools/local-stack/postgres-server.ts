@@ -56,7 +56,9 @@ export async function startPostgresServer(options: PostgresServerOptions): Promi
     user,
     password,
     persistent: true,
-    createPostgresUser: true,
+    // PostgreSQL refuses to run as root: then it runs as a 'postgres' user, made if missing.
+    // Anyone else runs it as themselves.
+    createPostgresUser: process.getuid?.() === 0,
     initdbFlags: ['--encoding=UTF8'],
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300', '-c', 'unix_socket_directories='],
     onLog: log,

@@ -10,7 +10,7 @@ export interface PrometheusServerOptions {
   /** Scrape jobs: job name → "host:port" targets serving /metrics. */
   jobs: Record<string, string[]>;
   scrapeIntervalSeconds?: number;
-  /** The prometheus binary (default: `prometheus` on PATH). */
+  /** The prometheus command (default: `prometheus` on PATH; locateTool('prometheus') finds the project's). */
   binary?: string;
 }
 

@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# Prometheus, for the test that runs every dashboard query against live metrics.
+# Prometheus, for the test that runs every dashboard query against live metrics, and for `npm run
+# dashboards`: Debian's package, unpacked into .data/tools/ without root (see lib/debian-tool.sh).
 set -euo pipefail
-command -v prometheus >/dev/null 2>&1 && exit 0
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# --no-install-recommends keeps out the node exporter and its service units.
-apt-get install -y -qq --no-install-recommends prometheus >/dev/null
-# The package starts a system service where an init system runs; the tests start their own.
-if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
-  systemctl disable --now prometheus >/dev/null 2>&1 || true
+source "$(dirname "${BASH_SOURCE[0]}")/lib/debian-tool.sh"
+
+runs() { "$1" --version >/dev/null 2>&1; }
+command="$project_bin/prometheus"
+runs "$command" && exit 0
+
+if debian_unpack prometheus prometheus; then
+  mkdir -p "$project_bin"
+  ln -sfn ../debian/prometheus/usr/bin/prometheus "$command"
+  if runs "$command"; then
+    echo "prometheus: unpacked $(grep '^prometheus=' "$debian_dir/prometheus/packages.txt") into $debian_dir/prometheus" >&2
+    exit 0
+  fi
+  debian_cannot "the unpacked prometheus does not run"
 fi
-command -v prometheus >/dev/null
+rm -f "$command"
+machine_tool prometheus runs && exit 0
+echo "prometheus cannot be had: ${debian_failure:-the package was not unpacked}, and there is no usable prometheus on PATH" >&2
+exit 1

@@ -1,10 +1,33 @@
 #!/usr/bin/env bash
-# The TLS tests make a throwaway self-signed certificate with the openssl command line tool.
+# The openssl command line tool, with which the TLS tests make a throwaway self-signed certificate:
+# the machine's, else Debian's package (with its library) unpacked into .data/tools/ without root
+# (see lib/debian-tool.sh).
 set -euo pipefail
-if command -v openssl >/dev/null 2>&1; then exit 0; fi
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "openssl is missing: install it (e.g. apt-get install openssl)" >&2
-  exit 1
+source "$(dirname "${BASH_SOURCE[0]}")/lib/debian-tool.sh"
+
+runs() { "$1" version >/dev/null 2>&1; }
+command="$project_bin/openssl"
+runs "$command" && exit 0
+# Any openssl does, so the machine's comes first.
+if found="$(command -v openssl)" && runs "$found"; then exit 0; fi
+
+if DEBIAN_DEPENDS='libssl[0-9.]*' debian_unpack openssl openssl; then
+  mkdir -p "$project_bin"
+  cat >"$command" <<'LAUNCHER'
+#!/bin/sh
+# Debian's openssl, unpacked by tools/setup/50-openssl.sh with its library.
+unpacked="$(cd "$(dirname "$0")/../debian/openssl" && pwd)"
+LD_LIBRARY_PATH="$(for dir in "$unpacked"/usr/lib/*-linux-gnu; do printf '%s:' "$dir"; done)${LD_LIBRARY_PATH:-}" \
+  OPENSSL_CONF="$unpacked/etc/ssl/openssl.cnf" exec "$unpacked/usr/bin/openssl" "$@"
+LAUNCHER
+  chmod +x "$command"
+  if runs "$command"; then
+    echo "openssl: unpacked $(grep '^openssl=' "$debian_dir/openssl/packages.txt") into $debian_dir/openssl" >&2
+    exit 0
+  fi
+  debian_cannot "the unpacked openssl does not run: $("$command" version 2>&1 | tail -n 1)"
 fi
-apt-get update
-DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends openssl
+rm -f "$command"
+machine_tool openssl runs && exit 0
+echo "openssl cannot be had: ${debian_failure:-the package was not unpacked}, and there is no usable openssl on PATH" >&2
+exit 1

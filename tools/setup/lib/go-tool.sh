@@ -19,7 +19,7 @@ if ! command -v go >/dev/null 2>&1; then
   done
 fi
 if ! command -v go >/dev/null 2>&1; then
-  echo "$name: Go is required to build $name $version (go install $module@$version)" >&2
+  echo "$name cannot be built: there is no Go (on PATH, in /usr/local/go/bin or /usr/lib/go/bin) to build $name $version with (go install $module@$version)" >&2
   exit 1
 fi
 
@@ -28,7 +28,10 @@ echo "$name: building $name $version into $tools_bin (the first build takes a fe
 # Built into a temporary dir and moved into place, so an interrupted build never leaves a broken binary.
 staging="$(mktemp -d)"
 trap 'rm -rf "$staging"' EXIT
-GOBIN="$staging" GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 go install "$module@$version"
+if ! GOBIN="$staging" GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0 go install "$module@$version"; then
+  echo "$name cannot be built: go install $module@$version failed (no network, or no Go module proxy?)" >&2
+  exit 1
+fi
 mv -f "$staging/$name" "$binary"
 echo "$module@$version" >"$binary.version"
 echo "$name: installed $module@$version" >&2
