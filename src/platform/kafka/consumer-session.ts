@@ -1,5 +1,6 @@
 import { MessagesStreamFallbackModes, MessagesStreamModes, type Message, type MessagesStream } from '@platformatic/kafka';
 import type { Member } from './group-member.ts';
+import { PartitionStalls } from './partition-stalls.ts';
 import { fromKafkaMessage, type IncomingRecord } from './records.ts';
 
 type KafkaMessage = Message<Buffer, Buffer, Buffer, Buffer>;
@@ -21,6 +22,8 @@ export class ConsumerSession {
   private wake: (() => void) | null = null;
   /** Highest offset committed per partition by this session, to never move a commit backwards. */
   private readonly committed = new Map<number, bigint>();
+  /** The partitions onBatch stopped at a record, for the rest of this session. */
+  readonly stalls = new PartitionStalls();
 
   /** Starts reading `options.topic` through `member`, from the group's committed offsets. */
   static async open(member: Member, options: SessionOptions): Promise<ConsumerSession> {
@@ -69,16 +72,21 @@ export class ConsumerSession {
 
   private readonly onClose = (): void => this.fail(new Error('Kafka message stream closed'));
 
-  /** Up to maxBatchSize records, or what arrived within maxWaitMs of the first; [] on close/failure. */
+  /**
+   * Up to maxBatchSize records, or what arrived within maxWaitMs of the first; [] on close/failure.
+   * Records a stall holds back are left out.
+   */
   async nextBatch(closing: AbortSignal): Promise<IncomingRecord[]> {
-    const batch: KafkaMessage[] = [];
+    const batch: IncomingRecord[] = [];
     let deadline = 0;
     while (batch.length < this.options.maxBatchSize) {
       if (closing.aborted || this.broken) return [];
       const message = this.stream.read() as KafkaMessage | null;
       if (message !== null) {
+        const record = fromKafkaMessage(message);
+        if (this.stalls.holds(record)) continue;
         if (batch.length === 0) deadline = Date.now() + this.options.maxWaitMs;
-        batch.push(message);
+        batch.push(record);
         continue;
       }
       const remaining = batch.length === 0 ? Infinity : deadline - Date.now();
@@ -95,7 +103,7 @@ export class ConsumerSession {
         closing.addEventListener('abort', done, { once: true });
       });
     }
-    return batch.map(fromKafkaMessage);
+    return batch;
   }
 
   /** Commits the offsets after `records` (which this session delivered). */
