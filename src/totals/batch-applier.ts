@@ -169,7 +169,7 @@ function nextOffsets(records: IncomingRecord[]): PartitionOffset[] {
     const key = `${record.topic}/${record.partition}`;
     const known = next.get(key);
     if (!known || known.nextOffset <= record.offset) {
-      next.set(key, { topic: record.topic, partition: record.partition, nextOffset: record.offset + 1n });
+      next.set(key, { topic: record.topic, topicId: record.topicId, partition: record.partition, nextOffset: record.offset + 1n });
     }
   }
   return [...next.values()];

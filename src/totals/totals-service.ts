@@ -39,6 +39,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
           topic: config.topic,
           maxBatchSize: config.maxBatchSize,
           stallAfterMs: config.stallAfterMs,
+          storedOffsets: (topicId, partitions) => store.readOffsets(config.groupId, config.topic, topicId, partitions),
           onError: (error, context) => logger.warn({ err: error, context }, 'Kafka consumer recovered from an error'),
         },
         createBatchApplier({

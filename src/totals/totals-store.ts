@@ -31,12 +31,23 @@ INSERT INTO totals.rejected_records (topic, kafka_partition, kafka_offset, reaso
 SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::text[], $5::text[], $6::bytea[], $7::bool[])
 ON CONFLICT DO NOTHING`;
 
-/** Offsets only move forward, whatever order concurrent consumers commit in. */
+/**
+ * Offsets only move forward, whatever order concurrent consumers commit in; those of another
+ * incarnation of the topic (another topic id) are replaced, not compared.
+ */
 const SAVE_OFFSETS_SQL = `
-INSERT INTO totals.consumer_offsets (group_id, topic, partition, next_offset)
-SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::int8[])
+INSERT INTO totals.consumer_offsets (group_id, topic, topic_id, partition, next_offset)
+SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int4[], $5::int8[])
 ON CONFLICT (group_id, topic, partition) DO UPDATE
-SET next_offset = greatest(consumer_offsets.next_offset, excluded.next_offset), updated_at = now()`;
+SET next_offset = CASE WHEN consumer_offsets.topic_id IS NOT DISTINCT FROM excluded.topic_id
+                       THEN greatest(consumer_offsets.next_offset, excluded.next_offset)
+                       ELSE excluded.next_offset END,
+    topic_id = excluded.topic_id,
+    updated_at = now()`;
+
+const READ_OFFSETS_SQL = `
+SELECT partition, next_offset::text AS next_offset FROM totals.consumer_offsets
+WHERE group_id = $1 AND topic = $2 AND topic_id = $3 AND partition = ANY($4::int4[])`;
 
 export interface EventAtOffset {
   event: SumAccepted;
@@ -51,9 +62,7 @@ export interface RejectedRecord extends Pick<IncomingRecord, 'topic' | 'partitio
   deadLettered: boolean | null;
 }
 
-export interface PartitionOffset {
-  topic: string;
-  partition: number;
+export interface PartitionOffset extends Pick<IncomingRecord, 'topic' | 'topicId' | 'partition'> {
   nextOffset: bigint;
 }
 
@@ -99,6 +108,7 @@ export class TotalsStore {
         await client.query(SAVE_OFFSETS_SQL, [
           groupId,
           offsets.map((o) => o.topic),
+          offsets.map((o) => o.topicId),
           offsets.map((o) => o.partition),
           offsets.map((o) => o.nextOffset.toString()),
         ]);
@@ -124,6 +134,16 @@ export class TotalsStore {
       await client.query('ROLLBACK').catch(() => {});
       client.release();
     }
+  }
+
+  /**
+   * The next offset to read per partition, as stored with the events of `groupId`, for the topic
+   * under its current id (rows of an earlier topic of that name, or from before ids were kept, are
+   * left out).
+   */
+  async readOffsets(groupId: string, topic: string, topicId: string, partitions: number[]): Promise<Map<number, bigint>> {
+    const { rows } = await this.pool.query<{ partition: number; next_offset: string }>(READ_OFFSETS_SQL, [groupId, topic, topicId, partitions]);
+    return new Map(rows.map((row) => [row.partition, BigInt(row.next_offset)]));
   }
 
   async readTotal(): Promise<TotalSnapshot> {

@@ -1,6 +1,7 @@
 // The totals consumer under records and failures that must neither lose a sum nor stop the others:
 // events of a newer version, values PostgreSQL refuses, a database that fails for a while, a
-// missing dead-letter topic; against real PostgreSQL and Kafka.
+// missing dead-letter topic, and a Kafka group that lost its offsets; against real PostgreSQL and
+// Kafka.
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, describe, it } from 'node:test';
@@ -11,6 +12,7 @@ import { decodeSumAccepted, encodeSumAccepted, SUM_ACCEPTED_VERSION, type SumAcc
 import { createBatchConsumer } from '../../src/platform/kafka/batch-consumer.ts';
 import { createEventPublisher, type EventPublisher } from '../../src/platform/kafka/publisher.ts';
 import type { OutgoingRecord } from '../../src/platform/kafka/records.ts';
+import { ensureTopic } from '../../src/platform/kafka/topics.ts';
 import { createLogger } from '../../src/platform/logger.ts';
 import { createBatchApplier } from '../../src/totals/batch-applier.ts';
 import { readTotalsConfig, type TotalsConfig } from '../../src/totals/config.ts';
@@ -307,5 +309,43 @@ describe('totals consumer faults against real PostgreSQL and Kafka', { timeout: 
     assert.equal(counterValue(metrics, 'summa_totals_dead_letter_failures_total'), 1);
     assert.equal(counterValue(metrics, 'summa_totals_records_rejected_total'), 1);
     assert.equal((await s.admin.listTopics()).includes(s.config.deadLetterTopic), false, 'the topic was not created by writing to it');
+  });
+
+  it('resumes from the offsets stored in PostgreSQL when the Kafka group lost its own, instead of reading the topic again', async () => {
+    const s = await scenario();
+    await s.start();
+    await s.publish(Array.from({ length: 60 }, (_, i) => recordOf(sumAccepted(`early-${i}`, BigInt(i), 0n))));
+    await s.waitForCount(60);
+    await s.stop();
+    // The group is empty once the service left it; deleting it takes its committed offsets along.
+    await waitUntil('the group to be deleted', () => s.admin.deleteGroups({ groups: [s.config.groupId] }).then(() => true, () => false));
+    await s.publish([recordOf(sumAccepted('late-1', 1n, 0n)), recordOf(sumAccepted('late-2', 2n, 0n))]);
+
+    await s.start();
+    await s.waitForCount(62);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // a re-read would still be counted here
+    const metrics = await s.metrics();
+    assert.equal(counterValue(metrics, 'summa_totals_records_consumed_total'), 2, 'only the records after the stored offsets were read');
+    assert.equal(counterValue(metrics, 'summa_totals_duplicates_skipped_total'), 0);
+  });
+
+  it('does not resume a topic deleted and created again from the offsets stored for the old one', async () => {
+    const s = await scenario();
+    await s.start();
+    const batch = (prefix: string, perPartition: number) =>
+      Array.from({ length: PARTITIONS * perPartition }, (_, i) => ({ ...recordOf(sumAccepted(`${prefix}-${i}`, 1n, 0n)), key: keyOn(i % PARTITIONS, prefix) }));
+    await s.publish(batch('old', 10));
+    await s.waitForCount(30);
+    await s.stop();
+
+    await s.admin.deleteTopics({ topics: [s.config.topic] });
+    await waitUntil('the topic to be gone', async () => !(await s.admin.listTopics()).includes(s.config.topic));
+    await waitUntil('the group to be deleted', () => s.admin.deleteGroups({ groups: [s.config.groupId] }).then(() => true, () => false));
+    await waitUntil('the topic to be created again', () => ensureTopic(kafka(), s.config.topic, PARTITIONS).then(() => true, () => false));
+    // More records per partition than the stored offsets of the old topic: going by those would skip 10 of each.
+    await s.publish(batch('new', 15));
+
+    await s.start();
+    await s.waitForCount(30 + 45);
   });
 });

@@ -74,7 +74,7 @@ function sumAccepted(requestId: string, num1: bigint, num2: bigint) {
 }
 
 function record(topic: string, partition: number, offset: bigint, value: Buffer | string, key: string | null = 'key'): IncomingRecord {
-  return { topic, partition, offset, key, value: Buffer.from(value), headers: { 'summa-event-id': 'x' }, timestamp: 0n };
+  return { topic, topicId: `id-of-${topic}`, partition, offset, key, value: Buffer.from(value), headers: { 'summa-event-id': 'x' }, timestamp: 0n };
 }
 
 const valid = (topic: string, partition: number, offset: bigint) =>
@@ -114,9 +114,9 @@ describe('createBatchApplier', () => {
       ]);
       assert.equal(store.calls.length, 1);
       assert.deepEqual([...store.calls[0]!.offsets].sort(byTopicPartition), [
-        { topic: 'other', partition: 0, nextOffset: 11n },
-        { topic: 'sums', partition: 0, nextOffset: 8n },
-        { topic: 'sums', partition: 1, nextOffset: 3n },
+        { topic: 'other', topicId: 'id-of-other', partition: 0, nextOffset: 11n },
+        { topic: 'sums', topicId: 'id-of-sums', partition: 0, nextOffset: 8n },
+        { topic: 'sums', topicId: 'id-of-sums', partition: 1, nextOffset: 3n },
       ]);
     });
 
@@ -124,8 +124,8 @@ describe('createBatchApplier', () => {
       const { apply, store } = setup();
       await apply([valid('sums', 0, 3n), garbage('sums', 0, 4n), garbage('sums', 2, 0n)]);
       assert.deepEqual([...store.calls[0]!.offsets].sort(byTopicPartition), [
-        { topic: 'sums', partition: 0, nextOffset: 5n },
-        { topic: 'sums', partition: 2, nextOffset: 1n },
+        { topic: 'sums', topicId: 'id-of-sums', partition: 0, nextOffset: 5n },
+        { topic: 'sums', topicId: 'id-of-sums', partition: 2, nextOffset: 1n },
       ]);
     });
 

@@ -19,6 +19,12 @@ export interface BatchConsumerOptions extends KafkaSettings {
   startTimeoutMs?: number;
   /** Told about every error the consumer recovers from (failed onBatch, lost connection, ...). */
   onError?: (error: unknown, context: string) => void;
+  /**
+   * Where the application stored its own progress (the next offset per partition of the topic
+   * with that id), with what it applied. On every assignment each partition resumes from the
+   * further of this and the group's committed offset.
+   */
+  storedOffsets?: (topicId: string, partitions: number[]) => Promise<Map<number, bigint>>;
   /** How long onBatch may keep failing for one batch before stalled() reports its partitions (default 10s). */
   stallAfterMs?: number;
 }
@@ -45,7 +51,7 @@ export interface BatchConsumer {
  * onBatch throws is retried as it is (backoff 100ms..5s) until it succeeds or close() is called.
  * onBatch may stop partitions at a record (BatchResult.stalled): their records from there on are
  * not committed, and not delivered again until the partition is read anew (a new session, a
- * restart, another member). A new group starts from the earliest offset.
+ * restart, another member). A new group starts from the earliest offset, or from storedOffsets.
  */
 export function createBatchConsumer(
   options: BatchConsumerOptions,
@@ -63,6 +69,7 @@ export function createBatchConsumer(
       maxWaitMs: options.maxWaitMs ?? 20,
       startTimeoutMs: options.startTimeoutMs ?? 60_000,
       report: options.onError ?? (() => {}),
+      ...(options.storedOffsets ? { storedOffsets: options.storedOffsets } : {}),
     },
     onBatch,
     closing.signal,

@@ -7,8 +7,6 @@ import type { IncomingRecord } from './records.ts';
 export interface DeliveryLoopOptions extends SessionOptions {
   /** How long join() keeps trying before it rejects. */
   startTimeoutMs: number;
-  /** Told about every error the loop recovers from. */
-  report: (error: unknown, context: string) => void;
 }
 
 /** A batch whose onBatch keeps failing: since when, and the latest error. */
