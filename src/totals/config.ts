@@ -7,6 +7,8 @@ export interface TotalsConfig extends ServiceConfig, KafkaConfig {
   readonly maxBatchSize: number;
   /** Where records that are not valid events go, with the reason in a header. */
   readonly deadLetterTopic: string;
+  /** How long a batch may keep failing before its partitions count as stalled (metric, readiness). */
+  readonly stallAfterMs: number;
 }
 
 export function readTotalsConfig(env: Env = process.env): TotalsConfig {
@@ -16,6 +18,7 @@ export function readTotalsConfig(env: Env = process.env): TotalsConfig {
     groupId: envString(env, 'TOTALS_GROUP_ID', 'summa-totals'),
     maxBatchSize: envInteger(env, 'TOTALS_BATCH_SIZE', 500, { min: 1, max: 10_000 }),
     deadLetterTopic: envDeadLetterTopic(env),
+    stallAfterMs: envInteger(env, 'TOTALS_STALL_AFTER_MS', 10_000, { min: 100, max: 3_600_000 }),
   });
 }
 

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { PartitionStall } from '../platform/kafka/partition-stalls.ts';
 import { scrapedGauge, scrapeTimeReader } from '../platform/metrics.ts';
 import type { TotalsStore } from './totals-store.ts';
 
@@ -7,6 +8,7 @@ export interface TotalsMetrics {
   applied: Counter;
   duplicates: Counter;
   rejected: Counter;
+  deadLetterFailures: Counter;
   endToEndSeconds: Histogram;
 }
 
@@ -28,7 +30,12 @@ export function createTotalsMetrics(registry: Registry, store: TotalsStore): Tot
     }),
     rejected: new Counter({
       name: 'summa_totals_records_rejected_total',
-      help: 'Records that were not valid events, sent to the dead-letter topic and kept in totals.rejected_records.',
+      help: 'Records that were not valid events, or events PostgreSQL refused, kept in totals.rejected_records (and sent to the dead-letter topic).',
+      registers: [registry],
+    }),
+    deadLetterFailures: new Counter({
+      name: 'summa_totals_dead_letter_failures_total',
+      help: 'Rejected records the dead-letter topic did not take (missing, unwritable, unreachable); they are kept in totals.rejected_records only.',
       registers: [registry],
     }),
     endToEndSeconds: new Histogram({
@@ -55,6 +62,23 @@ export function registerConsumerLagGauge(registry: Registry, lag: () => Promise<
       const lags = await readLag();
       this.reset();
       for (const [partition, records] of lags ?? []) this.set({ partition: String(partition) }, Number(records));
+    },
+  });
+}
+
+/**
+ * summa_totals_partitions_stalled{partition,reason}: 1 for each partition that does not move on,
+ * read from the consumer at scrape time.
+ */
+export function registerStalledPartitionsGauge(registry: Registry, stalled: () => PartitionStall[]): void {
+  new Gauge({
+    name: 'summa_totals_partitions_stalled',
+    help: 'Partitions this consumer does not move on: stopped at an event of a newer version, or behind a batch that keeps failing.',
+    labelNames: ['partition', 'reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const stall of stalled()) this.set({ partition: String(stall.partition), reason: stall.reason }, 1);
     },
   });
 }

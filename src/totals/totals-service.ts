@@ -1,4 +1,5 @@
 import { createBatchConsumer } from '../platform/kafka/batch-consumer.ts';
+import type { PartitionStall } from '../platform/kafka/partition-stalls.ts';
 import { createEventPublisher } from '../platform/kafka/publisher.ts';
 import { ensureTopic } from '../platform/kafka/topics.ts';
 import type { Logger } from '../platform/logger.ts';
@@ -8,7 +9,7 @@ import { createBatchApplier } from './batch-applier.ts';
 import type { TotalsConfig } from './config.ts';
 import { createDeadLetterSink } from './dead-letters.ts';
 import { registerTotalsRoutes } from './http-routes.ts';
-import { createTotalsMetrics, registerConsumerLagGauge } from './metrics.ts';
+import { createTotalsMetrics, registerConsumerLagGauge, registerStalledPartitionsGauge } from './metrics.ts';
 import { TOTALS_MIGRATIONS, TOTALS_SCHEMA } from './schema.ts';
 import { TotalsStore } from './totals-store.ts';
 
@@ -22,10 +23,10 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
     async ({ pool, registry, http }) => {
       const kafka = { brokers: config.kafkaBrokers, clientId: 'summa-totals' };
       await retryUntilSuccess('creating the Kafka topic', () => ensureTopic(kafka, config.topic, config.topicPartitions), logger);
-      await retryUntilSuccess(
-        'creating the dead-letter topic',
-        () => ensureTopic(kafka, config.deadLetterTopic, config.topicPartitions),
-        logger,
+      // Once only: valid records do not wait for a dead-letter topic that cannot be created (rejected
+      // records are kept in totals.rejected_records without it).
+      await ensureTopic(kafka, config.deadLetterTopic, config.topicPartitions).catch((error: unknown) =>
+        logger.error({ err: error, topic: config.deadLetterTopic }, 'could not create the dead-letter topic; rejected records are kept in totals.rejected_records only'),
       );
       const deadLetterPublisher = createEventPublisher(kafka);
 
@@ -37,16 +38,26 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
           groupId: config.groupId,
           topic: config.topic,
           maxBatchSize: config.maxBatchSize,
+          stallAfterMs: config.stallAfterMs,
+          storedOffsets: (topicId, partitions) => store.readOffsets(config.groupId, config.topic, topicId, partitions),
           onError: (error, context) => logger.warn({ err: error, context }, 'Kafka consumer recovered from an error'),
         },
-        createBatchApplier(store, config.groupId, logger, metrics, createDeadLetterSink(deadLetterPublisher, config.deadLetterTopic)),
+        createBatchApplier({
+          store,
+          groupId: config.groupId,
+          logger,
+          metrics,
+          deadLetters: createDeadLetterSink(deadLetterPublisher, config.deadLetterTopic),
+        }),
       );
       registerConsumerLagGauge(registry, () => consumer.lag());
+      registerStalledPartitionsGauge(registry, () => consumer.stalled());
       registerTotalsRoutes(http, store);
       return {
         async start() {
           await consumer.start();
           return {
+            notReadyReason: () => describeStalls(consumer.stalled()),
             // The batch in flight is applied and committed, and the group left, before reads stop
             // being served; a successor resumes from that commit.
             stopSteps: { beforeDelay: [() => consumer.close(), () => deadLetterPublisher.close()] },
@@ -55,4 +66,10 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
       };
     },
   );
+}
+
+/** Readiness's reason for stalled partitions; undefined when none is. */
+function describeStalls(stalls: PartitionStall[]): string | undefined {
+  if (stalls.length === 0) return undefined;
+  return stalls.map((stall) => `partition ${stall.partition} stalled at offset ${stall.offset} (${stall.reason}): ${stall.detail}`).join('; ');
 }

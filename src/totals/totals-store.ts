@@ -1,6 +1,8 @@
+import type pg from 'pg';
 import { inTransaction, type Pool, type PoolClient } from '../platform/db/pool.ts';
 import type { SumAccepted } from '../events/sum-accepted.ts';
 import type { IncomingRecord } from '../platform/kafka/records.ts';
+import { isPermanentDatabaseError } from './database-errors.ts';
 
 /**
  * Applies events that are not applied yet and adds exactly those to the total, in one statement:
@@ -25,16 +27,27 @@ RETURNING (SELECT count(*) FROM applied)::int AS applied,
           (SELECT coalesce(json_agg(extract(epoch FROM accepted_at)), '[]') FROM applied) AS accepted_epochs`;
 
 const REJECT_SQL = `
-INSERT INTO totals.rejected_records (topic, kafka_partition, kafka_offset, reason, message_key, payload)
-SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::text[], $5::text[], $6::bytea[])
+INSERT INTO totals.rejected_records (topic, kafka_partition, kafka_offset, reason, message_key, payload, dead_lettered)
+SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::text[], $5::text[], $6::bytea[], $7::bool[])
 ON CONFLICT DO NOTHING`;
 
-/** Offsets only move forward, whatever order concurrent consumers commit in. */
+/**
+ * Offsets only move forward, whatever order concurrent consumers commit in; those of another
+ * incarnation of the topic (another topic id) are replaced, not compared.
+ */
 const SAVE_OFFSETS_SQL = `
-INSERT INTO totals.consumer_offsets (group_id, topic, partition, next_offset)
-SELECT $1, * FROM unnest($2::text[], $3::int4[], $4::int8[])
+INSERT INTO totals.consumer_offsets (group_id, topic, topic_id, partition, next_offset)
+SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int4[], $5::int8[])
 ON CONFLICT (group_id, topic, partition) DO UPDATE
-SET next_offset = greatest(consumer_offsets.next_offset, excluded.next_offset), updated_at = now()`;
+SET next_offset = CASE WHEN consumer_offsets.topic_id IS NOT DISTINCT FROM excluded.topic_id
+                       THEN greatest(consumer_offsets.next_offset, excluded.next_offset)
+                       ELSE excluded.next_offset END,
+    topic_id = excluded.topic_id,
+    updated_at = now()`;
+
+const READ_OFFSETS_SQL = `
+SELECT partition, next_offset::text AS next_offset FROM totals.consumer_offsets
+WHERE group_id = $1 AND topic = $2 AND topic_id = $3 AND partition = ANY($4::int4[])`;
 
 export interface EventAtOffset {
   event: SumAccepted;
@@ -45,11 +58,11 @@ export interface EventAtOffset {
 /** A consumed record that is not a valid event, and why: kept in totals.rejected_records. */
 export interface RejectedRecord extends Pick<IncomingRecord, 'topic' | 'partition' | 'offset' | 'key' | 'value'> {
   reason: string;
+  /** Whether the dead-letter topic took it; null without one. */
+  deadLettered: boolean | null;
 }
 
-export interface PartitionOffset {
-  topic: string;
-  partition: number;
+export interface PartitionOffset extends Pick<IncomingRecord, 'topic' | 'topicId' | 'partition'> {
   nextOffset: bigint;
 }
 
@@ -85,21 +98,52 @@ export class TotalsStore {
           rejected.map((r) => r.topic),
           rejected.map((r) => r.partition),
           rejected.map((r) => r.offset.toString()),
-          rejected.map((r) => r.reason),
-          rejected.map((r) => r.key),
+          rejected.map((r) => storableText(r.reason)),
+          rejected.map((r) => (r.key === null ? null : storableText(r.key))),
           rejected.map((r) => r.value),
+          rejected.map((r) => r.deadLettered),
         ]);
       }
       if (offsets.length > 0) {
         await client.query(SAVE_OFFSETS_SQL, [
           groupId,
           offsets.map((o) => o.topic),
+          offsets.map((o) => o.topicId),
           offsets.map((o) => o.partition),
           offsets.map((o) => o.nextOffset.toString()),
         ]);
       }
       return outcome;
     });
+  }
+
+  /**
+   * The events PostgreSQL refuses to apply, each with its error: the events are applied in halves,
+   * each under a savepoint, and a half that fails for its data is split again until each refused
+   * event stands alone. Nothing is kept: the transaction is rolled back. An error that is not about
+   * the data (a lost connection, a timeout) is thrown.
+   */
+  async findRefused(events: EventAtOffset[]): Promise<Map<EventAtOffset, pg.DatabaseError>> {
+    const refused = new Map<EventAtOffset, pg.DatabaseError>();
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      await probe(client, events, refused);
+      return refused;
+    } finally {
+      await client.query('ROLLBACK').catch(() => {});
+      client.release();
+    }
+  }
+
+  /**
+   * The next offset to read per partition, as stored with the events of `groupId`, for the topic
+   * under its current id (rows of an earlier topic of that name, or from before ids were kept, are
+   * left out).
+   */
+  async readOffsets(groupId: string, topic: string, topicId: string, partitions: number[]): Promise<Map<number, bigint>> {
+    const { rows } = await this.pool.query<{ partition: number; next_offset: string }>(READ_OFFSETS_SQL, [groupId, topic, topicId, partitions]);
+    return new Map(rows.map((row) => [row.partition, BigInt(row.next_offset)]));
   }
 
   async readTotal(): Promise<TotalSnapshot> {
@@ -132,10 +176,52 @@ export async function applyEvents(client: PoolClient, events: EventAtOffset[]): 
     unique.map((e) => e.event.eventId),
     unique.map((e) => e.event.requestId),
     unique.map((e) => e.event.sum.toString()),
-    unique.map((e) => e.event.acceptedAt),
+    unique.map((e) => postgresTimestamp(e.event.acceptedAt)),
     unique.map((e) => e.partition),
     unique.map((e) => e.offset.toString()),
   ]);
   const applied = rows[0]!.applied;
   return { applied, duplicates: events.length - applied, acceptedAtMs: rows[0]!.accepted_epochs.map((s) => s * 1000) };
+}
+
+/** Applies `events` under a savepoint, splitting them until each one PostgreSQL refuses is found. */
+async function probe(client: PoolClient, events: EventAtOffset[], refused: Map<EventAtOffset, pg.DatabaseError>): Promise<void> {
+  if (events.length === 0) return;
+  await client.query('SAVEPOINT probe');
+  try {
+    await applyEvents(client, events);
+    await client.query('RELEASE SAVEPOINT probe');
+    return;
+  } catch (error) {
+    if (!isPermanentDatabaseError(error)) throw error;
+    await client.query('ROLLBACK TO SAVEPOINT probe; RELEASE SAVEPOINT probe');
+    if (events.length === 1) {
+      refused.set(events[0]!, error);
+      return;
+    }
+  }
+  const half = Math.ceil(events.length / 2);
+  await probe(client, events.slice(0, half), refused);
+  await probe(client, events.slice(half), refused);
+}
+
+/**
+ * A timestamp as PostgreSQL reads it, in UTC. node-postgres would send a Date in the process's
+ * time zone, whose whole-minute offset is wrong for dates under a local mean time (Paris before
+ * 1911 is 9 min 21 s ahead: the stored instant would move by 21 s); and toISOString()'s six-digit
+ * years are not PostgreSQL's.
+ */
+function postgresTimestamp(date: Date): string {
+  const pad = (value: number, width = 2) => String(value).padStart(width, '0');
+  const year = date.getUTCFullYear();
+  return (
+    `${pad(year < 1 ? 1 - year : year, 4)}-${pad(date.getUTCMonth() + 1)}-${pad(date.getUTCDate())}` +
+    `T${pad(date.getUTCHours())}:${pad(date.getUTCMinutes())}:${pad(date.getUTCSeconds())}.${pad(date.getUTCMilliseconds(), 3)}+00:00` +
+    (year < 1 ? ' BC' : '')
+  );
+}
+
+/** Text PostgreSQL takes from anything: a NUL character (a Kafka key may hold one) becomes U+FFFD. */
+function storableText(value: string): string {
+  return value.replaceAll('\u0000', '\uFFFD');
 }

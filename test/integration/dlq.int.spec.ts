@@ -42,7 +42,7 @@ describe('summa dlq against a real database', () => {
 
   /** Parks a record exactly as the consumer does: through the store's batch transaction. */
   const park = (partition: number, offset: bigint, value: string | Buffer, reason: string, key: string | null = 'a-key') =>
-    store.applyBatch('dlq-test', [], [{ topic: TOPIC, partition, offset, key, value: Buffer.from(value), reason }], []);
+    store.applyBatch('dlq-test', [], [{ topic: TOPIC, partition, offset, key, value: Buffer.from(value), reason, deadLettered: true }], []);
   const total = () => store.readTotal();
 
   before(async () => {

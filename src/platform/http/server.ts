@@ -11,6 +11,11 @@ export interface HttpServerOptions {
   registry: Registry;
   /** /readyz answers 200 only while this returns true. */
   isReady: () => boolean;
+  /**
+   * Why the service is not ready although isReady() allows it (a consumer that stopped applying,
+   * say): /readyz answers 503 with it in `reason`. Undefined while there is nothing.
+   */
+  notReadyReason?: () => string | undefined;
   bodyLimitBytes?: number;
   /** HTTPS instead of plain HTTP when given. */
   tls?: TlsIdentity;
@@ -56,9 +61,11 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   );
 
   app.get('/healthz', async () => ({ status: 'ok' }));
-  app.get('/readyz', async (_request, reply) =>
-    options.isReady() ? { status: 'ready' } : reply.status(503).send({ status: 'not ready' }),
-  );
+  app.get('/readyz', async (_request, reply) => {
+    if (!options.isReady()) return reply.status(503).send({ status: 'not ready' });
+    const reason = options.notReadyReason?.();
+    return reason === undefined ? { status: 'ready' } : reply.status(503).send({ status: 'not ready', reason });
+  });
   app.get('/metrics', async (_request, reply) => {
     reply.header('content-type', options.registry.contentType);
     return options.registry.metrics();

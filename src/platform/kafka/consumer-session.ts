@@ -1,5 +1,7 @@
 import { MessagesStreamFallbackModes, MessagesStreamModes, type Message, type MessagesStream } from '@platformatic/kafka';
-import type { Member } from './group-member.ts';
+import { backoffDelay, sleep } from '../backoff.ts';
+import { assignedPartitions, type Member } from './group-member.ts';
+import { PartitionStalls } from './partition-stalls.ts';
 import { fromKafkaMessage, type IncomingRecord } from './records.ts';
 
 type KafkaMessage = Message<Buffer, Buffer, Buffer, Buffer>;
@@ -11,6 +13,13 @@ export interface SessionOptions {
   maxBatchSize: number;
   /** How long a batch may wait for more records once it has one. */
   maxWaitMs: number;
+  /**
+   * The next offset to read per partition as the application stored it with what it applied,
+   * for the topic with this id. Read on every assignment: see ConsumerSession.seekToStoredOffsets.
+   */
+  storedOffsets?: (topicId: string, partitions: number[]) => Promise<Map<number, bigint>>;
+  /** Told about every error the session recovers from. */
+  report: (error: unknown, context: string) => void;
 }
 
 /** One message stream of a member; replaced when it fails. */
@@ -21,8 +30,16 @@ export class ConsumerSession {
   private wake: (() => void) | null = null;
   /** Highest offset committed per partition by this session, to never move a commit backwards. */
   private readonly committed = new Map<number, bigint>();
+  /** The partitions onBatch stopped at a record, for the rest of this session. */
+  readonly stalls = new PartitionStalls();
+  /** Counts the seeks started; a seek superseded by a newer assignment leaves the stream to it. */
+  private seeks = 0;
+  private readonly closed = new AbortController();
 
-  /** Starts reading `options.topic` through `member`, from the group's committed offsets. */
+  /**
+   * Starts reading `options.topic` through `member`, from the group's committed offsets, or from
+   * the offsets the application stored where those are further.
+   */
   static async open(member: Member, options: SessionOptions): Promise<ConsumerSession> {
     let stream: KafkaStream;
     try {
@@ -39,12 +56,22 @@ export class ConsumerSession {
       member.consumer.topics.untrack(options.topic);
       throw error;
     }
-    return new ConsumerSession(member, stream, options);
+    let topicId: string | undefined;
+    try {
+      // Known already: consume() asked for the topic's metadata.
+      topicId = (await member.consumer.metadata({ topics: [options.topic] })).topics.get(options.topic)?.id;
+      if (!topicId) throw new Error(`Kafka has no id for topic ${options.topic}`);
+    } catch (error) {
+      await stream.close().catch(() => {});
+      throw error;
+    }
+    return new ConsumerSession(member, stream, topicId, options);
   }
 
   private constructor(
     readonly member: Member,
     private readonly stream: KafkaStream,
+    private readonly topicId: string,
     private readonly options: SessionOptions,
   ) {
     member.onBreak = this.fail;
@@ -53,6 +80,10 @@ export class ConsumerSession {
     // A 'readable' listener must stay attached for the whole session: with none, Node sets
     // readableFlowing back to null and the library stops fetching ("nobody is consuming").
     stream.on('readable', this.onReadable);
+    // The stream emits 'offsets' each time it has set its positions for a new assignment (after
+    // every rebalance). The first one may have come before this listener, so seek once now too.
+    stream.on('offsets', this.onAssignment);
+    this.onAssignment();
   }
 
   /** Why the stream or the membership broke; null while the session works. */
@@ -69,16 +100,81 @@ export class ConsumerSession {
 
   private readonly onClose = (): void => this.fail(new Error('Kafka message stream closed'));
 
-  /** Up to maxBatchSize records, or what arrived within maxWaitMs of the first; [] on close/failure. */
+  private readonly onAssignment = (): void => {
+    const partitions = assignedPartitions(this.member.consumer, this.options.topic);
+    if (!this.options.storedOffsets || partitions.length === 0) return;
+    const seek = ++this.seeks;
+    // Called synchronously from the 'offsets' event, before the stream's first fetch from its new
+    // positions: paused, it fetches nothing until they are corrected.
+    this.stream.pause();
+    void this.seekToStoredOffsets(partitions, seek).finally(() => {
+      if (seek === this.seeks && !this.closed.signal.aborted) this.stream.resume();
+    });
+  };
+
+  /**
+   * Moves the fetch position of each partition the group has no committed offset for to the offset
+   * the application stored: after the group lost its offsets (deleted, expired, a broker that lost
+   * its state), the partitions resume where the application is, instead of re-reading all the
+   * topic retains. Where the group has an offset, it stands, even when the stored one is further
+   * (a member killed between its database commit and its Kafka commit): those records come again
+   * and are skipped as duplicates, the ordinary at-least-once path, and the positions of the
+   * library are left alone except when the group's state is really gone. Stored offsets of another incarnation of the topic (another
+   * topic id) are not asked for; one beyond the end of the log is ignored. A stall whose record
+   * the stored offset has passed (another member applied it) is forgotten. Retries until it has
+   * read them, or a newer assignment or close() supersedes it.
+   */
+  private async seekToStoredOffsets(partitions: number[], seek: number): Promise<void> {
+    const { topic } = this.options;
+    for (let attempt = 0; seek === this.seeks && !this.closed.signal.aborted; attempt++) {
+      try {
+        const [stored, ends, committed] = await Promise.all([
+          this.options.storedOffsets!(this.topicId, partitions),
+          this.member.consumer.listOffsets({ topics: [topic] }),
+          this.member.consumer.listCommittedOffsets({ topics: [{ topic, partitions }] }),
+        ]);
+        if (seek !== this.seeks) return;
+        // The library has no seek: its fetch positions are this map, read at every fetch.
+        const positions = this.stream.offsetsToFetch;
+        for (const partition of partitions) {
+          const next = stored.get(partition);
+          if (next === undefined || (committed.get(topic)?.[partition] ?? -1n) >= 0n) continue;
+          const end = ends.get(topic)?.[partition] ?? -1n;
+          if (next > end) {
+            this.options.report(
+              new Error(`the stored offset ${next} of partition ${partition} is beyond the end of the log (${end}); going by the group's offset`),
+              'seeking to the stored offsets',
+            );
+            continue;
+          }
+          this.stalls.releasePassed(partition, next);
+          const key = `${topic}:${partition}`;
+          const position = positions.get(key);
+          if (position === undefined || next > position) positions.set(key, next);
+        }
+        return;
+      } catch (error) {
+        this.options.report(error, `reading the stored offsets failed (attempt ${attempt + 1}); retrying`);
+        await sleep(backoffDelay(attempt), this.closed.signal);
+      }
+    }
+  }
+
+  /**
+   * Up to maxBatchSize records, or what arrived within maxWaitMs of the first; [] on close/failure.
+   * Records a stall holds back are left out.
+   */
   async nextBatch(closing: AbortSignal): Promise<IncomingRecord[]> {
-    const batch: KafkaMessage[] = [];
+    const batch: IncomingRecord[] = [];
     let deadline = 0;
     while (batch.length < this.options.maxBatchSize) {
       if (closing.aborted || this.broken) return [];
       const message = this.stream.read() as KafkaMessage | null;
       if (message !== null) {
+        const record = fromKafkaMessage(message, this.topicId);
+        if (this.stalls.holds(record)) continue;
         if (batch.length === 0) deadline = Date.now() + this.options.maxWaitMs;
-        batch.push(message);
+        batch.push(record);
         continue;
       }
       const remaining = batch.length === 0 ? Infinity : deadline - Date.now();
@@ -95,7 +191,7 @@ export class ConsumerSession {
         closing.addEventListener('abort', done, { once: true });
       });
     }
-    return batch.map(fromKafkaMessage);
+    return batch;
   }
 
   /** Commits the offsets after `records` (which this session delivered). */
@@ -115,7 +211,9 @@ export class ConsumerSession {
 
   /** Closes the stream; the member stays, for the next session. */
   async close(): Promise<void> {
+    this.closed.abort();
     this.member.onBreak = null;
+    this.stream.removeListener('offsets', this.onAssignment);
     this.stream.removeListener('close', this.onClose);
     this.stream.removeListener('readable', this.onReadable);
     await this.stream.close().catch(() => {});

@@ -1,33 +1,47 @@
 import { backoffDelay, sleep } from '../backoff.ts';
 import { ConsumerSession, type SessionOptions } from './consumer-session.ts';
 import type { Membership } from './group-member.ts';
+import type { BatchResult } from './partition-stalls.ts';
 import type { IncomingRecord } from './records.ts';
 
 export interface DeliveryLoopOptions extends SessionOptions {
   /** How long join() keeps trying before it rejects. */
   startTimeoutMs: number;
-  /** Told about every error the loop recovers from. */
-  report: (error: unknown, context: string) => void;
+}
+
+/** A batch whose onBatch keeps failing: since when, and the latest error. */
+export interface FailingBatch {
+  readonly records: readonly IncomingRecord[];
+  readonly since: number;
+  readonly attempts: number;
+  readonly error: unknown;
 }
 
 /**
  * Hands the records of one session after another to `onBatch`, one call at a time, and commits
  * them once it resolved: a failed onBatch is retried as it is, a broken session is replaced (by
- * rejoining the group) until `closing` aborts.
+ * rejoining the group) until `closing` aborts. Partitions onBatch says it stopped are committed
+ * only up to the record they stopped at, and held back for the rest of the session.
  */
 export class DeliveryLoop {
   private current: ConsumerSession | null = null;
+  private failing: FailingBatch | null = null;
 
   constructor(
     private readonly membership: Membership,
     private readonly options: DeliveryLoopOptions,
-    private readonly onBatch: (records: IncomingRecord[]) => Promise<void>,
+    private readonly onBatch: (records: IncomingRecord[]) => Promise<BatchResult | void>,
     private readonly closing: AbortSignal,
   ) {}
 
   /** The session delivering batches right now; null between sessions. */
   get session(): ConsumerSession | null {
     return this.current;
+  }
+
+  /** The batch onBatch has failed for and that is being retried; null while batches succeed. */
+  get failingBatch(): FailingBatch | null {
+    return this.failing;
   }
 
   /** Opens the first session, retrying until startTimeoutMs has passed; rejects if close() comes first. */
@@ -90,9 +104,11 @@ export class DeliveryLoop {
       const records = await session.nextBatch(this.closing);
       if (session.failure) return session.failure;
       if (records.length === 0) continue;
-      if (!(await this.deliver(records))) return null;
+      const result = await this.deliver(records);
+      if (!result) return null;
+      for (const stall of result.stalled ?? []) session.stalls.add(stall);
       try {
-        await session.commit(records);
+        await session.commit(records.filter((record) => !session.stalls.holds(record)));
       } catch (error) {
         // Processed but not committed: a new session re-reads from the last commit (at-least-once).
         return toError(error);
@@ -101,17 +117,21 @@ export class DeliveryLoop {
     return null;
   }
 
-  /** Calls onBatch until it succeeds; false if close() came first. */
-  private async deliver(records: IncomingRecord[]): Promise<boolean> {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await this.onBatch(records);
-        return true;
-      } catch (error) {
-        this.options.report(error, `onBatch failed for ${records.length} records (attempt ${attempt + 1}); retrying`);
+  /** Calls onBatch until it succeeds and returns what it told; null if close() came first. */
+  private async deliver(records: IncomingRecord[]): Promise<BatchResult | null> {
+    try {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          return (await this.onBatch(records)) ?? {};
+        } catch (error) {
+          this.failing = { records, since: this.failing?.since ?? Date.now(), attempts: attempt + 1, error };
+          this.options.report(error, `onBatch failed for ${records.length} records (attempt ${attempt + 1}); retrying`);
+        }
+        await sleep(backoffDelay(attempt), this.closing);
+        if (this.closing.aborted) return null;
       }
-      await sleep(backoffDelay(attempt), this.closing);
-      if (this.closing.aborted) return false;
+    } finally {
+      this.failing = null;
     }
   }
 }

@@ -78,3 +78,8 @@ async function disposeConsumer(consumer: Consumer): Promise<void> {
     await consumer.connections.close().catch(() => {});
   }
 }
+
+/** The partitions of `topic` the group currently gives `consumer` (none before it joined). */
+export function assignedPartitions(consumer: Consumer | undefined, topic: string): number[] {
+  return consumer?.assignments?.find((assignment) => assignment.topic === topic)?.partitions ?? [];
+}

@@ -10,6 +10,11 @@ export interface OutgoingRecord {
 /** A consumed record: values stay raw bytes, keys and headers are UTF-8 strings. */
 export interface IncomingRecord {
   topic: string;
+  /**
+   * The id Kafka gave the topic when it was created: a topic deleted and created again under the
+   * same name has another, so offsets stored under the old one are not taken for the new one's.
+   */
+  topicId: string;
   partition: number;
   offset: bigint;
   key: string | null;
@@ -31,13 +36,14 @@ export function toKafkaMessage(topic: string, record: OutgoingRecord): MessageTo
   };
 }
 
-export function fromKafkaMessage(message: Message): IncomingRecord {
+export function fromKafkaMessage(message: Message, topicId: string): IncomingRecord {
   const headers: Record<string, string> = {};
   for (const [name, value] of message.headers) {
     headers[name.toString()] = value?.toString() ?? '';
   }
   return {
     topic: message.topic,
+    topicId,
     partition: message.partition,
     offset: message.offset,
     // Null keys/values arrive as undefined through the no-op deserializers.

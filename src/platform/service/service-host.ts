@@ -38,6 +38,8 @@ export interface ServiceParts<Started extends StartedParts> {
 /** What a service's parts tell once started: how they stop, and whatever else the running service shows. */
 export interface StartedParts {
   readonly stopSteps: StopSteps;
+  /** Why the running service is not ready now (/readyz answers 503 with it); undefined while it is. */
+  readonly notReadyReason?: () => string | undefined;
 }
 
 export type StopStep = () => void | Promise<void>;
@@ -68,16 +70,18 @@ export async function startService<Started extends StartedParts>(
   definition: ServiceDefinition,
   logger: Logger,
   build: (host: ServiceHost) => ServiceParts<Started> | Promise<ServiceParts<Started>>,
-): Promise<RunningService & Omit<Started, 'stopSteps'>> {
+): Promise<RunningService & Omit<Started, 'stopSteps' | 'notReadyReason'>> {
   const { name, config, schema } = definition;
   const pool = createPool(config.databaseUrl, { ...definition.pool, applicationName: `summa-${name}` });
   await retryUntilSuccess(`migrating the ${schema.name} schema`, () => migrate(pool, schema.name, schema.migrations), logger);
   const registry = createMetricsRegistry(name);
   let ready = false;
-  const http = createHttpServer({ logger, registry, isReady: () => ready, tls: config.tls });
+  let notReadyReason: StartedParts['notReadyReason'];
+  const http = createHttpServer({ logger, registry, isReady: () => ready, notReadyReason: () => notReadyReason?.(), tls: config.tls });
   const parts = await build({ pool, registry, http });
   await http.listen({ host: config.host, port: config.httpPort });
-  const { stopSteps, ...started } = await parts.start();
+  const { stopSteps, notReadyReason: partsNotReadyReason, ...started } = await parts.start();
+  notReadyReason = partsNotReadyReason;
   ready = true;
 
   const address = http.server.address();
