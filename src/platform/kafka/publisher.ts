@@ -1,4 +1,5 @@
 import { Producer, compatibilityPartitioner, type MessageToProduce } from '@platformatic/kafka';
+import { backoffDelay, sleep } from '../backoff.ts';
 import { toKafkaMessage, type OutgoingRecord } from './records.ts';
 import { baseClientOptions, type KafkaSettings } from './settings.ts';
 
@@ -17,6 +18,13 @@ export interface EventPublisherOptions {
   retries?: number;
   /** Pause between those attempts (default 500ms). */
   retryDelayMs?: number;
+  /**
+   * Pause before the producer that replaces a failed one: this long after the first failed send,
+   * doubling with each further one up to `maxProducerBackoffMs`, and back to none after a success
+   * (defaults 100 ms and 5 s).
+   */
+  minProducerBackoffMs?: number;
+  maxProducerBackoffMs?: number;
 }
 
 interface Pending {
@@ -42,12 +50,20 @@ const MAX_COALESCED_BYTES = 512 * 1024;
  * - A new producer (so a new producer id) after any failed send. The failed request may have been
  *   written while its sequence was not advanced: the next batch of the same size would be taken for
  *   a retry of it and dropped.
+ *
+ * Each new producer asks the broker for a producer id (InitProducerId), and the broker keeps state
+ * for every id that wrote. So the producer that replaces a failed one is created only after a
+ * backoff that grows with consecutive failed sends: during a long outage the callers' retries wait
+ * here instead of turning into a stream of new producer ids.
  */
 export function createEventPublisher(settings: KafkaSettings, options: EventPublisherOptions = {}): EventPublisher {
   let producer: Producer | null = null;
   let pending: Pending[] = [];
   let draining: Promise<void> | null = null;
   let closed = false;
+  /** Sends failed in a row; the next producer waits a backoff that grows with it. */
+  let failedSends = 0;
+  const closing = new AbortController();
 
   const current = () =>
     (producer ??= new Producer({
@@ -79,11 +95,17 @@ export function createEventPublisher(settings: KafkaSettings, options: EventPubl
 
   const drain = async () => {
     while (pending.length > 0) {
+      if (producer === null && failedSends > 0) {
+        // Publishes that arrive meanwhile join the next batch. close() cuts the wait short.
+        await sleep(backoffDelay(failedSends - 1, options.minProducerBackoffMs ?? 100, options.maxProducerBackoffMs ?? 5_000), closing.signal);
+      }
       const batch = takeBatch();
       try {
         await current().send({ messages: batch.flatMap((p) => p.messages) });
+        failedSends = 0;
         for (const p of batch) p.resolve();
       } catch (error) {
+        failedSends += 1;
         await discardProducer();
         for (const p of batch) p.reject(error);
       }
@@ -104,6 +126,7 @@ export function createEventPublisher(settings: KafkaSettings, options: EventPubl
     },
     async close() {
       closed = true;
+      closing.abort();
       await draining;
       await discardProducer();
     },
