@@ -1,10 +1,9 @@
 import { CALCULATOR_MIGRATIONS, CALCULATOR_SCHEMA } from '../calculator/schema.ts';
 import { OutboxRelay } from '../outbox/outbox-relay.ts';
 import { createEventPublisher } from '../platform/kafka/publisher.ts';
-import { ensureTopic } from '../platform/kafka/topics.ts';
 import type { Logger } from '../platform/logger.ts';
-import { retryUntilSuccess } from '../platform/retry.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
+import { ensureServiceTopics } from '../platform/service/service-topics.ts';
 import type { RelayConfig } from './config.ts';
 import { createRelayMetrics } from './metrics.ts';
 
@@ -25,7 +24,7 @@ export function startRelay(config: RelayConfig, logger: Logger): Promise<Running
     logger,
     async ({ pool, registry }) => {
       const kafka = { brokers: config.kafkaBrokers, clientId: 'summa-relay' };
-      await retryUntilSuccess('creating the Kafka topic', () => ensureTopic(kafka, config.topic, config.topicPartitions), logger);
+      await ensureServiceTopics(kafka, config, [config.topic], logger, registry);
       const publisher = createEventPublisher(kafka);
       const relay = new OutboxRelay(
         pool,

@@ -1,9 +1,8 @@
 import { createBatchConsumer } from '../platform/kafka/batch-consumer.ts';
 import { createEventPublisher } from '../platform/kafka/publisher.ts';
-import { ensureTopic } from '../platform/kafka/topics.ts';
 import type { Logger } from '../platform/logger.ts';
-import { retryUntilSuccess } from '../platform/retry.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
+import { ensureServiceTopics } from '../platform/service/service-topics.ts';
 import { createBatchApplier } from './batch-applier.ts';
 import type { TotalsConfig } from './config.ts';
 import { createDeadLetterSink } from './dead-letters.ts';
@@ -21,12 +20,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
     logger,
     async ({ pool, registry, http }) => {
       const kafka = { brokers: config.kafkaBrokers, clientId: 'summa-totals' };
-      await retryUntilSuccess('creating the Kafka topic', () => ensureTopic(kafka, config.topic, config.topicPartitions), logger);
-      await retryUntilSuccess(
-        'creating the dead-letter topic',
-        () => ensureTopic(kafka, config.deadLetterTopic, config.topicPartitions),
-        logger,
-      );
+      await ensureServiceTopics(kafka, config, [config.topic, config.deadLetterTopic], logger, registry);
       const deadLetterPublisher = createEventPublisher(kafka);
 
       const store = new TotalsStore(pool);

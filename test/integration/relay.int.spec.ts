@@ -45,7 +45,7 @@ describe('outbox relay against real PostgreSQL and Kafka', () => {
 
   async function freshTopic(): Promise<string> {
     const topic = uniqueName('relay');
-    await ensureTopic(kafka, topic, 3);
+    await ensureTopic(kafka, topic, { partitions: 3 });
     // Earlier tests leave rows for their own topics only after they finish; start clean.
     await pool.query('DELETE FROM calculator.outbox');
     return topic;
