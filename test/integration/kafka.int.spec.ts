@@ -216,6 +216,22 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
     assert.deepEqual(await endOffsets(topic), [200n]);
   });
 
+  it('fails only the publish Kafka refuses for its own sake, not the others sent in the same request', { timeout: 60_000 }, async () => {
+    const topic = unique('beside');
+    const missing = unique('missing'); // never created; the broker does not create topics itself
+    await ensureTopic(settings, topic, { partitions: 1 });
+    const publisher = track(createEventPublisher(settings));
+    // While the first send is in flight, the next two wait, and go out together in one request.
+    const first = publisher.publish(topic, records(1, 'first'));
+    const refused = publisher.publish(missing, records(1, 'refused'));
+    const beside = publisher.publish(topic, records(1, 'beside'));
+    await first;
+    await assert.rejects(refused, /Unknown topic/);
+    await beside;
+    await publisher.close();
+    assert.deepEqual(await endOffsets(topic), [2n]);
+  });
+
   it('commits only what onBatch finished: a new member of the group gets only newer records', { timeout: 60_000 }, async () => {
     const topic = unique('commits');
     const groupId = unique('g');
