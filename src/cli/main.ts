@@ -16,13 +16,15 @@ const USAGE = `usage:
   summa total                                    print the running total
   summa sum <request id>                          whether that request's sum was applied
   summa verify [--wait <s>] [--grace <s>] [--json] audit "no sum lost, none counted twice" in the databases
+  summa outbox parked                             events the relays parked (failed too often on their own)
+  summa outbox release (<event id>... | --all)    hand parked events back to the relays, attempts reset
 
 environment:
   CALCULATOR_GRPC_ADDRESS  default ${DEFAULT_GRPC_ADDRESS}
   TOTALS_URL               default ${DEFAULT_TOTALS_URL} (https://... when the services use TLS)
   TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL
   SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
-  DATABASE_URL             (verify) default: the database npm start runs; CALCULATOR_DATABASE_URL
+  DATABASE_URL             (verify, outbox) default: the database npm start runs; CALCULATOR_DATABASE_URL
                            and TOTALS_DATABASE_URL override it per schema`;
 
 /** parseArgs, with a bad command line told in one line and exit code 2 rather than a stack trace. */
@@ -48,6 +50,7 @@ const parsed = parseCommandLine({
     wait: { type: 'string' },
     grace: { type: 'string' },
     json: { type: 'boolean' },
+    all: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -143,17 +146,27 @@ async function main(): Promise<number> {
     case 'verify': {
       if (rest.length > 0) break;
       const { parseSeconds, runVerifyCommand } = await import('./verify-command.ts');
-      // Unless told otherwise, the database `npm start` runs.
-      const embedded = `postgres://summa:summa@127.0.0.1:${process.env.SUMMA_POSTGRES_PORT ?? 55432}/summa`;
-      return runVerifyCommand({ DATABASE_URL: embedded, ...process.env }, {
+      return runVerifyCommand({ DATABASE_URL: embeddedDatabaseUrl(), ...process.env }, {
         waitSeconds: parseSeconds('--wait', values.wait, 0),
         graceSeconds: parseSeconds('--grace', values.grace, 30),
         json: values.json ?? false,
       });
     }
+    case 'outbox': {
+      const [action, ...eventIds] = rest;
+      const { runOutboxCommand } = await import('./outbox-command.ts');
+      const code = await runOutboxCommand({ DATABASE_URL: embeddedDatabaseUrl(), ...process.env }, { action, eventIds, all: values.all ?? false });
+      if (code !== 2) return code;
+      break;
+    }
   }
   console.error(USAGE);
   return 2;
+}
+
+/** The database `npm start` runs, which the database commands read unless told otherwise. */
+function embeddedDatabaseUrl(): string {
+  return `postgres://summa:summa@127.0.0.1:${process.env.SUMMA_POSTGRES_PORT ?? 55432}/summa`;
 }
 
 main().then(
