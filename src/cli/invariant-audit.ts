@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { readOutboxEventIds } from '../outbox/outbox-store.ts';
 
 /**
  * Audits "no sum lost, none counted twice" from the databases alone: the calculator's accepted
@@ -108,8 +109,7 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
        FROM calculator.requests`,
       [graceSeconds],
     );
-    const outbox = await client.query<{ event_id: string }>('SELECT DISTINCT event_id::text FROM calculator.outbox');
-    return { requests: requests.rows, outbox: new Set(outbox.rows.map((row) => row.event_id)) };
+    return { requests: requests.rows, outbox: await readOutboxEventIds(client) };
   });
 
   const requestByEvent = new Map<string, RequestRow>();

@@ -21,13 +21,15 @@ const USAGE = `usage:
   summa dlq replay <topic>/<partition>/<offset>... | --all [--dry-run] [--json]
                                                  apply parked records that are valid events, once
                                                  (summa dlq --help tells more)
+  summa outbox parked                             events the relays parked (failed too often on their own)
+  summa outbox release (<event id>... | --all)    hand parked events back to the relays, attempts reset
 
 environment:
   CALCULATOR_GRPC_ADDRESS  default ${DEFAULT_GRPC_ADDRESS}
   TOTALS_URL               default ${DEFAULT_TOTALS_URL} (https://... when the services use TLS)
   TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL
   SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
-  DATABASE_URL             (verify, dlq) default: the database npm start runs; CALCULATOR_DATABASE_URL
+  DATABASE_URL             (verify, dlq, outbox) default: the database npm start runs; CALCULATOR_DATABASE_URL
                            and TOTALS_DATABASE_URL override it per schema`;
 
 /** Unless told otherwise, the commands that read the databases read the one `npm start` runs. */
@@ -63,6 +65,7 @@ const parsed = parseCommandLine({
     wait: { type: 'string' },
     grace: { type: 'string' },
     json: { type: 'boolean' },
+    all: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
 });
@@ -176,6 +179,13 @@ async function main(): Promise<number> {
         graceSeconds: parseSeconds('--grace', values.grace, 30),
         json: values.json ?? false,
       });
+    }
+    case 'outbox': {
+      const [action, ...eventIds] = rest;
+      const { runOutboxCommand } = await import('./outbox-command.ts');
+      const code = await runOutboxCommand(withNpmStartDatabase(process.env), { action, eventIds, all: values.all ?? false });
+      if (code !== 2) return code;
+      break;
     }
   }
   console.error(USAGE);

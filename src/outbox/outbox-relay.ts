@@ -1,14 +1,17 @@
+import { randomBytes } from 'node:crypto';
+import os from 'node:os';
 import pg from 'pg';
 import { backoffDelay, sleep } from '../platform/backoff.ts';
 import type { Pool } from '../platform/db/pool.ts';
+import { blamePublishFailure } from '../platform/kafka/publish-failures.ts';
 import type { EventPublisher } from '../platform/kafka/publisher.ts';
 import type { OutgoingRecord } from '../platform/kafka/records.ts';
 import type { Logger } from '../platform/logger.ts';
 import { endSpans, startProducerSpan } from '../platform/tracing/messaging-spans.ts';
-import { traceHeadersOf, type Span } from '../platform/tracing/tracing.ts';
+import { traceHeadersOf } from '../platform/tracing/tracing.ts';
 import type { RelayMetrics } from '../relay/metrics.ts';
 import { OUTBOX_CHANNEL } from '../calculator/schema.ts';
-import { claimOutboxRows, deleteOutboxRows, type OutboxRow } from './outbox-store.ts';
+import { chargeOutboxRows, claimOutboxRows, deleteOutboxRows, releaseOutboxRows, type OutboxRow } from './outbox-store.ts';
 
 export interface OutboxRelayOptions {
   batchSize: number;
@@ -18,7 +21,28 @@ export interface OutboxRelayOptions {
   pollIntervalMs: number;
   /** How long to wait after a wake-up before claiming, so that a batch gathers several commits. */
   lingerMs: number;
+  /**
+   * How long claimed events are this relay's before another may claim them. A relay that dies or
+   * hangs mid-publish holds its events this long; a publish that takes longer may see them published
+   * once more by another relay (see outbox-store.ts for why that is safe).
+   */
+  leaseMs: number;
+  /** Failed publishes that were an event's own fault (its topic does not exist, ...) before it is parked. */
+  maxAttempts: number;
 }
+
+/** What became of the events of one claim. */
+interface ClaimOutcome {
+  published: OutboxRow[];
+  /** Rows whose failure was their own, with its error. */
+  failed: { rows: OutboxRow[]; error: unknown }[];
+  /** Kafka was unavailable: this error, and the rows not published because of it. */
+  unavailable?: { error: unknown; rows: OutboxRow[] };
+}
+
+/** Before retrying an event whose publish failed for its own sake: 1 s doubling to 1 min by its attempts. */
+const EVENT_RETRY_MIN_MS = 1_000;
+const EVENT_RETRY_MAX_MS = 60_000;
 
 export class OutboxRelay {
   private stopped = false;
@@ -27,6 +51,9 @@ export class OutboxRelay {
   private sleepers = new Set<() => void>();
   private listener: pg.Client | undefined;
   private loops: Promise<void>[] = [];
+  /** Names this relay in the claim tokens it writes into claimed_by: host, process and a nonce. */
+  private readonly relayId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
+  private claims = 0;
 
   constructor(
     private readonly pool: Pool,
@@ -73,41 +100,98 @@ export class OutboxRelay {
     }
   }
 
-  /** One claim → publish → delete cycle in one transaction; returns how many events it relayed. */
+  /**
+   * One claim → publish → delete cycle; returns how many events it claimed (a full batch means more
+   * may be waiting). No transaction and no connection is held while Kafka is asked: the claim and the
+   * delete are one statement each. Events whose publish failed for their own sake are charged an
+   * attempt (and parked at the limit) while the others go on; when Kafka is unavailable, whatever is
+   * not published is released for the next try and the error is thrown, so the worker backs off.
+   */
   async relayBatch(): Promise<number> {
-    const client = await this.pool.connect();
+    const claimant = `${this.relayId}#${++this.claims}`;
+    const rows = await claimOutboxRows(this.pool, { limit: this.options.batchSize, claimant, leaseMs: this.options.leaseMs });
+    if (rows.length === 0) return 0;
+    const outcome: ClaimOutcome = { published: [], failed: [] };
+    for (const [topic, group] of groupByTopic(rows)) {
+      // Once Kafka failed one topic, the others would only wait for the same failure.
+      if (outcome.unavailable) outcome.unavailable.rows.push(...group);
+      else await this.publishRows(topic, group, outcome);
+    }
+    if (outcome.published.length > 0) {
+      const deleted = await deleteOutboxRows(this.pool, outcome.published.map((row) => row.id), claimant);
+      this.metrics.published.inc(outcome.published.length);
+      if (deleted < outcome.published.length) {
+        this.logger.warn(
+          { published: outcome.published.length, deleted, leaseMs: this.options.leaseMs },
+          'the lease on some events ran out while they were published: another relay took them over and publishes them again',
+        );
+      }
+    }
+    this.metrics.batchSize.observe(rows.length);
+    for (const { rows: failed, error } of outcome.failed) await this.charge(failed, error, claimant);
+    if (outcome.unavailable) {
+      await releaseOutboxRows(this.pool, outcome.unavailable.rows.map((row) => row.id), claimant);
+      throw outcome.unavailable.error;
+    }
+    return rows.length;
+  }
+
+  /**
+   * Publishes `rows` of one topic and files them in `outcome`. When Kafka refuses some record among
+   * them, the halves are published on their own, down to single events, so that only the events at
+   * fault are charged: about 2·log2(n) more requests for one bad event in n.
+   */
+  private async publishRows(topic: string, rows: OutboxRow[], outcome: ClaimOutcome): Promise<void> {
+    // A publish span for each event whose outbox row carries a traceparent, child of the request
+    // that wrote it; the event's Kafka record then carries the publish span's traceparent instead.
+    const spans = rows.map((row) => startProducerSpan({ topic, id: row.event_id }, row.headers));
     try {
-      // The deletion need not survive a crash of PostgreSQL: if it is lost, the rows come back and
-      // are published again, and the consumer skips them by event id. Not waiting for the WAL flush
-      // spares one fsync per batch.
-      await client.query('BEGIN; SET LOCAL synchronous_commit TO off');
-      const rows = await claimOutboxRows(client, this.options.batchSize);
-      if (rows.length > 0) {
-        // A publish span for each event whose outbox row carries a traceparent, child of the request
-        // that wrote it; the event's Kafka record then carries the publish span's traceparent instead.
-        const spans = rows.map((row) => startProducerSpan({ topic: row.topic, id: row.event_id }, row.headers));
-        try {
-          const startedAt = performance.now();
-          for (const [topic, records] of groupByTopic(rows, spans)) await this.publisher.publish(topic, records);
-          this.metrics.publishSeconds.observe((performance.now() - startedAt) / 1000);
-        } catch (error) {
-          endSpans(spans, error);
-          throw error;
-        }
-        endSpans(spans);
-        await deleteOutboxRows(client, rows);
-      }
-      await client.query('COMMIT');
-      if (rows.length > 0) {
-        this.metrics.published.inc(rows.length);
-        this.metrics.batchSize.observe(rows.length);
-      }
-      return rows.length;
+      const startedAt = performance.now();
+      await this.publisher.publish(topic, rows.map((row, index) => recordOf(row, spans[index])));
+      this.metrics.publishSeconds.observe((performance.now() - startedAt) / 1000);
+      endSpans(spans);
+      outcome.published.push(...rows);
     } catch (error) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw error;
-    } finally {
-      client.release();
+      endSpans(spans, error);
+      const blame = blamePublishFailure(error);
+      if (blame === 'unavailable') {
+        outcome.unavailable = { error, rows: [...rows] };
+      } else if (blame === 'record' && rows.length > 1) {
+        const half = Math.ceil(rows.length / 2);
+        await this.publishRows(topic, rows.slice(0, half), outcome);
+        if (outcome.unavailable) outcome.unavailable.rows.push(...rows.slice(half));
+        else await this.publishRows(topic, rows.slice(half), outcome);
+      } else {
+        outcome.failed.push({ rows, error });
+      }
+    }
+  }
+
+  /** Counts a failure that was the events' own against them; logs those it parked as an error. */
+  private async charge(rows: OutboxRow[], error: unknown, claimant: string): Promise<void> {
+    const reason = error instanceof Error ? error.message : String(error);
+    const retryInMs = backoffDelay(Math.max(...rows.map((row) => row.attempts)), EVENT_RETRY_MIN_MS, EVENT_RETRY_MAX_MS);
+    const charged = await chargeOutboxRows(this.pool, rows.map((row) => row.id), claimant, {
+      reason,
+      retryInMs,
+      maxAttempts: this.options.maxAttempts,
+    });
+    const topic = rows[0]!.topic;
+    const parked = charged.filter((row) => row.parked);
+    const retried = charged.filter((row) => !row.parked);
+    if (retried.length > 0) {
+      this.logger.warn(
+        { topic, reason, eventIds: retried.map((row) => row.event_id), attempts: Math.max(...retried.map((row) => row.attempts)), retryInMs },
+        `publishing ${retried.length} outbox event(s) failed for their own sake; retrying them later, the events behind them go on`,
+      );
+    }
+    if (parked.length > 0) {
+      this.metrics.parked.inc(parked.length);
+      this.logger.error(
+        { topic, reason, eventIds: parked.map((row) => row.event_id), attempts: this.options.maxAttempts },
+        `parked ${parked.length} outbox event(s) after ${this.options.maxAttempts} failed attempts; ` +
+          'no relay publishes them until they are released (summa outbox release, see docs/reliability.md)',
+      );
     }
   }
 
@@ -161,24 +245,27 @@ export class OutboxRelay {
   }
 }
 
-/** The Kafka records of `rows` by topic; `spans` holds each row's publish span, at the row's index. */
-function groupByTopic(rows: OutboxRow[], spans: (Span | undefined)[]): Map<string, OutgoingRecord[]> {
-  const byTopic = new Map<string, OutgoingRecord[]>();
-  rows.forEach((row, index) => {
-    const span = spans[index];
-    const record: OutgoingRecord = {
-      key: row.message_key,
-      value: row.payload,
-      headers: {
-        ...row.headers,
-        ...(span ? traceHeadersOf(span) : {}),
-        'content-type': 'application/json',
-        'summa-event-id': row.event_id,
-      },
-    };
-    const records = byTopic.get(row.topic);
-    if (records) records.push(record);
-    else byTopic.set(row.topic, [record]);
-  });
+/** `rows` by topic, each topic's in claim order, the topics in the order they first appear. */
+function groupByTopic(rows: OutboxRow[]): Map<string, OutboxRow[]> {
+  const byTopic = new Map<string, OutboxRow[]>();
+  for (const row of rows) {
+    const group = byTopic.get(row.topic);
+    if (group) group.push(row);
+    else byTopic.set(row.topic, [row]);
+  }
   return byTopic;
+}
+
+/** The Kafka record of an outbox row; `span` is its publish span, if it is traced. */
+function recordOf(row: OutboxRow, span: ReturnType<typeof startProducerSpan>): OutgoingRecord {
+  return {
+    key: row.message_key,
+    value: row.payload,
+    headers: {
+      ...row.headers,
+      ...(span ? traceHeadersOf(span) : {}),
+      'content-type': 'application/json',
+      'summa-event-id': row.event_id,
+    },
+  };
 }

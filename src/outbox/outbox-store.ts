@@ -1,8 +1,31 @@
-import type { Pool, PoolClient } from '../platform/db/pool.ts';
+import type pg from 'pg';
+import type { Pool } from '../platform/db/pool.ts';
 import { OUTBOX_TABLE } from '../calculator/schema.ts';
 
 // Every statement on the outbox table lives here: the insert the calculator runs in the same
-// statement as its request rows, and the relay's claim, delete and backlog.
+// statement as its request rows; the relay's claim, delete, release and failure bookkeeping; the
+// backlog the metrics read; the event ids `summa verify` audits; and the parked events' listing and
+// release.
+//
+// The relay holds no lock and no transaction while it publishes. It claims rows with a lease: one
+// statement stamps them with a claim token of its own (claimed_by) and a deadline (claimed_until,
+// by the database's clock, so the relays' clocks do not matter). No other relay claims a row while
+// its lease runs. Then it publishes, with nothing open in the database, and afterwards deletes what
+// Kafka acknowledged, again in one statement.
+//
+// Why the lease need not outlast the slowest publish. A publish may take minutes in the worst case
+// (the client's retries, each up to its connect and request timeouts, behind another caller's send,
+// after the producer's backoff), and a lease that long would keep the rows of a relay that vanished
+// from everyone for as long. The lease is shorter, so it may run out while the publish is still
+// under way, and another relay then claims and publishes the same rows. That is safe:
+// - Nothing is lost: a row is deleted only by a relay that saw Kafka acknowledge its event itself,
+//   and an acknowledged event is in Kafka whoever holds the row by then.
+// - What follows the publish — the delete, the release, the failure count, parking — matches only
+//   rows still held under the same claim token. A relay whose lease ran out therefore leaves rows
+//   another relay has claimed since to that relay: it does not release them to a third one, count
+//   its failure against them or park them while they are being published.
+// - The price is duplicates in Kafka, which the consumer absorbs by event id, as it absorbs those
+//   of a relay that dies between the ack and the delete.
 
 /** One event waiting in the outbox. */
 export interface OutboxRow {
@@ -13,6 +36,8 @@ export interface OutboxRow {
   payload: string;
   headers: Record<string, string>;
   created_at: Date;
+  /** Failed publishes so far that were the event's own fault. */
+  attempts: number;
 }
 
 /**
@@ -27,40 +52,155 @@ RETURNING message_key`;
 }
 
 /**
- * Claims the oldest events no other relay holds. SKIP LOCKED lets several relays work side by side
- * without waiting on each other, and since a row leaves the table only after it is published, a
+ * Claims the oldest events nobody holds: neither under a running lease nor parked. SKIP LOCKED lets
+ * relays claiming at the same moment pass each other's rows instead of waiting (the row locks last
+ * only as long as this statement). Since a row leaves the table only after it is published, a
  * transaction that commits late is picked up by a later claim rather than skipped by a cursor.
  */
 const CLAIM_SQL = `
-SELECT id, event_id, topic, message_key, payload, headers, created_at
+WITH claimable AS (
+  SELECT id
+  FROM ${OUTBOX_TABLE}
+  WHERE (claimed_until IS NULL OR claimed_until < now()) AND parked_at IS NULL
+  ORDER BY id
+  LIMIT $1
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE ${OUTBOX_TABLE} AS outbox
+SET claimed_by = $2, claimed_until = now() + make_interval(secs => $3 / 1000.0)
+FROM claimable
+WHERE outbox.id = claimable.id
+RETURNING outbox.id, outbox.event_id, outbox.topic, outbox.message_key, outbox.payload, outbox.headers,
+  outbox.created_at, outbox.attempts`;
+
+const DELETE_SQL = `DELETE FROM ${OUTBOX_TABLE} WHERE id = ANY($1::bigint[]) AND claimed_by = $2`;
+
+/** Gives rows back at once: Kafka was unavailable, which is no fault of theirs. */
+const RELEASE_SQL = `
+UPDATE ${OUTBOX_TABLE}
+SET claimed_by = NULL, claimed_until = NULL
+WHERE id = ANY($1::bigint[]) AND claimed_by = $2`;
+
+/**
+ * Counts a failure that was the rows' own against them: they are tried again after $4 ms (the
+ * claim's deadline is pushed out to then, so that the rows behind them go first), or parked once
+ * they reach $5 attempts.
+ */
+const CHARGE_SQL = `
+UPDATE ${OUTBOX_TABLE}
+SET attempts = attempts + 1,
+    last_error = $3,
+    claimed_until = now() + make_interval(secs => $4 / 1000.0),
+    parked_at = CASE WHEN attempts + 1 >= $5 THEN now() END
+WHERE id = ANY($1::bigint[]) AND claimed_by = $2
+RETURNING id, event_id, topic, attempts, parked_at IS NOT NULL AS parked`;
+
+const BACKLOG_SQL = `
+SELECT count(*) FILTER (WHERE parked_at IS NULL) AS pending,
+       count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked,
+       extract(epoch FROM now() - min(created_at) FILTER (WHERE parked_at IS NULL))::float8 AS oldest
+FROM ${OUTBOX_TABLE}`;
+
+/**
+ * Takes parked events back into the queue, with their attempts reset: all of them, or those with
+ * the given event ids. The SQL an operator would run by hand, also served by `summa outbox release`.
+ */
+const RELEASE_PARKED_SQL = `
+UPDATE ${OUTBOX_TABLE}
+SET parked_at = NULL, attempts = 0, claimed_by = NULL, claimed_until = NULL
+WHERE parked_at IS NOT NULL AND ($1::uuid[] IS NULL OR event_id = ANY($1::uuid[]))
+RETURNING event_id, topic, last_error`;
+
+const PARKED_SQL = `
+SELECT event_id, topic, attempts, last_error, parked_at, created_at
 FROM ${OUTBOX_TABLE}
-ORDER BY id
-LIMIT $1
-FOR UPDATE SKIP LOCKED`;
+WHERE parked_at IS NOT NULL
+ORDER BY id`;
 
-const DELETE_SQL = `DELETE FROM ${OUTBOX_TABLE} WHERE id = ANY($1::bigint[])`;
+export interface ClaimOptions {
+  limit: number;
+  /** The claim's token, unique to this claim: what the delete, release and charge must match. */
+  claimant: string;
+  leaseMs: number;
+}
 
-const BACKLOG_SQL = `SELECT count(*) AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest FROM ${OUTBOX_TABLE}`;
+/** Claims up to `limit` of the oldest claimable events for `leaseMs`, oldest first. */
+export async function claimOutboxRows(pool: Pool, { limit, claimant, leaseMs }: ClaimOptions): Promise<OutboxRow[]> {
+  const { rows } = await pool.query<OutboxRow>(CLAIM_SQL, [limit, claimant, leaseMs]);
+  // UPDATE … RETURNING promises no order.
+  return rows.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
+}
 
-/** Locks up to `limit` of the oldest unclaimed events for the transaction `client` has open. */
-export async function claimOutboxRows(client: PoolClient, limit: number): Promise<OutboxRow[]> {
-  const { rows } = await client.query<OutboxRow>(CLAIM_SQL, [limit]);
+/** Removes published events still held under `claimant`; returns how many. */
+export async function deleteOutboxRows(pool: Pool, ids: readonly string[], claimant: string): Promise<number> {
+  return (await pool.query(DELETE_SQL, [ids, claimant])).rowCount ?? 0;
+}
+
+/** Gives events still held under `claimant` back to be claimed at once. */
+export async function releaseOutboxRows(pool: Pool, ids: readonly string[], claimant: string): Promise<void> {
+  await pool.query(RELEASE_SQL, [ids, claimant]);
+}
+
+export interface ChargedRow {
+  id: string;
+  event_id: string;
+  topic: string;
+  attempts: number;
+  parked: boolean;
+}
+
+/**
+ * Counts a failed publish that was their own fault against events still held under `claimant`: they
+ * are tried again in `retryInMs`, or parked once they reached `maxAttempts`.
+ */
+export async function chargeOutboxRows(
+  pool: Pool,
+  ids: readonly string[],
+  claimant: string,
+  failure: { reason: string; retryInMs: number; maxAttempts: number },
+): Promise<ChargedRow[]> {
+  const { rows } = await pool.query<ChargedRow>(CHARGE_SQL, [ids, claimant, failure.reason, failure.retryInMs, failure.maxAttempts]);
   return rows;
 }
 
-/** Removes published events. */
-export async function deleteOutboxRows(client: PoolClient, rows: readonly OutboxRow[]): Promise<void> {
-  await client.query(DELETE_SQL, [rows.map((row) => row.id)]);
-}
-
 export interface OutboxBacklog {
-  /** Events not yet published. */
+  /** Events not yet published, parked ones left out. */
   pending: number;
-  /** Age of the oldest of them by the database's clock; 0 when the outbox is empty. */
+  /** Age of the oldest of them by the database's clock; 0 when there is none. */
   oldestAgeSeconds: number;
+  /** Events no relay takes until released: they failed too often for reasons of their own. */
+  parked: number;
 }
 
 export async function readOutboxBacklog(pool: Pool): Promise<OutboxBacklog> {
-  const { rows } = await pool.query<{ pending: string; oldest: number | null }>(BACKLOG_SQL);
-  return { pending: Number(rows[0]!.pending), oldestAgeSeconds: Math.max(0, rows[0]!.oldest ?? 0) };
+  const { rows } = await pool.query<{ pending: string; parked: string; oldest: number | null }>(BACKLOG_SQL);
+  return { pending: Number(rows[0]!.pending), parked: Number(rows[0]!.parked), oldestAgeSeconds: Math.max(0, rows[0]!.oldest ?? 0) };
+}
+
+/** The ids of the events still in the outbox, parked ones too, read on `client` (the audit's snapshot). */
+export async function readOutboxEventIds(client: pg.ClientBase): Promise<Set<string>> {
+  const { rows } = await client.query<{ event_id: string }>(`SELECT DISTINCT event_id::text FROM ${OUTBOX_TABLE}`);
+  return new Set(rows.map((row) => row.event_id));
+}
+
+export interface ParkedEvent {
+  event_id: string;
+  topic: string;
+  attempts: number;
+  last_error: string | null;
+  parked_at: Date;
+  created_at: Date;
+}
+
+/** Every parked event, oldest first. */
+export async function listParkedOutboxRows(pool: Pool): Promise<ParkedEvent[]> {
+  return (await pool.query<ParkedEvent>(PARKED_SQL)).rows;
+}
+
+/** Releases the parked events with these event ids, or every parked event when `eventIds` is null. */
+export async function releaseParkedOutboxRows(
+  pool: Pool,
+  eventIds: readonly string[] | null,
+): Promise<{ event_id: string; topic: string; last_error: string | null }[]> {
+  return (await pool.query(RELEASE_PARKED_SQL, [eventIds])).rows;
 }

@@ -30,6 +30,11 @@ export function envInteger(env: Env, name: string, fallback: number, limits: { m
   return value;
 }
 
+/** Like envInteger, for a setting whose absence means "decide later" rather than a fixed default. */
+export function envOptionalInteger(env: Env, name: string, limits: { min: number; max: number }): number | undefined {
+  return env[name]?.trim() ? envInteger(env, name, 0, limits) : undefined;
+}
+
 export function envPort(env: Env, name: string, fallback: number): number {
   return envInteger(env, name, fallback, { min: 0, max: 65535 });
 }

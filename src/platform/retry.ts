@@ -1,9 +1,11 @@
 import { backoffDelay, sleep } from './backoff.ts';
+import { ConfigError } from './config.ts';
 import type { Logger } from './logger.ts';
 
 /**
  * Retries `attempt` with exponential backoff until it succeeds or `shouldStop` says so, so that a
- * service can start before its dependencies and wait for them instead of crashing.
+ * service can start before its dependencies and wait for them instead of crashing. A ConfigError is
+ * thrown at once: a bad setting does not get better by waiting.
  */
 export async function retryUntilSuccess<T>(
   what: string,
@@ -15,7 +17,7 @@ export async function retryUntilSuccess<T>(
     try {
       return await attempt();
     } catch (error) {
-      if (options.shouldStop?.()) throw error;
+      if (error instanceof ConfigError || options.shouldStop?.()) throw error;
       const delayMs = backoffDelay(tries - 1, options.initialDelayMs ?? 250, options.maxDelayMs ?? 5_000);
       logger.warn({ err: error, tries, retryInMs: delayMs }, `${what} failed; retrying`);
       await sleep(delayMs);

@@ -7,6 +7,8 @@ export interface RelayConfig extends ServiceConfig, KafkaConfig {
   readonly workers: number;
   readonly pollIntervalMs: number;
   readonly lingerMs: number;
+  readonly leaseMs: number;
+  readonly maxAttempts: number;
 }
 
 export function readRelayConfig(env: Env = process.env): RelayConfig {
@@ -17,5 +19,7 @@ export function readRelayConfig(env: Env = process.env): RelayConfig {
     workers: envInteger(env, 'RELAY_WORKERS', 2, { min: 1, max: 32 }),
     pollIntervalMs: envInteger(env, 'RELAY_POLL_INTERVAL_MS', 500, { min: 10, max: 60_000 }),
     lingerMs: envInteger(env, 'RELAY_LINGER_MS', 5, { min: 0, max: 1_000 }),
+    leaseMs: envInteger(env, 'RELAY_LEASE_MS', 30_000, { min: 1_000, max: 3_600_000 }),
+    maxAttempts: envInteger(env, 'RELAY_MAX_ATTEMPTS', 10, { min: 1, max: 1_000 }),
   });
 }

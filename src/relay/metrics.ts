@@ -6,6 +6,7 @@ import { readOutboxBacklog } from '../outbox/outbox-store.ts';
 export interface RelayMetrics {
   published: Counter;
   publishErrors: Counter;
+  parked: Counter;
   publishSeconds: Histogram;
   batchSize: Histogram;
 }
@@ -13,17 +14,25 @@ export interface RelayMetrics {
 export function createRelayMetrics(registry: Registry, pool: Pool): RelayMetrics {
   // Read at scrape time, so the figures are the database's, shared by every relay instance.
   const readBacklog = scrapeTimeReader(() => readOutboxBacklog(pool));
-  scrapedGauge(registry, 'summa_outbox_pending_events', 'Events in the outbox not yet published.', readBacklog, (b) => b.pending);
+  scrapedGauge(registry, 'summa_outbox_pending_events', 'Events in the outbox not yet published (parked ones left out).', readBacklog, (b) => b.pending);
+  scrapedGauge(
+    registry,
+    'summa_outbox_parked_events',
+    'Events in the outbox that no relay publishes until they are released: they failed too often for reasons of their own.',
+    readBacklog,
+    (b) => b.parked,
+  );
   scrapedGauge(
     registry,
     'summa_outbox_oldest_event_age_seconds',
-    'Age of the oldest unpublished event (0 when the outbox is empty).',
+    'Age of the oldest unpublished event, parked ones left out (0 when there is none).',
     readBacklog,
     (b) => b.oldestAgeSeconds,
   );
   return {
     published: new Counter({ name: 'summa_relay_events_published_total', help: 'Events published to Kafka and removed from the outbox.', registers: [registry] }),
     publishErrors: new Counter({ name: 'summa_relay_publish_errors_total', help: 'Relay batches that failed and will be retried.', registers: [registry] }),
+    parked: new Counter({ name: 'summa_relay_events_parked_total', help: 'Events this relay parked after their last allowed failed attempt.', registers: [registry] }),
     publishSeconds: new Histogram({
       name: 'summa_relay_publish_duration_seconds',
       help: 'Time from sending a batch to Kafka until every record of it was acknowledged.',

@@ -1,10 +1,10 @@
 import { CALCULATOR_MIGRATIONS, CALCULATOR_SCHEMA } from '../calculator/schema.ts';
 import { OutboxRelay } from '../outbox/outbox-relay.ts';
+import { readOutboxBacklog } from '../outbox/outbox-store.ts';
 import { createEventPublisher } from '../platform/kafka/publisher.ts';
-import { ensureTopic } from '../platform/kafka/topics.ts';
 import type { Logger } from '../platform/logger.ts';
-import { retryUntilSuccess } from '../platform/retry.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
+import { ensureServiceTopics } from '../platform/service/service-topics.ts';
 import type { RelayConfig } from './config.ts';
 import { createRelayMetrics } from './metrics.ts';
 
@@ -18,25 +18,41 @@ export function startRelay(config: RelayConfig, logger: Logger): Promise<Running
     {
       name: 'relay',
       config,
-      pool: { max: config.workers + 2 },
+      // Every write of the relay may be lost in a crash of PostgreSQL without harm: a lost claim or
+      // release makes rows claimable again, a lost delete has them published once more (the consumer
+      // skips them by event id), a lost failure count costs one more attempt. Not waiting for the
+      // WAL flush spares an fsync per statement.
+      pool: { max: config.workers + 2, synchronousCommit: false },
       // The outbox belongs to the calculator; whichever starts first creates it.
       schema: { name: CALCULATOR_SCHEMA, migrations: CALCULATOR_MIGRATIONS },
     },
     logger,
     async ({ pool, registry }) => {
       const kafka = { brokers: config.kafkaBrokers, clientId: 'summa-relay' };
-      await retryUntilSuccess('creating the Kafka topic', () => ensureTopic(kafka, config.topic, config.topicPartitions), logger);
+      await ensureServiceTopics(kafka, config, [config.topic], logger, registry);
       const publisher = createEventPublisher(kafka);
       const relay = new OutboxRelay(
         pool,
         config.databaseUrl,
         publisher,
-        { batchSize: config.batchSize, workers: config.workers, pollIntervalMs: config.pollIntervalMs, lingerMs: config.lingerMs },
+        {
+          batchSize: config.batchSize,
+          workers: config.workers,
+          pollIntervalMs: config.pollIntervalMs,
+          lingerMs: config.lingerMs,
+          leaseMs: config.leaseMs,
+          maxAttempts: config.maxAttempts,
+        },
         logger,
         createRelayMetrics(registry, pool),
       );
       return {
         async start() {
+          // Parked events stay until someone releases them; say so at every start, not only once.
+          const backlog = await readOutboxBacklog(pool).catch(() => undefined);
+          if (backlog && backlog.parked > 0) {
+            logger.warn({ parked: backlog.parked }, `${backlog.parked} outbox event(s) are parked; list them with summa outbox parked`);
+          }
           relay.start();
           return {
             relay,

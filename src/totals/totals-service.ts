@@ -1,10 +1,9 @@
 import { createBatchConsumer } from '../platform/kafka/batch-consumer.ts';
 import type { PartitionStall } from '../platform/kafka/partition-stalls.ts';
 import { createEventPublisher } from '../platform/kafka/publisher.ts';
-import { ensureTopic } from '../platform/kafka/topics.ts';
 import type { Logger } from '../platform/logger.ts';
-import { retryUntilSuccess } from '../platform/retry.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
+import { ensureServiceTopics } from '../platform/service/service-topics.ts';
 import { createBatchApplier } from './batch-applier.ts';
 import type { TotalsConfig } from './config.ts';
 import { createDeadLetterSink } from './dead-letters.ts';
@@ -22,12 +21,9 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
     logger,
     async ({ pool, registry, http }) => {
       const kafka = { brokers: config.kafkaBrokers, clientId: 'summa-totals' };
-      await retryUntilSuccess('creating the Kafka topic', () => ensureTopic(kafka, config.topic, config.topicPartitions), logger);
-      // Once only: valid records do not wait for a dead-letter topic that cannot be created (rejected
-      // records are kept in totals.rejected_records without it).
-      await ensureTopic(kafka, config.deadLetterTopic, config.topicPartitions).catch((error: unknown) =>
-        logger.error({ err: error, topic: config.deadLetterTopic }, 'could not create the dead-letter topic; rejected records are kept in totals.rejected_records only'),
-      );
+      // The dead-letter topic is not waited for: valid records do not wait for it (rejected records
+      // are kept in totals.rejected_records without it).
+      await ensureServiceTopics(kafka, config, [config.topic], logger, registry, [config.deadLetterTopic]);
       const deadLetterPublisher = createEventPublisher(kafka);
 
       const store = new TotalsStore(pool);

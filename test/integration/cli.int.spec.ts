@@ -126,4 +126,27 @@ describe('the summa command against the real services', () => {
     assert.match(down.stderr, /may or may not have been recorded/);
     assert.match(down.stderr, /summa add 3 4 --id [0-9a-f-]{36}/);
   });
+
+  it('lists parked outbox events and releases them to the relays', async () => {
+    const eventId = '6f1c2a4e-0000-4000-8000-00000000c11a';
+    await sql.query(
+      `INSERT INTO calculator.outbox (event_id, topic, message_key, payload, attempts, last_error, parked_at)
+       VALUES ($1, 'cli-missing-topic', 'cli-parked', '{}', 10, 'Unknown topic cli-missing-topic.', now())`,
+      [eventId],
+    );
+    const listed = await summa('outbox', 'parked');
+    assert.equal(listed.code, 0, listed.stderr);
+    assert.match(listed.stdout, new RegExp(`^${eventId}  topic cli-missing-topic  parked .* after 10 attempts: Unknown topic cli-missing-topic\\.$`, 'm'));
+    assert.match(listed.stdout, /^1 parked event\(s\)$/m);
+
+    assert.equal((await summa('outbox', 'release')).code, 2, 'release needs event ids or --all');
+    assert.equal((await summa('outbox', 'release', 'not-an-id')).code, 2);
+    const released = await summa('outbox', 'release', eventId);
+    assert.equal(released.code, 0, released.stderr);
+    assert.match(released.stdout, /^1 event\(s\) released$/m);
+    const { rows } = await sql.query('SELECT parked_at FROM calculator.outbox WHERE event_id = $1', [eventId]);
+    assert.equal(rows[0].parked_at, null, 'the relays may take it again');
+    assert.equal((await summa('outbox', 'release', eventId)).code, 1, 'it is no longer parked');
+    await sql.query('DELETE FROM calculator.outbox WHERE event_id = $1', [eventId]);
+  });
 });

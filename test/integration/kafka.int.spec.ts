@@ -7,13 +7,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, afterEach, before, describe, it } from 'node:test';
-import { Consumer, ListOffsetTimestamps } from '@platformatic/kafka';
+import { Admin, ConfigResourceTypes, ConfigSources, Consumer, ListOffsetTimestamps } from '@platformatic/kafka';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
 import { startKafkaBroker, type KafkaBroker } from '../../tools/local-stack/kafka-broker.ts';
 import { createBatchConsumer, type BatchConsumer, type BatchConsumerOptions } from '../../src/platform/kafka/batch-consumer.ts';
 import { createEventPublisher } from '../../src/platform/kafka/publisher.ts';
 import type { IncomingRecord, OutgoingRecord } from '../../src/platform/kafka/records.ts';
 import type { KafkaSettings } from '../../src/platform/kafka/settings.ts';
 import { ensureTopic } from '../../src/platform/kafka/topics.ts';
+import { ensureServiceTopics } from '../../src/platform/service/service-topics.ts';
 
 let dataDir: string;
 let broker: KafkaBroker;
@@ -89,17 +92,83 @@ async function endOffsets(topic: string): Promise<bigint[]> {
   }
 }
 
+/** Each partition's replica count, and the topic's min.insync.replicas with where that value comes from. */
+async function describeTopic(topic: string): Promise<{ replicas: number[]; minInsync: string | null | undefined; minInsyncSource: number }> {
+  const admin = new Admin({ clientId: 'describe-probe', bootstrapBrokers: settings.brokers });
+  try {
+    const metadata = await admin.metadata({ topics: [topic], forceUpdate: true });
+    const [described] = await admin.describeConfigs({
+      resources: [{ resourceType: ConfigResourceTypes.TOPIC, resourceName: topic, configurationKeys: ['min.insync.replicas'] }],
+    });
+    const minInsync = described!.configs.find((config) => config.name === 'min.insync.replicas')!;
+    return {
+      replicas: metadata.topics.get(topic)!.partitions.map((partition) => partition.replicas.length),
+      minInsync: minInsync.value,
+      minInsyncSource: minInsync.configSource,
+    };
+  } finally {
+    await admin.close();
+  }
+}
+
 describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
   it('ensureTopic creates a topic once, also when instances race', { timeout: 30_000 }, async () => {
     const topic = unique('topic');
-    await Promise.all([ensureTopic(settings, topic, 3), ensureTopic(settings, topic, 3), ensureTopic(settings, topic, 3)]);
-    await ensureTopic(settings, topic, 3);
+    await Promise.all([ensureTopic(settings, topic, { partitions: 3 }), ensureTopic(settings, topic, { partitions: 3 }), ensureTopic(settings, topic, { partitions: 3 })]);
+    await ensureTopic(settings, topic, { partitions: 3 });
     assert.equal((await endOffsets(topic)).length, 3);
+  });
+
+  it('ensureTopic creates a topic with the configured replication factor and min.insync.replicas as its own setting', { timeout: 30_000 }, async () => {
+    const topic = unique('durable');
+    const durability = await ensureTopic(settings, topic, { partitions: 2, replicationFactor: 1, minInsyncReplicas: 1 });
+    assert.deepEqual(await describeTopic(topic), { replicas: [1, 1], minInsync: '1', minInsyncSource: ConfigSources.TOPIC_CONFIG });
+    assert.equal(durability.created, true);
+    assert.deepEqual(durability.shortfalls, []);
+
+    // Left unset, both follow the cluster's size: a single broker gets 1 and 1.
+    const byDefault = unique('durable-default');
+    const defaults = await ensureTopic(settings, byDefault, { partitions: 1 });
+    assert.deepEqual(defaults.wanted, { replicationFactor: 1, minInsyncReplicas: 1 });
+    assert.deepEqual(await describeTopic(byDefault), { replicas: [1], minInsync: '1', minInsyncSource: ConfigSources.TOPIC_CONFIG });
+  });
+
+  it('reports an existing topic weaker than configured: a warning naming the shortfalls and a gauge', { timeout: 30_000 }, async () => {
+    const topic = unique('weak');
+    const admin = new Admin({ clientId: 'weak-topic-maker', bootstrapBrokers: settings.brokers });
+    await admin.createTopics({ topics: [topic], partitions: 1, replicas: 1 });
+    await admin.close();
+
+    const lines: Record<string, any>[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line)) });
+    const registry = new Registry();
+    // Two replicas cannot be had on this one broker, but an existing topic is only checked, not created.
+    await ensureServiceTopics(settings, { topicPartitions: 1, topicReplicationFactor: 2, topicMinInsyncReplicas: 2 }, [topic], logger, registry);
+
+    const warning = lines.find((line) => line.level === 40 && line.topic === topic);
+    assert.ok(warning, `a warning about ${topic}: ${JSON.stringify(lines)}`);
+    assert.equal(warning.weakerThanConfigured, true);
+    assert.match(warning.msg, /replication factor 1 < 2/);
+    assert.match(warning.msg, /min\.insync\.replicas 1 < 2/);
+    assert.match(await registry.metrics(), new RegExp(`summa_kafka_topic_weaker_than_configured\\{topic="${topic}"\\} 1`));
+    assert.equal((await endOffsets(topic)).length, 1, 'the existing topic is left as it was');
+  });
+
+  it('runs the local broker so that a record is on disk before it is acknowledged', { timeout: 30_000 }, async () => {
+    const admin = new Admin({ clientId: 'broker-config-probe', bootstrapBrokers: settings.brokers });
+    try {
+      const [described] = await admin.describeConfigs({
+        resources: [{ resourceType: ConfigResourceTypes.BROKER, resourceName: '1', configurationKeys: ['log.flush.interval.messages'] }],
+      });
+      assert.equal(described!.configs.find((config) => config.name === 'log.flush.interval.messages')?.value, '1');
+    } finally {
+      await admin.close();
+    }
   });
 
   it('delivers every published record once, in batches, with key, value and headers intact', { timeout: 60_000 }, async () => {
     const topic = unique('roundtrip');
-    await ensureTopic(settings, topic, 3);
+    await ensureTopic(settings, topic, { partitions: 3 });
     const publisher = track(createEventPublisher(settings));
     const sent = records(1200, 'rt');
     for (let i = 0; i < sent.length; i += 300) await publisher.publish(topic, sent.slice(i, i + 300));
@@ -139,7 +208,7 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
 
   it('loses nothing when many publishes to one partition run concurrently', { timeout: 60_000 }, async () => {
     const topic = unique('concurrent');
-    await ensureTopic(settings, topic, 1);
+    await ensureTopic(settings, topic, { partitions: 1 });
     const publisher = track(createEventPublisher(settings));
     // Same-size batches to one partition: what the library's sequence handling would silently drop.
     await Promise.all(Array.from({ length: 20 }, (_, i) => publisher.publish(topic, records(10, 'c', i * 10))));
@@ -147,10 +216,26 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
     assert.deepEqual(await endOffsets(topic), [200n]);
   });
 
+  it('fails only the publish Kafka refuses for its own sake, not the others sent in the same request', { timeout: 60_000 }, async () => {
+    const topic = unique('beside');
+    const missing = unique('missing'); // never created; the broker does not create topics itself
+    await ensureTopic(settings, topic, { partitions: 1 });
+    const publisher = track(createEventPublisher(settings));
+    // While the first send is in flight, the next two wait, and go out together in one request.
+    const first = publisher.publish(topic, records(1, 'first'));
+    const refused = publisher.publish(missing, records(1, 'refused'));
+    const beside = publisher.publish(topic, records(1, 'beside'));
+    await first;
+    await assert.rejects(refused, /Unknown topic/);
+    await beside;
+    await publisher.close();
+    assert.deepEqual(await endOffsets(topic), [2n]);
+  });
+
   it('commits only what onBatch finished: a new member of the group gets only newer records', { timeout: 60_000 }, async () => {
     const topic = unique('commits');
     const groupId = unique('g');
-    await ensureTopic(settings, topic, 2);
+    await ensureTopic(settings, topic, { partitions: 2 });
     const publisher = track(createEventPublisher(settings));
     await publisher.publish(topic, records(50, 'first'));
 
@@ -181,7 +266,7 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
   it('hands a batch whose onBatch threw to onBatch again, and skips nothing', { timeout: 60_000 }, async () => {
     const topic = unique('retry');
     const groupId = unique('g');
-    await ensureTopic(settings, topic, 1);
+    await ensureTopic(settings, topic, { partitions: 1 });
     const publisher = track(createEventPublisher(settings));
     await publisher.publish(topic, records(40, 'r'));
 
@@ -218,7 +303,7 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
   it('never commits a batch whose onBatch keeps failing: the next member of the group gets it', { timeout: 60_000 }, async () => {
     const topic = unique('poison');
     const groupId = unique('g');
-    await ensureTopic(settings, topic, 1);
+    await ensureTopic(settings, topic, { partitions: 1 });
     const publisher = track(createEventPublisher(settings));
     await publisher.publish(topic, records(10, 'ok'));
     await publisher.publish(topic, [{ key: 'p', value: 'poison' }, ...records(5, 'later')]);
@@ -246,7 +331,7 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
   it('shares partitions between members of a group and hands them over when one leaves', { timeout: 90_000 }, async () => {
     const topic = unique('rebalance');
     const groupId = unique('g');
-    await ensureTopic(settings, topic, 4);
+    await ensureTopic(settings, topic, { partitions: 4 });
     const publisher = track(createEventPublisher(settings));
 
     const one = collector({ topic, groupId, maxBatchSize: 50 });
@@ -288,7 +373,7 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
   it('keeps topics, records and committed offsets across a broker restart; clients reconnect', { timeout: 120_000 }, async () => {
     const topic = unique('restart');
     const groupId = unique('g');
-    await ensureTopic(settings, topic, 2);
+    await ensureTopic(settings, topic, { partitions: 2 });
     const publisher = track(createEventPublisher(settings));
     await publisher.publish(topic, records(60, 'before'));
 

@@ -45,20 +45,24 @@ describe('outbox relay against real PostgreSQL and Kafka', () => {
 
   async function freshTopic(): Promise<string> {
     const topic = uniqueName('relay');
-    await ensureTopic(kafka, topic, 3);
+    await ensureTopic(kafka, topic, { partitions: 3 });
     // Earlier tests leave rows for their own topics only after they finish; start clean.
     await pool.query('DELETE FROM calculator.outbox');
     return topic;
   }
 
-  function startRelay(options: Partial<OutboxRelayOptions> = {}): OutboxRelay {
+  function startRelay(
+    options: Partial<OutboxRelayOptions> = {},
+    through: Pick<EventPublisher, 'publish'> = publisher,
+    registry = createMetricsRegistry('relay'),
+  ): OutboxRelay {
     const relay = new OutboxRelay(
       pool,
       database.url,
-      publisher,
-      { batchSize: 50, workers: 2, pollIntervalMs: 200, lingerMs: 5, ...options },
+      through,
+      { batchSize: 50, workers: 2, pollIntervalMs: 200, lingerMs: 5, leaseMs: 30_000, maxAttempts: 10, ...options },
       logger,
-      createRelayMetrics(createMetricsRegistry('relay'), pool),
+      createRelayMetrics(registry, pool),
     );
     relay.start();
     cleanups.push(() => relay.stop());
@@ -159,10 +163,7 @@ describe('outbox relay against real PostgreSQL and Kafka', () => {
       publish: (t: string, records: Parameters<EventPublisher['publish']>[1]) =>
         refuse ? Promise.reject(new Error('broker unavailable')) : publisher.publish(t, records),
     };
-    const relay = new OutboxRelay(pool, database.url, flaky, { batchSize: 50, workers: 1, pollIntervalMs: 100, lingerMs: 0 }, logger,
-      createRelayMetrics(createMetricsRegistry('relay'), pool));
-    relay.start();
-    cleanups.push(() => relay.stop());
+    startRelay({ workers: 1, pollIntervalMs: 100, lingerMs: 0 }, flaky);
     const eventIds = await insertEvents(topic, 20);
     await new Promise((resolve) => setTimeout(resolve, 800));
     assert.equal(await pending(), 20, 'nothing leaves the outbox unacknowledged');
@@ -170,5 +171,93 @@ describe('outbox relay against real PostgreSQL and Kafka', () => {
     const records = await collect(topic, 20);
     assert.deepEqual(new Set(records.map((r) => r.headers['summa-event-id'])), new Set(eventIds));
     assert.equal(await waitUntilOutboxEmpty(), 0);
+  });
+
+  const waitFor = async (what: string, condition: () => Promise<boolean>, timeoutMs = 20_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await condition())) {
+      if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+
+  it('holds no row lock while its publish hangs, and another relay publishes its rows once the lease ran out', async () => {
+    const topic = await freshTopic();
+    let unblock!: () => void;
+    const blocked = new Promise<void>((resolve) => (unblock = resolve));
+    let publishing = 0;
+    const hanging = { publish: async (_topic: string, records: unknown[]) => ((publishing += records.length), blocked) };
+    const eventIds = await insertEvents(topic, 5); // all there before the relay claims its one batch
+    startRelay({ workers: 1, leaseMs: 2_000 }, hanging);
+    cleanups.push(async () => unblock()); // runs before that relay's stop, which waits for its batch
+    await waitFor('the hanging relay to be publishing every row', async () => publishing === 5);
+
+    // Mid-publish: another session can lock every row at once, so the relay holds none of them
+    // (nor keeps a transaction open that would pin vacuum).
+    const other = await pool.connect();
+    try {
+      await other.query('BEGIN');
+      const { rows } = await other.query('SELECT id FROM calculator.outbox FOR UPDATE NOWAIT');
+      assert.equal(rows.length, 5);
+      await other.query('ROLLBACK');
+    } finally {
+      other.release();
+    }
+    const { rows: idle } = await pool.query(
+      `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND state LIKE 'idle in transaction%'`,
+    );
+    assert.equal(idle[0].n, 0, 'no session sits in an open transaction');
+
+    // A second relay takes the rows over only after the first one's lease ran out.
+    startRelay({ leaseMs: 2_000 });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(await pending(), 5, 'not while the lease holds');
+    const records = await collect(topic, 5);
+    assert.deepEqual(new Set(records.map((r) => r.headers['summa-event-id'])), new Set(eventIds));
+    assert.equal(await waitUntilOutboxEmpty(), 0);
+  });
+
+  it('parks an event whose topic does not exist after its attempts, and relays the events behind it meanwhile', async () => {
+    const topic = await freshTopic();
+    const missing = uniqueName('relay-missing'); // never created, and the broker creates no topic on its own
+    const [poison] = await insertEvents(missing, 1);
+    const eventIds = await insertEvents(topic, 20);
+    const registry = createMetricsRegistry('relay');
+    startRelay({ maxAttempts: 2 }, publisher, registry);
+    const records = await collect(topic, eventIds.length);
+    assert.deepEqual(new Set(records.map((r) => r.headers['summa-event-id'])), new Set(eventIds), 'the events behind it went out');
+
+    await waitFor('the event to be parked', async () => {
+      const { rows } = await pool.query('SELECT parked_at FROM calculator.outbox WHERE event_id = $1', [poison]);
+      return rows[0]?.parked_at != null;
+    }, 30_000);
+    const { rows } = await pool.query('SELECT topic, attempts, last_error, claimed_by FROM calculator.outbox');
+    assert.equal(rows.length, 1, 'only the parked event is left');
+    assert.equal(rows[0].topic, missing);
+    assert.equal(rows[0].attempts, 2);
+    assert.match(rows[0].last_error, new RegExp(`Unknown topic ${missing}`));
+    assert.match(await registry.metrics(), /summa_outbox_parked_events\{service="relay"\} 1\n/);
+    assert.match(await registry.metrics(), /summa_outbox_pending_events\{service="relay"\} 0\n/, 'a parked event is not pending');
+
+    // Parked stays parked: no relay takes it again until it is released.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    assert.equal((await pool.query('SELECT attempts FROM calculator.outbox')).rows[0].attempts, 2);
+  });
+
+  it('loses nothing when leases run out in the middle of slow publishes: the events go out again, never skipped', async () => {
+    const topic = await freshTopic();
+    const eventIds = await insertEvents(topic, 300);
+    // Every other publish takes longer than the lease, so other relays claim those rows meanwhile.
+    let calls = 0;
+    const slow = {
+      publish: async (t: string, records: Parameters<EventPublisher['publish']>[1]) => {
+        if (calls++ % 2 === 0) await new Promise((resolve) => setTimeout(resolve, 1_500));
+        await publisher.publish(t, records);
+      },
+    };
+    for (let i = 0; i < 3; i++) startRelay({ batchSize: 20, leaseMs: 1_000 }, slow);
+    const records = await collect(topic, eventIds.length, 60_000);
+    assert.deepEqual(new Set(records.map((r) => r.headers['summa-event-id'])), new Set(eventIds));
+    assert.equal(await waitUntilOutboxEmpty(20_000), 0);
   });
 });

@@ -341,7 +341,7 @@ describe('totals consumer faults against real PostgreSQL and Kafka', { timeout: 
     await s.admin.deleteTopics({ topics: [s.config.topic] });
     await waitUntil('the topic to be gone', async () => !(await s.admin.listTopics()).includes(s.config.topic));
     await waitUntil('the group to be deleted', () => s.admin.deleteGroups({ groups: [s.config.groupId] }).then(() => true, () => false));
-    await waitUntil('the topic to be created again', () => ensureTopic(kafka(), s.config.topic, PARTITIONS).then(() => true, () => false));
+    await waitUntil('the topic to be created again', () => ensureTopic(kafka(), s.config.topic, { partitions: PARTITIONS }).then(() => true, () => false));
     // More records per partition than the stored offsets of the old topic: going by those would skip 10 of each.
     await s.publish(batch('new', 15));
 

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { ProtocolError, UserError } from '@platformatic/kafka';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { OutboxRelay } from '../../src/outbox/outbox-relay.ts';
@@ -8,71 +9,82 @@ import type { OutboxRow } from '../../src/outbox/outbox-store.ts';
 import type { Pool } from '../../src/platform/db/pool.ts';
 import { createRelayMetrics } from '../../src/relay/metrics.ts';
 
-type Step = 'BEGIN' | 'claim' | 'delete' | 'COMMIT' | 'ROLLBACK';
+type Step = 'claim' | 'delete' | 'release' | 'charge';
 
 function stepOf(sql: string): Step {
-  if (/^\s*BEGIN\b/.test(sql)) return 'BEGIN';
-  if (/FOR UPDATE SKIP LOCKED/.test(sql)) return 'claim';
+  if (/FOR UPDATE SKIP LOCKED/.test(sql) && /^\s*WITH\b|^\s*UPDATE\b/.test(sql)) return 'claim';
   if (/^\s*DELETE FROM\b/.test(sql)) return 'delete';
-  if (/^\s*COMMIT\s*$/.test(sql)) return 'COMMIT';
-  if (/^\s*ROLLBACK\s*$/.test(sql)) return 'ROLLBACK';
+  if (/attempts = attempts \+ 1/.test(sql)) return 'charge';
+  if (/claimed_by = NULL/.test(sql)) return 'release';
   throw new Error(`unexpected statement: ${sql}`);
 }
 
 const BATCH_SIZE = 10;
+const LEASE_MS = 30_000;
+const MAX_ATTEMPTS = 3;
 
 /**
- * A pool whose one client answers the claim with `claimable` and records every statement, and a
- * publisher that records what it is asked to send; both write to one log so the order shows.
+ * A pool that answers the claim with `claimable` and records every statement, and a publisher that
+ * records what it is asked to send; both write to one log so the order shows. The relay must never
+ * hold a connection (pool.connect) or open a transaction: each statement is one pool.query.
  */
 function setup(claimable: OutboxRow[]) {
   const log: string[] = [];
   const statements: { step: Step; params: unknown[] | undefined }[] = [];
   const failures: Partial<Record<Step, Error>> = {};
-  const client = {
+  const pool = {
+    async connect() {
+      throw new Error('the relay holds no connection across statements');
+    },
     async query(sql: string, params?: unknown[]) {
+      if (/^\s*(BEGIN|COMMIT|ROLLBACK)\b/.test(sql)) throw new Error(`the relay opens no transaction: ${sql}`);
       const step = stepOf(sql);
       log.push(step);
       statements.push({ step, params });
       const failure = failures[step];
       if (failure) throw failure;
-      return { rows: step === 'claim' ? claimable.slice(0, params?.[0] as number) : [] };
-    },
-    release() {
-      log.push('release');
-    },
-  };
-  const pool = {
-    async connect() {
-      log.push('connect');
-      return client;
+      const ids = (params?.[0] ?? []) as string[];
+      if (step === 'claim') return { rows: claimable.slice(0, params?.[0] as number) };
+      if (step === 'delete') return { rowCount: ids.length, rows: [] };
+      if (step === 'charge') {
+        const rows = claimable
+          .filter((r) => ids.includes(r.id))
+          .map((r) => ({ id: r.id, event_id: r.event_id, topic: r.topic, attempts: r.attempts + 1, parked: r.attempts + 1 >= MAX_ATTEMPTS }));
+        return { rowCount: rows.length, rows };
+      }
+      return { rowCount: ids.length, rows: [] };
     },
   } as unknown as Pool;
   const publisher = {
     published: [] as { topic: string; records: OutgoingRecord[] }[],
-    failOnTopic: undefined as string | undefined,
-    failure: new Error('broker unavailable'),
+    /** Fails every publish to the topic with the error. */
+    failures: new Map<string, Error>(),
+    /** Fails every publish that carries a record with this key, with the error. */
+    recordFailures: new Map<string, Error>(),
     async publish(topic: string, records: OutgoingRecord[]): Promise<void> {
-      log.push(`publish ${topic}`);
-      if (topic === publisher.failOnTopic) throw publisher.failure;
+      log.push(`publish ${topic} ${records.map((r) => r.key.replace('request-', '')).join(',')}`);
+      const failure = publisher.failures.get(topic) ?? records.map((r) => publisher.recordFailures.get(r.key)).find(Boolean);
+      if (failure) throw failure;
       publisher.published.push({ topic, records });
     },
   };
+  const logged: Record<string, any>[] = [];
+  const logger = pino({ level: 'info' }, { write: (line: string) => logged.push(JSON.parse(line)) });
   const metrics = createRelayMetrics(new Registry(), pool);
   const relay = new OutboxRelay(
     pool,
     'postgres://unused',
     publisher,
-    { batchSize: BATCH_SIZE, workers: 1, pollIntervalMs: 1_000, lingerMs: 0 },
-    pino({ level: 'silent' }),
+    { batchSize: BATCH_SIZE, workers: 1, pollIntervalMs: 1_000, lingerMs: 0, leaseMs: LEASE_MS, maxAttempts: MAX_ATTEMPTS },
+    logger,
     metrics,
   );
   const publishedCount = async () => (await metrics.published.get()).values[0]?.value ?? 0;
   const paramsOf = (step: Step) => statements.filter((s) => s.step === step).map((s) => s.params);
-  return { relay, log, failures, publisher, publishedCount, paramsOf };
+  return { relay, log, logged, failures, publisher, publishedCount, paramsOf };
 }
 
-function row(id: number, topic = 'sums', headers: Record<string, string> = {}): OutboxRow {
+function row(id: number, topic = 'sums', headers: Record<string, string> = {}, attempts = 0): OutboxRow {
   return {
     id: String(id),
     event_id: `00000000-0000-4000-8000-${String(id).padStart(12, '0')}`,
@@ -81,47 +93,109 @@ function row(id: number, topic = 'sums', headers: Record<string, string> = {}): 
     payload: `{"n":${id}}`,
     headers,
     created_at: new Date(0),
+    attempts,
   };
 }
 
+const unknownTopic = (topic: string) => new UserError(`Unknown topic ${topic}.`);
+
 describe('OutboxRelay.relayBatch()', () => {
-  it('claims, publishes, deletes and commits in that order, on one connection it then releases', async () => {
+  it('claims, publishes and deletes in that order, each statement on its own, with no transaction open during the publish', async () => {
     const { relay, log, publishedCount, paramsOf } = setup([row(1), row(2), row(3)]);
     assert.equal(await relay.relayBatch(), 3);
-    assert.deepEqual(log, ['connect', 'BEGIN', 'claim', 'publish sums', 'delete', 'COMMIT', 'release']);
-    assert.deepEqual(paramsOf('claim'), [[BATCH_SIZE]], 'it claims at most a batch');
+    assert.deepEqual(log, ['claim', 'publish sums 1,2,3', 'delete']);
+    const [[limit, claimant, leaseMs]] = paramsOf('claim') as [[number, string, number]];
+    assert.equal(limit, BATCH_SIZE, 'it claims at most a batch');
+    assert.equal(leaseMs, LEASE_MS);
+    assert.match(claimant, /#1$/, 'each claim has a token of its own');
+    assert.deepEqual(paramsOf('delete'), [[['1', '2', '3'], claimant]], 'it deletes only rows still held under its claim');
     assert.equal(await publishedCount(), 3);
   });
 
-  it('publishes and deletes nothing when nothing is claimed, and still commits and releases', async () => {
+  it('gives each claim a token of its own', async () => {
+    const { relay, paramsOf } = setup([row(1)]);
+    await relay.relayBatch();
+    await relay.relayBatch();
+    const [first, second] = paramsOf('claim').map((params) => params![1]);
+    assert.notEqual(first, second);
+  });
+
+  it('publishes and deletes nothing when nothing is claimed', async () => {
     const { relay, log, publisher, publishedCount } = setup([]);
     assert.equal(await relay.relayBatch(), 0);
-    assert.deepEqual(log, ['connect', 'BEGIN', 'claim', 'COMMIT', 'release']);
+    assert.deepEqual(log, ['claim']);
     assert.deepEqual(publisher.published, []);
     assert.equal(await publishedCount(), 0);
   });
 
-  it('rolls back without deleting when a publish fails, releases the connection and throws the error', async () => {
-    const { relay, log, publisher, publishedCount } = setup([row(1, 'a'), row(2, 'b'), row(3, 'a')]);
-    publisher.failOnTopic = 'b';
-    await assert.rejects(relay.relayBatch(), publisher.failure);
-    assert.deepEqual(log, ['connect', 'BEGIN', 'claim', 'publish a', 'publish b', 'ROLLBACK', 'release']);
-    assert.equal(await publishedCount(), 0);
+  it('when Kafka cannot be reached, releases the claimed rows it did not publish, deletes what it did, and throws', async () => {
+    const { relay, log, publisher, publishedCount, paramsOf } = setup([row(1, 'a'), row(2, 'b'), row(3, 'c')]);
+    const outage = new Error('connection refused');
+    publisher.failures.set('b', outage);
+    await assert.rejects(relay.relayBatch(), outage);
+    // Once the broker fails one topic, the next would only wait for the same failure.
+    assert.deepEqual(log, ['claim', 'publish a 1', 'publish b 2', 'delete', 'release']);
+    const claimant = paramsOf('claim')[0]![1];
+    assert.deepEqual(paramsOf('delete'), [[['1'], claimant]]);
+    assert.deepEqual(paramsOf('release'), [[['2', '3'], claimant]], 'no attempt is charged to the rows for an outage');
+    assert.equal(await publishedCount(), 1);
   });
 
-  it('rolls back, releases and throws when the delete fails after the publish', async () => {
+  it('charges a failure that is the rows\' own (their topic does not exist) to them, and relays the other topics', async () => {
+    const { relay, log, logged, publisher, paramsOf } = setup([row(1, 'gone'), row(2, 'sums'), row(3, 'gone'), row(4, 'sums')]);
+    publisher.failures.set('gone', unknownTopic('gone'));
+    assert.equal(await relay.relayBatch(), 4);
+    assert.deepEqual(log, ['claim', 'publish gone 1,3', 'publish sums 2,4', 'delete', 'charge']);
+    const claimant = paramsOf('claim')[0]![1];
+    assert.deepEqual(paramsOf('delete'), [[['2', '4'], claimant]]);
+    const [[ids, chargedClaimant, reason, retryInMs, maxAttempts]] = paramsOf('charge') as [[string[], string, string, number, number]];
+    assert.deepEqual(ids, ['1', '3']);
+    assert.equal(chargedClaimant, claimant);
+    assert.match(reason, /Unknown topic gone/);
+    assert.ok(retryInMs >= 1_000, `the rows are retried later, not at once (${retryInMs} ms)`);
+    assert.equal(maxAttempts, MAX_ATTEMPTS);
+    assert.ok(logged.some((line) => line.level === 40 && /Unknown topic gone/.test(line.reason)), 'the failure is logged with its reason');
+  });
+
+  it('retries rows that failed before later each time: the delay grows with their attempts', async () => {
+    const delays: number[] = [];
+    for (const attempts of [0, 1]) {
+      const { relay, publisher, paramsOf } = setup([row(1, 'gone', {}, attempts)]);
+      publisher.failures.set('gone', unknownTopic('gone'));
+      await relay.relayBatch();
+      delays.push(paramsOf('charge')[0]![3] as number);
+    }
+    assert.ok(delays[1]! > delays[0]!, `${delays}`);
+  });
+
+  it('logs the rows it parked as an error, with their event ids, topic and reason', async () => {
+    const { relay, logged, publisher } = setup([row(1, 'gone', {}, MAX_ATTEMPTS - 1), row(2, 'gone', {}, 0)]);
+    publisher.failures.set('gone', unknownTopic('gone'));
+    await relay.relayBatch();
+    const parked = logged.filter((line) => line.level === 50);
+    assert.equal(parked.length, 1, JSON.stringify(logged));
+    assert.deepEqual(parked[0]!.eventIds, [row(1).event_id]);
+    assert.equal(parked[0]!.topic, 'gone');
+    assert.match(parked[0]!.reason, /Unknown topic gone/);
+    assert.match(parked[0]!.msg, /parked/);
+  });
+
+  it('finds the record Kafka refuses in a batch by halving it, and charges only that one', async () => {
+    const rows = [1, 2, 3, 4, 5].map((id) => row(id));
+    const { relay, publisher, paramsOf } = setup(rows);
+    publisher.recordFailures.set('request-4', new ProtocolError('MESSAGE_TOO_LARGE'));
+    assert.equal(await relay.relayBatch(), 5);
+    const deleted = (paramsOf('delete')[0]![0] as string[]).slice().sort();
+    assert.deepEqual(deleted, ['1', '2', '3', '5']);
+    assert.deepEqual(paramsOf('charge').map((params) => params![0]), [['4']]);
+  });
+
+  it('throws when the delete fails after the publish, leaving the rows to their lease', async () => {
     const { relay, log, failures, publishedCount } = setup([row(1)]);
     failures.delete = new Error('connection lost');
     await assert.rejects(relay.relayBatch(), failures.delete);
-    assert.deepEqual(log, ['connect', 'BEGIN', 'claim', 'publish sums', 'delete', 'ROLLBACK', 'release']);
+    assert.deepEqual(log, ['claim', 'publish sums 1', 'delete']);
     assert.equal(await publishedCount(), 0);
-  });
-
-  it('releases the connection and throws when the commit fails', async () => {
-    const { relay, log, failures } = setup([row(1)]);
-    failures.COMMIT = new Error('connection lost');
-    await assert.rejects(relay.relayBatch(), failures.COMMIT);
-    assert.deepEqual(log.slice(-3), ['COMMIT', 'ROLLBACK', 'release']);
   });
 
   it('publishes one batch per topic, in claim order, each record with its key, payload and event headers', async () => {
@@ -143,7 +217,7 @@ describe('OutboxRelay.relayBatch()', () => {
     const rows = [row(7, 'a'), row(8, 'b'), row(12, 'a')];
     const { relay, publisher, paramsOf } = setup(rows);
     await relay.relayBatch();
-    assert.deepEqual(paramsOf('delete'), [[['7', '8', '12']]]);
+    assert.deepEqual(paramsOf('delete')[0]![0], ['7', '12', '8']);
     const publishedEventIds = publisher.published.flatMap((batch) => batch.records.map((r) => r.headers?.['summa-event-id'])).sort();
     assert.deepEqual(publishedEventIds, rows.map((r) => r.event_id).sort());
   });

@@ -16,6 +16,11 @@ export interface KafkaBrokerOptions {
   controllerPort?: number;
   /** Default 512. */
   heapMb?: number;
+  /**
+   * Default true: the broker writes each record to disk (fsync) before acknowledging it. False leaves
+   * flushing to the operating system, as Kafka does by default; only for measuring what it costs.
+   */
+  flushEveryRecord?: boolean;
 }
 
 export interface KafkaBroker {
@@ -55,7 +60,7 @@ export async function startKafkaBroker(options: KafkaBrokerOptions): Promise<Kaf
   const controllerPort = options.controllerPort || (await freePort([port]));
   const serverProperties = path.join(dataDir, 'server.properties');
   const log4jConfig = path.join(dataDir, 'log4j2.properties');
-  await writeFile(serverProperties, renderServerProperties({ port, controllerPort, kafkaLogDir }));
+  await writeFile(serverProperties, renderServerProperties({ port, controllerPort, kafkaLogDir, flushEveryRecord: options.flushEveryRecord ?? true }));
   await writeFile(log4jConfig, LOG4J2_PROPERTIES);
 
   const jvmArgs = [
@@ -151,7 +156,7 @@ async function resolveClasspath(dataDir: string): Promise<string> {
   return (await readFile(cacheFile, 'utf8')).trim();
 }
 
-function renderServerProperties(p: { port: number; controllerPort: number; kafkaLogDir: string }): string {
+function renderServerProperties(p: { port: number; controllerPort: number; kafkaLogDir: string; flushEveryRecord: boolean }): string {
   const settings: Record<string, string | number | boolean> = {
     'process.roles': 'broker,controller',
     'node.id': 1,
@@ -166,6 +171,13 @@ function renderServerProperties(p: { port: number; controllerPort: number; kafka
     'num.partitions': 1,
     'default.replication.factor': 1,
     'min.insync.replicas': 1,
+    // The relay deletes an event from the outbox once Kafka acknowledged it, so an acknowledged record
+    // must survive whatever the outbox row would have. A cluster gets that from acks=all with
+    // min.insync.replicas ≥ 2: a record acknowledged by two brokers survives one of them losing power
+    // before its page cache reached the disk. A single broker has no other copy, and by default acknowledges a record while it is
+    // still only in the page cache, so a power loss right after the ack would lose an event that is
+    // in neither place any more. Flushing after every record makes the ack mean "on disk".
+    ...(p.flushEveryRecord ? { 'log.flush.interval.messages': 1 } : {}),
     'offsets.topic.replication.factor': 1,
     // 50 by default; fewer makes the first group coordinator lookup and restarts quicker.
     'offsets.topic.num.partitions': 10,

@@ -18,6 +18,11 @@ export interface PoolOptions {
   statementTimeoutMs?: number;
   /** The server ends a session whose transaction sits idle this long (default 60 s). */
   idleInTransactionTimeoutMs?: number;
+  /**
+   * False: commits do not wait for the WAL flush (synchronous_commit=off for every session), for a
+   * pool whose every write may be lost in a crash of PostgreSQL without harm. Default true.
+   */
+  synchronousCommit?: boolean;
 }
 
 const DEFAULT_STATEMENT_TIMEOUT_MS = 30_000;
@@ -45,13 +50,14 @@ export function createPool(connectionString: string, options: PoolOptions): Pool
     // keepalive notices.
     statement_timeout: statementTimeoutFor(options),
     idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    ...(options.synchronousCommit === false ? { options: '-c synchronous_commit=off' } : {}),
     idleTimeoutMillis: 30_000,
     keepAlive: true,
   });
   // A client that loses its connection emits 'error': the pool listens while the client is idle
   // (and emits it here), but nobody does while it is checked out, between two queries of a
-  // transaction (the relay holds one across a Kafka publish). Unheard, it would crash the process;
-  // heard, the loss surfaces as the next query's error and the pool drops the broken client.
+  // transaction. Unheard, it would crash the process; heard, the loss surfaces as the next query's
+  // error and the pool drops the broken client.
   pool.on('error', () => {});
   pool.on('connect', (client) => client.on('error', () => {}));
   return pool;

@@ -1,4 +1,6 @@
 import { Producer, compatibilityPartitioner, type MessageToProduce } from '@platformatic/kafka';
+import { backoffDelay, sleep } from '../backoff.ts';
+import { blamePublishFailure } from './publish-failures.ts';
 import { toKafkaMessage, type OutgoingRecord } from './records.ts';
 import { baseClientOptions, type KafkaSettings } from './settings.ts';
 
@@ -17,11 +19,20 @@ export interface EventPublisherOptions {
   retries?: number;
   /** Pause between those attempts (default 500ms). */
   retryDelayMs?: number;
+  /**
+   * Pause before the producer that replaces a failed one: this long after the first failed send,
+   * doubling with each further one up to `maxProducerBackoffMs`, and back to none after a success
+   * (defaults 100 ms and 5 s).
+   */
+  minProducerBackoffMs?: number;
+  maxProducerBackoffMs?: number;
 }
 
 interface Pending {
   messages: MessageToProduce[];
   bytes: number;
+  /** Sent in a request of its own: it failed together with others, and each is to learn its own fate. */
+  alone?: boolean;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -42,12 +53,25 @@ const MAX_COALESCED_BYTES = 512 * 1024;
  * - A new producer (so a new producer id) after any failed send. The failed request may have been
  *   written while its sequence was not advanced: the next batch of the same size would be taken for
  *   a retry of it and dropped.
+ *
+ * A request that carried several publishes and failed for the sake of some record in it (its topic
+ * does not exist, it is too large) is sent again one publish per request, so that one caller's bad
+ * record does not fail the others coalesced with it. A failure that is Kafka's (an outage) fails
+ * them all at once.
+ *
+ * Each new producer asks the broker for a producer id (InitProducerId), and the broker keeps state
+ * for every id that wrote. So the producer that replaces a failed one is created only after a
+ * backoff that grows with consecutive failed sends: during a long outage the callers' retries wait
+ * here instead of turning into a stream of new producer ids.
  */
 export function createEventPublisher(settings: KafkaSettings, options: EventPublisherOptions = {}): EventPublisher {
   let producer: Producer | null = null;
   let pending: Pending[] = [];
   let draining: Promise<void> | null = null;
   let closed = false;
+  /** Sends failed in a row; the next producer waits a backoff that grows with it. */
+  let failedSends = 0;
+  const closing = new AbortController();
 
   const current = () =>
     (producer ??= new Producer({
@@ -70,7 +94,8 @@ export function createEventPublisher(settings: KafkaSettings, options: EventPubl
   const takeBatch = (): Pending[] => {
     let bytes = 0;
     let count = 0;
-    while (count < pending.length && (count === 0 || bytes + pending[count]!.bytes <= MAX_COALESCED_BYTES)) {
+    if (pending[0]?.alone) return pending.splice(0, 1);
+    while (count < pending.length && !pending[count]!.alone && (count === 0 || bytes + pending[count]!.bytes <= MAX_COALESCED_BYTES)) {
       bytes += pending[count]!.bytes;
       count++;
     }
@@ -79,12 +104,24 @@ export function createEventPublisher(settings: KafkaSettings, options: EventPubl
 
   const drain = async () => {
     while (pending.length > 0) {
+      if (producer === null && failedSends > 0) {
+        // Publishes that arrive meanwhile join the next batch. close() cuts the wait short.
+        await sleep(backoffDelay(failedSends - 1, options.minProducerBackoffMs ?? 100, options.maxProducerBackoffMs ?? 5_000), closing.signal);
+      }
       const batch = takeBatch();
       try {
         await current().send({ messages: batch.flatMap((p) => p.messages) });
+        failedSends = 0;
         for (const p of batch) p.resolve();
       } catch (error) {
+        failedSends += 1;
         await discardProducer();
+        if (batch.length > 1 && blamePublishFailure(error) !== 'unavailable') {
+          // Records that were written before the failure are written again: duplicates, which the
+          // consumer absorbs, where failing the innocent publishes would count against their events.
+          pending.unshift(...batch.map((p) => ({ ...p, alone: true })));
+          continue;
+        }
         for (const p of batch) p.reject(error);
       }
     }
@@ -104,6 +141,7 @@ export function createEventPublisher(settings: KafkaSettings, options: EventPubl
     },
     async close() {
       closed = true;
+      closing.abort();
       await draining;
       await discardProducer();
     },

@@ -1,4 +1,4 @@
-import { envDatabaseUrl, envHost, envInteger, envKafkaBrokers, envPort, envTopic, type Env } from '../config.ts';
+import { ConfigError, envDatabaseUrl, envHost, envInteger, envKafkaBrokers, envOptionalInteger, envPort, envTopic, type Env } from '../config.ts';
 import { envTlsIdentity, type TlsIdentity } from '../security.ts';
 import { envShutdownSettings, type ShutdownSettings } from './shutdown.ts';
 
@@ -30,11 +30,29 @@ export interface KafkaConfig {
   readonly kafkaBrokers: string[];
   /** Partitions of the topics the service creates when they do not exist yet. */
   readonly topicPartitions: number;
+  /**
+   * Replicas of each partition of the topics the service creates, and how many of them must have a
+   * record before Kafka acknowledges it (acks=all); an existing topic with fewer is reported. Unset:
+   * chosen by the cluster's size when the topic is ensured (see src/platform/kafka/topics.ts).
+   */
+  readonly topicReplicationFactor: number | undefined;
+  readonly topicMinInsyncReplicas: number | undefined;
 }
 
 export function envKafkaConfig(env: Env): KafkaConfig {
+  const topicReplicationFactor = envOptionalInteger(env, 'KAFKA_REPLICATION_FACTOR', { min: 1, max: 32 });
+  const topicMinInsyncReplicas = envOptionalInteger(env, 'KAFKA_MIN_INSYNC_REPLICAS', { min: 1, max: 32 });
+  // Kafka would accept such a topic, and then refuse every acks=all write to it.
+  if (topicReplicationFactor !== undefined && topicMinInsyncReplicas !== undefined && topicMinInsyncReplicas > topicReplicationFactor) {
+    throw new ConfigError(
+      `KAFKA_MIN_INSYNC_REPLICAS (${topicMinInsyncReplicas}) must not exceed KAFKA_REPLICATION_FACTOR (${topicReplicationFactor}): ` +
+        'no write could ever be acknowledged',
+    );
+  }
   return {
     kafkaBrokers: envKafkaBrokers(env),
     topicPartitions: envInteger(env, 'KAFKA_TOPIC_PARTITIONS', 6, { min: 1, max: 1000 }),
+    topicReplicationFactor,
+    topicMinInsyncReplicas,
   };
 }
