@@ -17,6 +17,11 @@ export interface AuditOptions {
   graceSeconds?: number;
   /** At most this many examples of each problem are listed (default 20). */
   sampleSize?: number;
+  /**
+   * The oldest outbox event may be this old, by the database's clock, before the relay counts as
+   * stuck (default 300 s): its events are not reaching the total.
+   */
+  maxOutboxAgeSeconds?: number;
 }
 
 export interface AppliedMismatch {
@@ -45,6 +50,15 @@ export interface InvariantReport {
     rejectedRecords: number;
   };
   total: { recorded: string; recordedCount: number; ofAppliedEvents: string; appliedCount: number };
+  /** The outbox backlog, aged by the database's clock. */
+  outbox: {
+    /** Rows in calculator.outbox. */
+    pending: number;
+    /** Age of the oldest row in seconds; null when the outbox is empty. */
+    oldestAgeSeconds: number | null;
+    /** The limit it was judged by (--max-outbox-age). */
+    maxAgeSeconds: number;
+  };
   /** Samples (up to sampleSize each) of the problems counted in `problems`. */
   samples: {
     lost: string[];
@@ -66,6 +80,8 @@ export interface InvariantReport {
     outboxWithoutRequest: number;
     /** totals.total disagrees with the applied events. */
     totalMismatch: boolean;
+    /** The oldest outbox event is older than maxOutboxAgeSeconds: the relay is not delivering. */
+    stuckOutbox: boolean;
   };
 }
 
@@ -92,6 +108,7 @@ interface AppliedRow {
 export async function auditInvariant(databases: AuditDatabases, options: AuditOptions = {}): Promise<InvariantReport> {
   const graceSeconds = options.graceSeconds ?? 30;
   const sampleSize = options.sampleSize ?? 20;
+  const maxOutboxAgeSeconds = options.maxOutboxAgeSeconds ?? 300;
 
   const totals = await inSnapshot(databases.totals, async (client) => {
     const applied = await client.query<AppliedRow>('SELECT event_id::text, request_id, amount::text FROM totals.applied_events');
@@ -109,7 +126,8 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
       [graceSeconds],
     );
     const outbox = await client.query<{ event_id: string }>('SELECT DISTINCT event_id::text FROM calculator.outbox');
-    return { requests: requests.rows, outbox: new Set(outbox.rows.map((row) => row.event_id)) };
+    const backlog = await client.query<{ pending: string; oldest: number | null }>(OUTBOX_BACKLOG_SQL);
+    return { requests: requests.rows, outbox: new Set(outbox.rows.map((row) => row.event_id)), backlog: backlog.rows[0]! };
   });
 
   const requestByEvent = new Map<string, RequestRow>();
@@ -123,6 +141,7 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
     mismatched: 0,
     outboxWithoutRequest: 0,
     totalMismatch: false,
+    stuckOutbox: false,
   };
   const note = <T>(list: T[], item: T) => {
     if (list.length < sampleSize) list.push(item);
@@ -186,6 +205,9 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
     BigInt(totals.recorded.total) !== BigInt(totals.ofApplied.total) ||
     Number(totals.recorded.count) !== Number(totals.ofApplied.count);
 
+  const oldestAgeSeconds = calculator.backlog.oldest;
+  problems.stuckOutbox = oldestAgeSeconds !== null && oldestAgeSeconds > maxOutboxAgeSeconds;
+
   const failures: string[] = [];
   if (problems.lost > 0) failures.push(`${problems.lost} accepted request(s) lost: neither pending in the outbox nor applied after ${graceSeconds}s`);
   if (problems.appliedTwice > 0) failures.push(`${problems.appliedTwice} request(s) applied more than once`);
@@ -197,6 +219,7 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
       `totals.total says ${recorded.total} over ${recorded.count} events, the applied events add up to ${totals.ofApplied.total} over ${totals.ofApplied.count}`,
     );
   }
+  if (problems.stuckOutbox) failures.push(stuckOutboxLine(Number(calculator.backlog.pending), oldestAgeSeconds!, maxOutboxAgeSeconds));
 
   return {
     ok: failures.length === 0,
@@ -215,9 +238,23 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
       ofAppliedEvents: totals.ofApplied.total,
       appliedCount: Number(totals.ofApplied.count),
     },
+    outbox: { pending: Number(calculator.backlog.pending), oldestAgeSeconds, maxAgeSeconds: maxOutboxAgeSeconds },
     samples,
     problems,
   };
+}
+
+/**
+ * The outbox's size and the age of its oldest row, both by the database's clock (created_at is the
+ * database's now() of the transaction that wrote the row).
+ */
+const OUTBOX_BACKLOG_SQL = `SELECT count(*)::text AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest FROM calculator.outbox`;
+
+function stuckOutboxLine(pending: number, oldestAgeSeconds: number, limitSeconds: number): string {
+  return (
+    `relay stuck: the oldest of ${pending} outbox event(s) is ${Math.floor(oldestAgeSeconds)} s old by the database's clock ` +
+    `(limit ${limitSeconds} s): events are not reaching the total`
+  );
 }
 
 /** Requests accepted but not yet applied: nothing to complain about, but not quiet either. */

@@ -15,7 +15,8 @@ const USAGE = `usage:
   summa add <num1> <num2> [--id <request id>]   add two int64 numbers (retry with the same --id safely)
   summa total                                    print the running total
   summa sum <request id>                          whether that request's sum was applied
-  summa verify [--wait <s>] [--grace <s>] [--json] audit "no sum lost, none counted twice" in the databases
+  summa verify [--wait <s>] [--grace <s>] [--max-outbox-age <s>] [--json]
+                                                 audit "no sum lost, none counted twice" in the databases
 
 environment:
   CALCULATOR_GRPC_ADDRESS  default ${DEFAULT_GRPC_ADDRESS}
@@ -47,6 +48,7 @@ const parsed = parseCommandLine({
     id: { type: 'string' },
     wait: { type: 'string' },
     grace: { type: 'string' },
+    'max-outbox-age': { type: 'string' },
     json: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -148,6 +150,7 @@ async function main(): Promise<number> {
       return runVerifyCommand({ DATABASE_URL: embedded, ...process.env }, {
         waitSeconds: parseSeconds('--wait', values.wait, 0),
         graceSeconds: parseSeconds('--grace', values.grace, 30),
+        maxOutboxAgeSeconds: parseSeconds('--max-outbox-age', values['max-outbox-age'], 300),
         json: values.json ?? false,
       });
     }

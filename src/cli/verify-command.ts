@@ -7,6 +7,8 @@ export interface VerifyCommandOptions {
   waitSeconds: number;
   /** Requests younger than this that are neither in the outbox nor applied count as in flight. */
   graceSeconds: number;
+  /** The oldest outbox event may be this old (by the database's clock) before the relay counts as stuck. */
+  maxOutboxAgeSeconds: number;
   json: boolean;
 }
 

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { after, before, beforeEach, describe, it, mock } from 'node:test';
 import pg from 'pg';
 import { CALCULATOR_MIGRATIONS } from '../../src/calculator/schema.ts';
 import { migrate } from '../../src/platform/db/migrate.ts';
@@ -170,5 +170,50 @@ describe('summa verify against a real database', () => {
     assert.equal(report.problems.mismatched, 1);
     assert.match(report.samples.mismatched[0]!.reason, /applied amount \d+, accepted sum \d+/);
     assert.equal(report.problems.totalMismatch, false);
+  });
+
+  it('fails when the oldest outbox event is older than --max-outbox-age: the relay is stuck', async () => {
+    await sql.query("UPDATE calculator.outbox SET created_at = now() - interval '10 minutes'");
+    const report = await audit();
+    assert.equal(report.ok, false, formatReport(report));
+    assert.equal(report.problems.stuckOutbox, true);
+    assert.deepEqual(report.outbox, { pending: 1, oldestAgeSeconds: report.outbox.oldestAgeSeconds, maxAgeSeconds: 300 });
+    assert.ok(report.outbox.oldestAgeSeconds! >= 600 && report.outbox.oldestAgeSeconds! < 700, String(report.outbox.oldestAgeSeconds));
+    assert.match(
+      formatReport(report),
+      /relay stuck: the oldest of 1 outbox event\(s\) is 6\d\d s old by the database's clock \(limit 300 s\): events are not reaching the total/,
+    );
+
+    const cli = await runCli(['verify'], { DATABASE_URL: database.url });
+    assert.notEqual(cli.code, 0, cli.output);
+    assert.match(cli.output, /relay stuck/);
+    const tolerant = await runCli(['verify', '--max-outbox-age', '900'], { DATABASE_URL: database.url });
+    assert.equal(tolerant.code, 0, tolerant.output);
+  });
+
+  it("judges ages by the database's clock, whatever the clock of the host verify runs on says", async () => {
+    // Published 5 s ago and 1 minute in the outbox, by the database's clock.
+    await sql.query("UPDATE calculator.outbox SET created_at = now() - interval '1 minute'");
+    await accept(sql, 4n, 5n, { published: true, acceptedAgo: '5 seconds' });
+    const hostClock = (offsetMs: number) => mock.timers.enable({ apis: ['Date'], now: Date.now() + offsetMs });
+    try {
+      // An hour fast, the host would call the request lost (3605 s old) and the relay stuck.
+      hostClock(3600_000);
+      const fast = await audit();
+      assert.equal(fast.ok, true, formatReport(fast));
+      assert.equal(fast.counts.inTransit, 1);
+      assert.equal(fast.problems.stuckOutbox, false);
+      mock.timers.reset();
+
+      // An hour slow, the host would see an outbox event 50 minutes in the future; the database
+      // sees it 10 minutes old.
+      await sql.query("UPDATE calculator.outbox SET created_at = now() - interval '10 minutes'");
+      hostClock(-3600_000);
+      const slow = await audit();
+      assert.equal(slow.problems.stuckOutbox, true, formatReport(slow));
+      assert.equal(slow.counts.inTransit, 1);
+    } finally {
+      mock.timers.reset();
+    }
   });
 });
