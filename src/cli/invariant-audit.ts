@@ -1,15 +1,25 @@
+import { performance } from 'node:perf_hooks';
 import pg from 'pg';
+import { forEachRow, RowStream } from './row-stream.ts';
 
 /**
  * Audits "no sum lost, none counted twice" from the databases alone: the calculator's accepted
  * requests and outbox against the totals' applied events and running total.
  *
- * The two schemas may live in different databases, so the comparison happens here rather than in a
- * join. Each side is read in one REPEATABLE READ snapshot, totals first: every event applied in the
- * totals snapshot was accepted before it, so its request is in the (later) calculator snapshot, and
- * an applied event without a request is a real fault. The opposite direction is not exact on a live
+ * The two schemas may live in different databases, so the comparison is a merge: both sides are
+ * streamed in event id order through server-side cursors and walked side by side, a batch at a
+ * time, and everything else is set-based SQL (aggregates, an anti-join, a GROUP BY ... HAVING) that
+ * returns only counts and the rows that are problems. Memory stays bounded whatever the number of
+ * requests.
+ *
+ * Each side is read in one REPEATABLE READ snapshot, the totals' taken first: every event applied
+ * in the totals snapshot was accepted before it, so its request is in the (later) calculator
+ * snapshot, and an applied event without a request is a real fault. When both schemas are in one
+ * database (the same pool), one snapshot serves both. The opposite direction is not exact on a live
  * system: a request may be on its way through Kafka. Such a request is "in flight" while it is
  * younger than the grace period, and "lost" after that.
+ *
+ * Every age is measured by the database's clock (now() of the snapshot), never this host's.
  */
 
 export interface AuditOptions {
@@ -22,6 +32,8 @@ export interface AuditOptions {
    * stuck (default 300 s): its events are not reaching the total.
    */
   maxOutboxAgeSeconds?: number;
+  /** Rows fetched per round trip from each cursor (default 10,000); memory holds a few such batches. */
+  batchSize?: number;
 }
 
 export interface AppliedMismatch {
@@ -40,7 +52,7 @@ export interface InvariantReport {
     requests: number;
     /** Rows in totals.applied_events. */
     applied: number;
-    /** Requests whose event was applied exactly once. */
+    /** Requests whose event was applied with their request id and sum, and nothing else under their id. */
     appliedOnce: number;
     /** Requests whose event is still in the outbox, not yet applied. */
     pendingInOutbox: number;
@@ -70,7 +82,7 @@ export interface InvariantReport {
   problems: {
     /** Requests older than the grace period whose event is neither in the outbox nor applied. */
     lost: number;
-    /** Requests with more than one applied event. */
+    /** Request ids with more than one applied event. */
     appliedTwice: number;
     /** Applied events whose event id no accepted request has. */
     withoutRequest: number;
@@ -83,56 +95,68 @@ export interface InvariantReport {
     /** The oldest outbox event is older than maxOutboxAgeSeconds: the relay is not delivering. */
     stuckOutbox: boolean;
   };
+  /** How long this audit took, in seconds. */
+  auditSeconds: number;
 }
 
 export interface AuditDatabases {
   /** Has the calculator schema (requests, outbox). */
-  calculator: pg.Pool | pg.Client;
-  /** Has the totals schema (total, applied_events, rejected_records); may be the same database. */
-  totals: pg.Pool | pg.Client;
+  calculator: pg.Pool;
+  /** Has the totals schema (total, applied_events, rejected_records); the same pool when it is the same database. */
+  totals: pg.Pool;
 }
 
-interface RequestRow {
-  request_id: string;
-  sum: string;
-  event_id: string;
-  recent: boolean;
-}
+// ---- the statements ---------------------------------------------------------------------------
 
-interface AppliedRow {
-  event_id: string;
-  request_id: string;
-  amount: string;
-}
+/** The first statement on the totals side: it takes the totals snapshot. */
+const RECORDED_TOTAL_SQL = 'SELECT total::text, count::text FROM totals.total WHERE id = 1';
+
+/** Size and oldest age of the outbox, by the database's clock (created_at is the database's now() of its write). */
+const OUTBOX_BACKLOG_SQL = `SELECT count(*)::text AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest FROM calculator.outbox`;
+
+const TOTALS_AGGREGATES_SQL = `SELECT coalesce(sum(amount), 0)::text AS total, count(*)::text AS count,
+  (SELECT count(*) FROM totals.rejected_records)::text AS rejected
+FROM totals.applied_events`;
+
+/**
+ * Request ids applied more than once, with a few of their events. Keyed by the request id the event
+ * carries: two events applied under one request id is the double count an idempotency key exists to
+ * prevent, whichever requests they came from.
+ */
+const APPLIED_TWICE_SQL = `SELECT request_id, count(*)::text, (array_agg(event_id::text ORDER BY event_id))[1:5]
+FROM totals.applied_events GROUP BY request_id HAVING count(*) > 1 ORDER BY request_id`;
+
+/** Outbox events no request has: an anti-join within the calculator snapshot. */
+const OUTBOX_WITHOUT_REQUEST_SQL = `SELECT o.event_id::text FROM calculator.outbox o
+WHERE NOT EXISTS (SELECT 1 FROM calculator.requests r WHERE r.event_id = o.event_id) ORDER BY o.event_id`;
+
+/**
+ * Every request in event id order, with whether its event waits in the outbox and whether it is
+ * within the grace period ($1 seconds, by the database's clock).
+ */
+const REQUESTS_SQL = `SELECT r.event_id::text, r.request_id, r.sum::text,
+  r.accepted_at > now() - make_interval(secs => $1::float8) AS recent, o.event_id IS NOT NULL AS pending
+FROM calculator.requests r LEFT JOIN (SELECT DISTINCT event_id FROM calculator.outbox) o ON o.event_id = r.event_id
+ORDER BY r.event_id`;
+
+/**
+ * Every applied event in event id order, the same order as REQUESTS_SQL (a uuid sorts as its
+ * lowercase text does). The amount without trailing zeros, so that it compares as text with a sum.
+ * `twice`: whether another event is applied under its request id; only asked when there are such.
+ */
+const appliedSql = (withTwice: boolean) => `SELECT a.event_id::text, a.request_id, trim_scale(a.amount)::text,
+  ${withTwice ? 'EXISTS (SELECT 1 FROM totals.applied_events b WHERE b.request_id = a.request_id AND b.event_id <> a.event_id)' : 'false'}
+FROM totals.applied_events a ORDER BY a.event_id`;
+
+// ---- the audit --------------------------------------------------------------------------------
 
 export async function auditInvariant(databases: AuditDatabases, options: AuditOptions = {}): Promise<InvariantReport> {
+  const started = performance.now();
   const graceSeconds = options.graceSeconds ?? 30;
   const sampleSize = options.sampleSize ?? 20;
   const maxOutboxAgeSeconds = options.maxOutboxAgeSeconds ?? 300;
+  const batchSize = options.batchSize ?? 10_000;
 
-  const totals = await inSnapshot(databases.totals, async (client) => {
-    const applied = await client.query<AppliedRow>('SELECT event_id::text, request_id, amount::text FROM totals.applied_events');
-    const recorded = await client.query<{ total: string; count: string }>('SELECT total::text, count::text FROM totals.total WHERE id = 1');
-    const ofApplied = await client.query<{ total: string; count: string }>(
-      'SELECT coalesce(sum(amount), 0)::text AS total, count(*)::text AS count FROM totals.applied_events',
-    );
-    const rejected = await client.query<{ count: string }>('SELECT count(*)::text AS count FROM totals.rejected_records');
-    return { applied: applied.rows, recorded: recorded.rows[0], ofApplied: ofApplied.rows[0]!, rejected: Number(rejected.rows[0]!.count) };
-  });
-  const calculator = await inSnapshot(databases.calculator, async (client) => {
-    const requests = await client.query<RequestRow>(
-      `SELECT request_id, sum::text, event_id::text, accepted_at > now() - make_interval(secs => $1) AS recent
-       FROM calculator.requests`,
-      [graceSeconds],
-    );
-    const outbox = await client.query<{ event_id: string }>('SELECT DISTINCT event_id::text FROM calculator.outbox');
-    const backlog = await client.query<{ pending: string; oldest: number | null }>(OUTBOX_BACKLOG_SQL);
-    return { requests: requests.rows, outbox: new Set(outbox.rows.map((row) => row.event_id)), backlog: backlog.rows[0]! };
-  });
-
-  const requestByEvent = new Map<string, RequestRow>();
-  for (const request of calculator.requests) requestByEvent.set(request.event_id, request);
-  const appliedByRequest = new Map<string, AppliedRow[]>();
   const samples: InvariantReport['samples'] = { lost: [], appliedTwice: [], withoutRequest: [], mismatched: [], outboxWithoutRequest: [] };
   const problems: InvariantReport['problems'] = {
     lost: 0,
@@ -143,112 +167,136 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
     totalMismatch: false,
     stuckOutbox: false,
   };
+  const counts: InvariantReport['counts'] = {
+    requests: 0,
+    applied: 0,
+    appliedOnce: 0,
+    pendingInOutbox: 0,
+    inTransit: 0,
+    rejectedRecords: 0,
+  };
   const note = <T>(list: T[], item: T) => {
     if (list.length < sampleSize) list.push(item);
   };
 
-  for (const applied of totals.applied) {
-    const request = requestByEvent.get(applied.event_id);
-    if (!request) {
-      problems.withoutRequest += 1;
-      note(samples.withoutRequest, `event ${applied.event_id} (request id ${applied.request_id}, amount ${applied.amount})`);
-      continue;
-    }
-    const reasons: string[] = [];
-    if (request.request_id !== applied.request_id) reasons.push(`applied as request ${applied.request_id}, accepted as ${request.request_id}`);
-    if (BigInt(request.sum) !== BigInt(applied.amount)) reasons.push(`applied amount ${applied.amount}, accepted sum ${request.sum}`);
-    if (reasons.length > 0) {
-      problems.mismatched += 1;
-      note(samples.mismatched, { eventId: applied.event_id, requestId: request.request_id, reason: reasons.join('; ') });
-    }
-  }
-  // Keyed by the request id the event carries: two events applied under one request id is the
-  // double count an idempotency key exists to prevent, whichever requests they came from.
-  for (const applied of totals.applied) {
-    const list = appliedByRequest.get(applied.request_id);
-    if (list) list.push(applied);
-    else appliedByRequest.set(applied.request_id, [applied]);
-  }
-  for (const [requestId, applied] of appliedByRequest) {
-    if (applied.length > 1) {
+  const shared = databases.calculator === databases.totals;
+  const totalsClient = await databases.totals.connect();
+  let calculatorClient: pg.PoolClient | undefined;
+  let recorded: { total: string; count: string } | undefined;
+  let ofApplied: { total: string; count: string };
+  let backlog: { pending: string; oldest: number | null };
+  try {
+    await beginSnapshot(totalsClient);
+    // The totals snapshot is taken by its first statement, before the calculator's is.
+    recorded = (await totalsClient.query<{ total: string; count: string }>(RECORDED_TOTAL_SQL)).rows[0];
+    calculatorClient = shared ? totalsClient : await databases.calculator.connect();
+    if (!shared) await beginSnapshot(calculatorClient);
+    backlog = (await calculatorClient.query<{ pending: string; oldest: number | null }>(OUTBOX_BACKLOG_SQL)).rows[0]!;
+
+    const aggregates = (await totalsClient.query<{ total: string; count: string; rejected: string }>(TOTALS_AGGREGATES_SQL)).rows[0]!;
+    ofApplied = { total: aggregates.total, count: aggregates.count };
+    counts.rejectedRecords = Number(aggregates.rejected);
+
+    await forEachRow(totalsClient, 'audit_applied_twice', APPLIED_TWICE_SQL, [], batchSize, (row) => {
+      const [requestId, times, eventIds] = row as [string, string, string[]];
       problems.appliedTwice += 1;
-      note(samples.appliedTwice, `request ${requestId} applied ${applied.length} times (events ${applied.map((a) => a.event_id).join(', ')})`);
-    }
-  }
-  const appliedEvents = new Set(totals.applied.map((applied) => applied.event_id));
+      const more = Number(times) > eventIds.length ? ', …' : '';
+      note(samples.appliedTwice, `request ${requestId} applied ${times} times (events ${eventIds.join(', ')}${more})`);
+    });
 
-  let appliedOnce = 0;
-  let pendingInOutbox = 0;
-  let inTransit = 0;
-  for (const request of calculator.requests) {
-    if (appliedEvents.has(request.event_id)) {
-      if ((appliedByRequest.get(request.request_id)?.length ?? 0) === 1) appliedOnce += 1;
-    } else if (calculator.outbox.has(request.event_id)) {
-      pendingInOutbox += 1;
-    } else if (request.recent) {
-      inTransit += 1;
-    } else {
-      problems.lost += 1;
-      note(samples.lost, `request ${request.request_id} (event ${request.event_id}, sum ${request.sum})`);
-    }
-  }
-  for (const eventId of calculator.outbox) {
-    if (!requestByEvent.has(eventId)) {
+    await forEachRow(calculatorClient, 'audit_outbox_orphans', OUTBOX_WITHOUT_REQUEST_SQL, [], batchSize, (row) => {
       problems.outboxWithoutRequest += 1;
-      note(samples.outboxWithoutRequest, `outbox event ${eventId}`);
+      note(samples.outboxWithoutRequest, `outbox event ${row[0] as string}`);
+    });
+
+    // The merge: both sides in event id order, walked side by side.
+    const requests = await RowStream.open(calculatorClient, 'audit_requests', REQUESTS_SQL, [graceSeconds], batchSize);
+    const applied = await RowStream.open(totalsClient, 'audit_applied', appliedSql(problems.appliedTwice > 0), [], batchSize);
+    for (;;) {
+      const request = requests.row as [eventId: string, requestId: string, sum: string, recent: boolean, pending: boolean] | undefined;
+      const event = applied.row as [eventId: string, requestId: string, amount: string, twice: boolean] | undefined;
+      if (!request && !event) break;
+      let advanceRequest = false;
+      let advanceEvent = false;
+      if (event && (!request || event[0] < request[0])) {
+        problems.withoutRequest += 1;
+        note(samples.withoutRequest, `event ${event[0]} (request id ${event[1]}, amount ${event[2]})`);
+        advanceEvent = true;
+      } else if (request && (!event || request[0] < event[0])) {
+        const [eventId, requestId, sum, recent, pending] = request;
+        if (pending) counts.pendingInOutbox += 1;
+        else if (recent) counts.inTransit += 1;
+        else {
+          problems.lost += 1;
+          note(samples.lost, `request ${requestId} (event ${eventId}, sum ${sum})`);
+        }
+        advanceRequest = true;
+      } else {
+        const [eventId, requestId, sum] = request!;
+        const [, appliedRequestId, amount, twice] = event!;
+        const reasons: string[] = [];
+        if (requestId !== appliedRequestId) reasons.push(`applied as request ${appliedRequestId}, accepted as ${requestId}`);
+        if (sum !== amount) reasons.push(`applied amount ${amount}, accepted sum ${sum}`);
+        if (reasons.length > 0) {
+          problems.mismatched += 1;
+          note(samples.mismatched, { eventId, requestId, reason: reasons.join('; ') });
+        } else if (!twice) {
+          counts.appliedOnce += 1;
+        }
+        advanceRequest = advanceEvent = true;
+      }
+      if (advanceRequest) {
+        counts.requests += 1;
+        const wait = requests.advance();
+        if (wait) await wait;
+      }
+      if (advanceEvent) {
+        counts.applied += 1;
+        const wait = applied.advance();
+        if (wait) await wait;
+      }
     }
+  } finally {
+    await endSnapshot(totalsClient);
+    if (calculatorClient && calculatorClient !== totalsClient) await endSnapshot(calculatorClient);
   }
 
-  const recorded = totals.recorded ?? { total: 'missing', count: '-1' };
-  problems.totalMismatch =
-    !totals.recorded ||
-    BigInt(totals.recorded.total) !== BigInt(totals.ofApplied.total) ||
-    Number(totals.recorded.count) !== Number(totals.ofApplied.count);
-
-  const oldestAgeSeconds = calculator.backlog.oldest;
+  const recordedTotal = recorded ?? { total: 'missing', count: '-1' };
+  problems.totalMismatch = !recorded || BigInt(recorded.total) !== BigInt(ofApplied.total) || recorded.count !== ofApplied.count;
+  const oldestAgeSeconds = backlog.oldest;
   problems.stuckOutbox = oldestAgeSeconds !== null && oldestAgeSeconds > maxOutboxAgeSeconds;
 
   const failures: string[] = [];
-  if (problems.lost > 0) failures.push(`${problems.lost} accepted request(s) lost: neither pending in the outbox nor applied after ${graceSeconds}s`);
+  if (problems.lost > 0) {
+    failures.push(`${problems.lost} accepted request(s) lost: neither pending in the outbox nor applied after ${graceSeconds}s`);
+  }
   if (problems.appliedTwice > 0) failures.push(`${problems.appliedTwice} request(s) applied more than once`);
   if (problems.withoutRequest > 0) failures.push(`${problems.withoutRequest} applied event(s) match no accepted request`);
   if (problems.mismatched > 0) failures.push(`${problems.mismatched} applied event(s) differ from their request (request id or amount)`);
   if (problems.outboxWithoutRequest > 0) failures.push(`${problems.outboxWithoutRequest} outbox event(s) match no accepted request`);
   if (problems.totalMismatch) {
     failures.push(
-      `totals.total says ${recorded.total} over ${recorded.count} events, the applied events add up to ${totals.ofApplied.total} over ${totals.ofApplied.count}`,
+      `totals.total says ${recordedTotal.total} over ${recordedTotal.count} events, the applied events add up to ${ofApplied.total} over ${ofApplied.count}`,
     );
   }
-  if (problems.stuckOutbox) failures.push(stuckOutboxLine(Number(calculator.backlog.pending), oldestAgeSeconds!, maxOutboxAgeSeconds));
+  if (problems.stuckOutbox) failures.push(stuckOutboxLine(Number(backlog.pending), oldestAgeSeconds!, maxOutboxAgeSeconds));
 
   return {
     ok: failures.length === 0,
     failures,
-    counts: {
-      requests: calculator.requests.length,
-      applied: totals.applied.length,
-      appliedOnce,
-      pendingInOutbox,
-      inTransit,
-      rejectedRecords: totals.rejected,
-    },
+    counts,
     total: {
-      recorded: recorded.total,
-      recordedCount: Number(recorded.count),
-      ofAppliedEvents: totals.ofApplied.total,
-      appliedCount: Number(totals.ofApplied.count),
+      recorded: recordedTotal.total,
+      recordedCount: Number(recordedTotal.count),
+      ofAppliedEvents: ofApplied.total,
+      appliedCount: Number(ofApplied.count),
     },
-    outbox: { pending: Number(calculator.backlog.pending), oldestAgeSeconds, maxAgeSeconds: maxOutboxAgeSeconds },
+    outbox: { pending: Number(backlog.pending), oldestAgeSeconds, maxAgeSeconds: maxOutboxAgeSeconds },
     samples,
     problems,
+    auditSeconds: (performance.now() - started) / 1000,
   };
 }
-
-/**
- * The outbox's size and the age of its oldest row, both by the database's clock (created_at is the
- * database's now() of the transaction that wrote the row).
- */
-const OUTBOX_BACKLOG_SQL = `SELECT count(*)::text AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest FROM calculator.outbox`;
 
 function stuckOutboxLine(pending: number, oldestAgeSeconds: number, limitSeconds: number): string {
   return (
@@ -270,28 +318,31 @@ export interface AuditUntilQuietOptions extends AuditOptions {
 
 /**
  * Audits until the pipeline is quiet (nothing in flight) and the invariant holds, or the wait is
- * over; returns the last report. A problem seen on a live system may resolve itself (an event
- * applied between the two snapshots), so only the last report counts.
+ * over; returns the last report. A problem seen on a live system may resolve itself, so only the
+ * last report counts.
  */
 export async function auditUntilQuiet(databases: AuditDatabases, options: AuditUntilQuietOptions): Promise<InvariantReport> {
-  const deadline = Date.now() + options.waitSeconds * 1000;
+  const deadline = performance.now() + options.waitSeconds * 1000;
   for (;;) {
     const report = await auditInvariant(databases, options);
-    if ((report.ok && inFlight(report) === 0) || Date.now() >= deadline) return report;
+    if ((report.ok && inFlight(report) === 0) || performance.now() >= deadline) return report;
     await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
   }
 }
 
 export function formatReport(report: InvariantReport): string {
-  const { counts, total } = report;
+  const { counts, total, outbox } = report;
+  const oldest = outbox.oldestAgeSeconds === null ? 'empty' : `${outbox.pending} event(s), the oldest ${outbox.oldestAgeSeconds.toFixed(1)} s old`;
   const lines = [
     `accepted requests:     ${counts.requests}`,
     `applied once:          ${counts.appliedOnce}`,
     `in flight:             ${inFlight(report)} (${counts.pendingInOutbox} in the outbox, ${counts.inTransit} published, not yet applied)`,
+    `outbox:                ${oldest} (limit ${outbox.maxAgeSeconds} s)`,
     `applied events:        ${counts.applied}`,
     `rejected records:      ${counts.rejectedRecords}`,
     `total (totals.total):  ${total.recorded} over ${total.recordedCount} events`,
     `total (of events):     ${total.ofAppliedEvents} over ${total.appliedCount} events`,
+    `audited in:            ${report.auditSeconds.toFixed(2)} s`,
   ];
   if (report.ok) {
     lines.push(inFlight(report) === 0 ? 'OK: every accepted request is applied exactly once' : 'OK so far: no problem found, some requests still in flight');
@@ -313,16 +364,20 @@ export function formatReport(report: InvariantReport): string {
   return lines.join('\n');
 }
 
-async function inSnapshot<T>(database: pg.Pool | pg.Client, work: (client: pg.ClientBase) => Promise<T>): Promise<T> {
-  const client = database instanceof pg.Pool ? await database.connect() : database;
+/** A read-only REPEATABLE READ transaction: one snapshot for every statement in it. */
+async function beginSnapshot(client: pg.ClientBase): Promise<void> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  // Reading every row takes as long as it takes; a limit meant for the services' statements must not cut it short.
+  await client.query('SET LOCAL statement_timeout = 0');
+}
+
+/** Ends the snapshot (and its cursors) and returns the connection to its pool. */
+async function endSnapshot(client: pg.PoolClient): Promise<void> {
   try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    try {
-      return await work(client);
-    } finally {
-      await client.query('ROLLBACK').catch(() => {});
-    }
-  } finally {
-    if (client !== database) (client as pg.PoolClient).release();
+    await client.query('ROLLBACK');
+    client.release();
+  } catch (error) {
+    // A connection that cannot roll back is not given to anyone else.
+    client.release(error instanceof Error ? error : true);
   }
 }

@@ -35,11 +35,17 @@ export function parseSeconds(name: string, raw: string | undefined, fallback: nu
 /** `summa verify`: prints the audit and returns the exit code (0 ok, 1 invariant broken or not quiet after --wait). */
 export async function runVerifyCommand(env: Env, options: VerifyCommandOptions): Promise<number> {
   const urls = verifyDatabaseUrls(env);
-  const calculator = new pg.Client({ connectionString: urls.calculator, application_name: 'summa-verify' });
-  const totals = urls.totals === urls.calculator ? calculator : new pg.Client({ connectionString: urls.totals, application_name: 'summa-verify' });
-  await calculator.connect();
+  // Pools: the audit takes a connection for its snapshot from each.
+  const pool = (connectionString: string) => {
+    const created = new pg.Pool({ connectionString, application_name: 'summa-verify', max: 2 });
+    // A lost connection surfaces as the error of the statement that needed it, not as a crash.
+    created.on('error', () => {});
+    created.on('connect', (client) => client.on('error', () => {}));
+    return created;
+  };
+  const calculator = pool(urls.calculator);
+  const totals = urls.totals === urls.calculator ? calculator : pool(urls.totals);
   try {
-    if (totals !== calculator) await totals.connect();
     const report = await auditUntilQuiet({ calculator, totals }, options);
     const stillInFlight = options.waitSeconds > 0 && inFlight(report) > 0;
     if (options.json) console.log(JSON.stringify(report, null, 2));

@@ -8,7 +8,7 @@ import pg from 'pg';
 import { CALCULATOR_MIGRATIONS } from '../../src/calculator/schema.ts';
 import { migrate } from '../../src/platform/db/migrate.ts';
 import { TOTALS_MIGRATIONS } from '../../src/totals/schema.ts';
-import { auditInvariant, auditUntilQuiet, formatReport } from '../../src/cli/invariant-audit.ts';
+import { auditInvariant, auditUntilQuiet, formatReport, type AuditOptions } from '../../src/cli/invariant-audit.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -52,17 +52,25 @@ function runCli(args: string[], env: Record<string, string>): Promise<{ code: nu
 describe('summa verify against a real database', () => {
   let database: TestDatabase;
   let sql: pg.Pool;
-  const audit = () => auditInvariant({ calculator: sql, totals: sql });
+  /** A second pool: the audit then reads each schema on a connection (and in a snapshot) of its own. */
+  let apart: pg.Pool;
+  // Batches of 4 rows: the merge crosses many batch boundaries of both sides.
+  const audit = (options: AuditOptions = {}) => auditInvariant({ calculator: sql, totals: sql }, { batchSize: 4, ...options });
+  const auditApart = (options: AuditOptions = {}) => auditInvariant({ calculator: sql, totals: apart }, { batchSize: 4, ...options });
 
   before(async () => {
     database = await createTestDatabase('verify');
     sql = new pg.Pool({ connectionString: database.url });
+    apart = new pg.Pool({ connectionString: database.url, max: 2 });
+    // Clients still closing when the database is dropped report it; nothing to hear.
+    for (const pool of [sql, apart]) pool.on('error', () => {});
     await migrate(sql, 'calculator', CALCULATOR_MIGRATIONS);
     await migrate(sql, 'totals', TOTALS_MIGRATIONS);
   });
 
   after(async () => {
     await sql?.end();
+    await apart?.end();
     await database?.drop();
   });
 
@@ -114,10 +122,11 @@ describe('summa verify against a real database', () => {
 
   it('fails when an applied event is deleted: the request is lost and the total disagrees', async () => {
     await sql.query('DELETE FROM totals.applied_events WHERE event_id = (SELECT event_id FROM totals.applied_events LIMIT 1)');
-    const report = await audit();
-    assert.equal(report.ok, false);
-    assert.equal(report.problems.lost, 1);
-    assert.equal(report.problems.totalMismatch, true);
+    for (const report of [await audit(), await auditApart()]) {
+      assert.equal(report.ok, false);
+      assert.equal(report.problems.lost, 1);
+      assert.equal(report.problems.totalMismatch, true);
+    }
 
     const cli = await runCli(['verify'], { DATABASE_URL: database.url });
     assert.equal(cli.code, 1, cli.output);
@@ -215,5 +224,43 @@ describe('summa verify against a real database', () => {
     } finally {
       mock.timers.reset();
     }
+  });
+});
+
+describe('summa verify on a larger history', () => {
+  let database: TestDatabase;
+  let sql: pg.Pool;
+  const requests = 200_000;
+
+  before(async () => {
+    database = await createTestDatabase('verify_large');
+    sql = new pg.Pool({ connectionString: database.url, max: 2 });
+    await migrate(sql, 'calculator', CALCULATOR_MIGRATIONS);
+    await migrate(sql, 'totals', TOTALS_MIGRATIONS);
+    // What the pipeline leaves behind once quiet, written in bulk: every request applied once.
+    await sql.query(
+      `INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id, accepted_at)
+       SELECT 'bulk-' || i, i, i, 2 * i, gen_random_uuid(), now() - interval '1 hour' FROM generate_series(1, $1::int) AS i`,
+      [requests],
+    );
+    await sql.query(
+      `INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset)
+       SELECT event_id, request_id, sum, accepted_at, 0, row_number() OVER () FROM calculator.requests`,
+    );
+    await sql.query('UPDATE totals.total SET total = (SELECT sum(amount) FROM totals.applied_events), count = $1', [requests]);
+    await sql.query('VACUUM ANALYZE calculator.requests, totals.applied_events');
+  });
+
+  after(async () => {
+    await sql?.end();
+    await database?.drop();
+  });
+
+  it('audits 200,000 requests within a 64 MB heap: the rows are streamed, not loaded', async () => {
+    const cli = await runCli(['verify'], { DATABASE_URL: database.url, NODE_OPTIONS: '--max-old-space-size=64' });
+    assert.equal(cli.code, 0, cli.output.slice(0, 2000));
+    assert.match(cli.output, new RegExp(`accepted requests: +${requests}\\n`));
+    assert.match(cli.output, new RegExp(`applied once: +${requests}\\n`));
+    assert.match(cli.output, /OK: every accepted request is applied exactly once/);
   });
 });
