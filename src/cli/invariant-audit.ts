@@ -16,8 +16,9 @@ import { forEachRow, RowStream } from './row-stream.ts';
  * in the totals snapshot was accepted before it, so its request is in the (later) calculator
  * snapshot, and an applied event without a request is a real fault. When both schemas are in one
  * database (the same pool), one snapshot serves both. The opposite direction is not exact on a live
- * system: a request may be on its way through Kafka. Such a request is "in flight" while it is
- * younger than the grace period, and "lost" after that.
+ * system: a request may be on its way through Kafka, or applied between the two snapshots. Such a
+ * request is "in flight" while it is younger than the grace period; after that it is a candidate
+ * for "lost", and read again, outside the snapshot, before it is called lost.
  *
  * Every age is measured by the database's clock (now() of the snapshot), never this host's.
  */
@@ -34,6 +35,18 @@ export interface AuditOptions {
   maxOutboxAgeSeconds?: number;
   /** Rows fetched per round trip from each cursor (default 10,000); memory holds a few such batches. */
   batchSize?: number;
+  /**
+   * A test seam, not behaviour to rely on: called with each batch of lost candidates after the
+   * snapshot read and before their second read, so a test can settle one in between.
+   */
+  beforeReread?: (candidates: readonly LostCandidate[]) => Promise<void> | void;
+}
+
+/** A request found neither in the outbox nor applied, older than the grace period, in the snapshot. */
+export interface LostCandidate {
+  eventId: string;
+  requestId: string;
+  sum: string;
 }
 
 export interface AppliedMismatch {
@@ -56,8 +69,13 @@ export interface InvariantReport {
     appliedOnce: number;
     /** Requests whose event is still in the outbox, not yet applied. */
     pendingInOutbox: number;
-    /** Requests published (no longer in the outbox) but not yet applied, accepted within the grace period. */
+    /**
+     * Requests published (no longer in the outbox) but not yet applied in the snapshot: accepted
+     * within the grace period, or found in the outbox or applied when read again.
+     */
     inTransit: number;
+    /** Of inTransit, the requests older than the grace period that the second read found applied (or pending). */
+    clearedOnReread: number;
     /** Rows in totals.rejected_records (records that were not valid events). */
     rejectedRecords: number;
   };
@@ -80,7 +98,7 @@ export interface InvariantReport {
     outboxWithoutRequest: string[];
   };
   problems: {
-    /** Requests older than the grace period whose event is neither in the outbox nor applied. */
+    /** Requests older than the grace period whose event is neither in the outbox nor applied, read twice. */
     lost: number;
     /** Request ids with more than one applied event. */
     appliedTwice: number;
@@ -100,7 +118,10 @@ export interface InvariantReport {
 }
 
 export interface AuditDatabases {
-  /** Has the calculator schema (requests, outbox). */
+  /**
+   * Has the calculator schema (requests, outbox). A pool: the audit holds one connection for its
+   * snapshot and reads candidates again on another, so it needs room for two.
+   */
   calculator: pg.Pool;
   /** Has the totals schema (total, applied_events, rejected_records); the same pool when it is the same database. */
   totals: pg.Pool;
@@ -148,6 +169,13 @@ const appliedSql = (withTwice: boolean) => `SELECT a.event_id::text, a.request_i
   ${withTwice ? 'EXISTS (SELECT 1 FROM totals.applied_events b WHERE b.request_id = a.request_id AND b.event_id <> a.event_id)' : 'false'}
 FROM totals.applied_events a ORDER BY a.event_id`;
 
+// Outside the snapshot: what is committed now.
+const REREAD_APPLIED_SQL = 'SELECT event_id::text FROM totals.applied_events WHERE event_id = ANY($1::uuid[])';
+const REREAD_OUTBOX_SQL = 'SELECT DISTINCT event_id::text FROM calculator.outbox WHERE event_id = ANY($1::uuid[])';
+
+/** Lost candidates are read again in groups of this many. */
+const REREAD_BATCH = 1_000;
+
 // ---- the audit --------------------------------------------------------------------------------
 
 export async function auditInvariant(databases: AuditDatabases, options: AuditOptions = {}): Promise<InvariantReport> {
@@ -173,10 +201,35 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
     appliedOnce: 0,
     pendingInOutbox: 0,
     inTransit: 0,
+    clearedOnReread: 0,
     rejectedRecords: 0,
   };
   const note = <T>(list: T[], item: T) => {
     if (list.length < sampleSize) list.push(item);
+  };
+
+  // Lost candidates wait here until a group of them is read again.
+  const candidates: LostCandidate[] = [];
+  const reread = async () => {
+    if (candidates.length === 0) return;
+    const group = candidates.splice(0);
+    await options.beforeReread?.(group);
+    const eventIds = group.map((candidate) => candidate.eventId);
+    // Both reads are fresh statements on other connections, so they see what committed after the
+    // snapshot. The applied events are what matter; the outbox is read too although a row, once
+    // gone, does not come back.
+    const applied = await databases.totals.query<{ event_id: string }>(REREAD_APPLIED_SQL, [eventIds]);
+    const pending = await databases.calculator.query<{ event_id: string }>(REREAD_OUTBOX_SQL, [eventIds]);
+    const settled = new Set([...applied.rows, ...pending.rows].map((row) => row.event_id));
+    for (const candidate of group) {
+      if (settled.has(candidate.eventId)) {
+        counts.inTransit += 1;
+        counts.clearedOnReread += 1;
+      } else {
+        problems.lost += 1;
+        note(samples.lost, `request ${candidate.requestId} (event ${candidate.eventId}, sum ${candidate.sum})`);
+      }
+    }
   };
 
   const shared = databases.calculator === databases.totals;
@@ -227,8 +280,8 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
         if (pending) counts.pendingInOutbox += 1;
         else if (recent) counts.inTransit += 1;
         else {
-          problems.lost += 1;
-          note(samples.lost, `request ${requestId} (event ${eventId}, sum ${sum})`);
+          candidates.push({ eventId, requestId, sum });
+          if (candidates.length >= REREAD_BATCH) await reread();
         }
         advanceRequest = true;
       } else {
@@ -256,6 +309,7 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
         if (wait) await wait;
       }
     }
+    await reread();
   } finally {
     await endSnapshot(totalsClient);
     if (calculatorClient && calculatorClient !== totalsClient) await endSnapshot(calculatorClient);
@@ -268,7 +322,7 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
 
   const failures: string[] = [];
   if (problems.lost > 0) {
-    failures.push(`${problems.lost} accepted request(s) lost: neither pending in the outbox nor applied after ${graceSeconds}s`);
+    failures.push(`${problems.lost} accepted request(s) lost: neither pending in the outbox nor applied after ${graceSeconds}s, read twice`);
   }
   if (problems.appliedTwice > 0) failures.push(`${problems.appliedTwice} request(s) applied more than once`);
   if (problems.withoutRequest > 0) failures.push(`${problems.withoutRequest} applied event(s) match no accepted request`);
@@ -332,11 +386,12 @@ export async function auditUntilQuiet(databases: AuditDatabases, options: AuditU
 
 export function formatReport(report: InvariantReport): string {
   const { counts, total, outbox } = report;
+  const cleared = counts.clearedOnReread > 0 ? `, ${counts.clearedOnReread} of them found applied when read again` : '';
   const oldest = outbox.oldestAgeSeconds === null ? 'empty' : `${outbox.pending} event(s), the oldest ${outbox.oldestAgeSeconds.toFixed(1)} s old`;
   const lines = [
     `accepted requests:     ${counts.requests}`,
     `applied once:          ${counts.appliedOnce}`,
-    `in flight:             ${inFlight(report)} (${counts.pendingInOutbox} in the outbox, ${counts.inTransit} published, not yet applied)`,
+    `in flight:             ${inFlight(report)} (${counts.pendingInOutbox} in the outbox, ${counts.inTransit} published, not yet applied${cleared})`,
     `outbox:                ${oldest} (limit ${outbox.maxAgeSeconds} s)`,
     `applied events:        ${counts.applied}`,
     `rejected records:      ${counts.rejectedRecords}`,

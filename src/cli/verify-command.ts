@@ -35,7 +35,7 @@ export function parseSeconds(name: string, raw: string | undefined, fallback: nu
 /** `summa verify`: prints the audit and returns the exit code (0 ok, 1 invariant broken or not quiet after --wait). */
 export async function runVerifyCommand(env: Env, options: VerifyCommandOptions): Promise<number> {
   const urls = verifyDatabaseUrls(env);
-  // Pools: the audit takes a connection for its snapshot from each.
+  // Two connections each: one holds the snapshot, the other reads lost candidates again.
   const pool = (connectionString: string) => {
     const created = new pg.Pool({ connectionString, application_name: 'summa-verify', max: 2 });
     // A lost connection surfaces as the error of the statement that needed it, not as a crash.

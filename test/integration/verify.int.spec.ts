@@ -8,7 +8,7 @@ import pg from 'pg';
 import { CALCULATOR_MIGRATIONS } from '../../src/calculator/schema.ts';
 import { migrate } from '../../src/platform/db/migrate.ts';
 import { TOTALS_MIGRATIONS } from '../../src/totals/schema.ts';
-import { auditInvariant, auditUntilQuiet, formatReport, type AuditOptions } from '../../src/cli/invariant-audit.ts';
+import { auditInvariant, auditUntilQuiet, formatReport, type AuditOptions, type LostCandidate } from '../../src/cli/invariant-audit.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -125,6 +125,7 @@ describe('summa verify against a real database', () => {
     for (const report of [await audit(), await auditApart()]) {
       assert.equal(report.ok, false);
       assert.equal(report.problems.lost, 1);
+      assert.equal(report.counts.clearedOnReread, 0);
       assert.equal(report.problems.totalMismatch, true);
     }
 
@@ -132,6 +133,40 @@ describe('summa verify against a real database', () => {
     assert.equal(cli.code, 1, cli.output);
     assert.match(cli.output, /FAILED:\n {2}- 1 accepted request\(s\) lost/);
     assert.match(cli.output, /totals\.total says \d+ over 20 events, the applied events add up to \d+ over 19/);
+  });
+
+  it('reads a lost candidate again before calling it lost: an event applied since the snapshot is not lost', async () => {
+    for (const run of [audit, auditApart]) {
+      // Published 5 minutes ago and not applied in the snapshot; applied before the second read.
+      const late = await accept(sql, 4n, 5n, { published: true });
+      const seen: LostCandidate[] = [];
+      const report = await run({
+        beforeReread: async (candidates) => {
+          seen.push(...candidates);
+          await applyEvent(sql, late.eventId, late.requestId, late.sum);
+        },
+      });
+      assert.deepEqual(seen, [{ eventId: late.eventId, requestId: late.requestId, sum: late.sum.toString() }]);
+      assert.equal(report.ok, true, formatReport(report));
+      assert.equal(report.problems.lost, 0);
+      assert.equal(report.counts.inTransit, 1);
+      assert.equal(report.counts.clearedOnReread, 1);
+      assert.match(formatReport(report), /1 published, not yet applied, 1 of them found applied when read again/);
+    }
+    const after = await audit();
+    assert.equal(after.ok, true, formatReport(after));
+    assert.equal(after.counts.appliedOnce, 22);
+    assert.equal(after.counts.clearedOnReread, 0);
+  });
+
+  it('calls a request lost when the second read does not find it either', async () => {
+    const gone = await accept(sql, 4n, 5n, { published: true });
+    let rereads = 0;
+    const report = await audit({ beforeReread: () => void (rereads += 1) });
+    assert.equal(rereads, 1);
+    assert.equal(report.problems.lost, 1);
+    assert.deepEqual(report.samples.lost, [`request ${gone.requestId} (event ${gone.eventId}, sum 9)`]);
+    assert.match(formatReport(report), /1 accepted request\(s\) lost: neither pending in the outbox nor applied after 30s, read twice/);
   });
 
   it('does not call a request lost while it is younger than the grace period', async () => {
