@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import * as grpc from '@grpc/grpc-js';
 import { loadCalculatorProtos, type AddResponseMessage } from '../calculator/proto.ts';
+import { ConfigError } from '../platform/config.ts';
 import { SummaError } from '../platform/errors.ts';
 import { parseInt64 } from '../platform/int64.ts';
 import { DEFAULT_PORTS } from '../platform/ports.ts';
@@ -163,7 +164,7 @@ main().then(
   (code) => process.exit(code),
   (error: any) => {
     console.error(`summa: ${error.details ?? error.message}`);
-    // A usage error (bad numbers) is 2, like a bad command line; a refusal or failure is 1.
-    process.exit(error instanceof SummaError ? 2 : 1);
+    // A usage error (bad numbers, a bad option value) is 2, like a bad command line; a refusal or failure is 1.
+    process.exit(error instanceof SummaError || error instanceof ConfigError ? 2 : 1);
   },
 );

@@ -94,12 +94,14 @@ describe('summa verify against a real database', () => {
 
     const cli = await runCli(['verify'], { DATABASE_URL: database.url });
     assert.equal(cli.code, 0, cli.output);
+    assert.match(cli.output, /\nran in \d+\.\d\d s; exit code 0: the invariant holds\n$/);
     assert.match(cli.output, /in flight: +1 \(1 in the outbox/);
   });
 
-  it('with --wait, fails when the pipeline does not go quiet', async () => {
+  it('with --wait, fails with exit code 4 when the pipeline does not go quiet', async () => {
     const cli = await runCli(['verify', '--wait', '1'], { DATABASE_URL: database.url });
-    assert.equal(cli.code, 1, cli.output);
+    assert.equal(cli.code, 4, cli.output);
+    assert.match(cli.output, /exit code 4: still in flight after --wait/);
     assert.match(cli.output, /1 request\(s\) still in flight after waiting 1s/);
   });
 
@@ -205,6 +207,8 @@ describe('summa verify against a real database', () => {
     assert.equal(cli.code, 1);
     const json = JSON.parse(cli.output);
     assert.match(json.samples.withoutRequest[0], /request id made-up, amount 42/);
+    assert.equal(json.exitCode, 1);
+    assert.ok(json.verifySeconds > 0);
   });
 
   it('fails when an applied amount differs from the accepted sum', async () => {
@@ -229,10 +233,31 @@ describe('summa verify against a real database', () => {
     );
 
     const cli = await runCli(['verify'], { DATABASE_URL: database.url });
-    assert.notEqual(cli.code, 0, cli.output);
+    assert.equal(cli.code, 3, cli.output);
     assert.match(cli.output, /relay stuck/);
+    assert.match(cli.output, /exit code 3: the relay is stuck/);
+    const json = await runCli(['verify', '--json'], { DATABASE_URL: database.url });
+    assert.equal(json.code, 3, json.output);
+    assert.equal(JSON.parse(json.output).exitCode, 3);
     const tolerant = await runCli(['verify', '--max-outbox-age', '900'], { DATABASE_URL: database.url });
     assert.equal(tolerant.code, 0, tolerant.output);
+
+    // A broken invariant outranks a stuck relay.
+    await sql.query('DELETE FROM totals.applied_events WHERE event_id = (SELECT event_id FROM totals.applied_events LIMIT 1)');
+    const both = await runCli(['verify'], { DATABASE_URL: database.url });
+    assert.equal(both.code, 1, both.output);
+  });
+
+  it('exits 5 when it cannot audit, and 2 for a bad command line', async () => {
+    const unreachable = await runCli(['verify'], { DATABASE_URL: 'postgres://summa:summa@127.0.0.1:1/summa' });
+    assert.equal(unreachable.code, 5, unreachable.output);
+    assert.match(unreachable.output, /summa verify: could not audit: .*ECONNREFUSED/);
+    const noSchema = await runCli(['verify'], { DATABASE_URL: database.url.replace(/\/[^/]+$/, '/postgres') });
+    assert.equal(noSchema.code, 5, noSchema.output);
+    assert.match(noSchema.output, /could not audit: relation "totals.total" does not exist/);
+    const badFlag = await runCli(['verify', '--max-outbox-age', 'soon'], { DATABASE_URL: database.url });
+    assert.equal(badFlag.code, 2, badFlag.output);
+    assert.match(badFlag.output, /--max-outbox-age must be a number of seconds/);
   });
 
   it("judges ages by the database's clock, whatever the clock of the host verify runs on says", async () => {
