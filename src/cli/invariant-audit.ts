@@ -10,15 +10,17 @@ import { forEachRow, RowStream } from './row-stream.ts';
  * streamed in event id order through server-side cursors and walked side by side, a batch at a
  * time, and everything else is set-based SQL (aggregates, an anti-join, a GROUP BY ... HAVING) that
  * returns only counts and the rows that are problems. Memory stays bounded whatever the number of
- * requests.
+ * requests. Each side is read on a connection of its own, so the two servers (or two backends of
+ * one) sort and scan at the same time.
  *
  * Each side is read in one REPEATABLE READ snapshot, the totals' taken first: every event applied
  * in the totals snapshot was accepted before it, so its request is in the (later) calculator
  * snapshot, and an applied event without a request is a real fault. When both schemas are in one
- * database (the same pool), one snapshot serves both. The opposite direction is not exact on a live
- * system: a request may be on its way through Kafka, or applied between the two snapshots. Such a
- * request is "in flight" while it is younger than the grace period; after that it is a candidate
- * for "lost", and read again, outside the snapshot, before it is called lost.
+ * database (the same pool), the calculator side imports the totals' snapshot, so one snapshot
+ * serves both. The opposite direction is not exact on a live system: a request may be on its way
+ * through Kafka, or applied between the two snapshots. Such a request is "in flight" while it is
+ * younger than the grace period; after that it is a candidate for "lost", and read again, outside
+ * the snapshot, before it is called lost.
  *
  * Every age is measured by the database's clock (now() of the snapshot), never this host's.
  */
@@ -65,7 +67,12 @@ export interface InvariantReport {
     requests: number;
     /** Rows in totals.applied_events. */
     applied: number;
-    /** Requests whose event was applied with their request id and sum, and nothing else under their id. */
+    /**
+     * Requests whose event was applied once, as accepted: under their request id, with their sum.
+     * Every request is counted in exactly one of appliedOnce, pendingInOutbox, inTransit,
+     * problems.lost and problems.mismatched. (Other events applied under the same request id are
+     * counted in problems.appliedTwice.)
+     */
     appliedOnce: number;
     /** Requests whose event is still in the outbox, not yet applied. */
     pendingInOutbox: number;
@@ -119,8 +126,9 @@ export interface InvariantReport {
 
 export interface AuditDatabases {
   /**
-   * Has the calculator schema (requests, outbox). A pool: the audit holds one connection for its
-   * snapshot and reads candidates again on another, so it needs room for two.
+   * Has the calculator schema (requests, outbox). A pool: the audit holds a connection of each pool
+   * for its snapshot and reads candidates again on another, so each needs room for two, and a pool
+   * serving both sides for three.
    */
   calculator: pg.Pool;
   /** Has the totals schema (total, applied_events, rejected_records); the same pool when it is the same database. */
@@ -140,12 +148,16 @@ const TOTALS_AGGREGATES_SQL = `SELECT coalesce(sum(amount), 0)::text AS total, c
 FROM totals.applied_events`;
 
 /**
- * Request ids applied more than once, with a few of their events. Keyed by the request id the event
- * carries: two events applied under one request id is the double count an idempotency key exists to
- * prevent, whichever requests they came from.
+ * Request ids applied more than once. Keyed by the request id the event carries: two events applied
+ * under one request id is the double count an idempotency key exists to prevent, whichever requests
+ * they came from. Answered from the request id index alone where the visibility map allows.
  */
-const APPLIED_TWICE_SQL = `SELECT request_id, count(*)::text, (array_agg(event_id::text ORDER BY event_id))[1:5]
+const APPLIED_TWICE_SQL = `SELECT request_id, count(*)::text
 FROM totals.applied_events GROUP BY request_id HAVING count(*) > 1 ORDER BY request_id`;
+
+/** A few events of each of the request ids listed, for the examples. */
+const APPLIED_TWICE_EVENTS_SQL = `SELECT request_id, (array_agg(event_id::text ORDER BY event_id))[1:5] AS events
+FROM totals.applied_events WHERE request_id = ANY($1::text[]) GROUP BY request_id`;
 
 /** Outbox events no request has: an anti-join within the calculator snapshot. */
 const OUTBOX_WITHOUT_REQUEST_SQL = `SELECT o.event_id::text FROM calculator.outbox o
@@ -163,10 +175,8 @@ ORDER BY r.event_id`;
 /**
  * Every applied event in event id order, the same order as REQUESTS_SQL (a uuid sorts as its
  * lowercase text does). The amount without trailing zeros, so that it compares as text with a sum.
- * `twice`: whether another event is applied under its request id; only asked when there are such.
  */
-const appliedSql = (withTwice: boolean) => `SELECT a.event_id::text, a.request_id, trim_scale(a.amount)::text,
-  ${withTwice ? 'EXISTS (SELECT 1 FROM totals.applied_events b WHERE b.request_id = a.request_id AND b.event_id <> a.event_id)' : 'false'}
+const APPLIED_SQL = `SELECT a.event_id::text, a.request_id, trim_scale(a.amount)::text
 FROM totals.applied_events a ORDER BY a.event_id`;
 
 // Outside the snapshot: what is committed now.
@@ -233,41 +243,62 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
   };
 
   const shared = databases.calculator === databases.totals;
-  const totalsClient = await databases.totals.connect();
+  requireRoom(databases.totals, shared ? 3 : 2);
+  if (!shared) requireRoom(databases.calculator, 2);
+  let totalsClient: pg.PoolClient | undefined;
   let calculatorClient: pg.PoolClient | undefined;
   let recorded: { total: string; count: string } | undefined;
   let ofApplied: { total: string; count: string };
   let backlog: { pending: string; oldest: number | null };
   try {
+    totalsClient = await databases.totals.connect();
     await beginSnapshot(totalsClient);
-    // The totals snapshot is taken by its first statement, before the calculator's is.
+    // The totals snapshot is taken by its first statement, before the calculator's is; in one
+    // database, the calculator side takes the very same snapshot.
+    const snapshot = shared ? (await totalsClient.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]!.id : undefined;
     recorded = (await totalsClient.query<{ total: string; count: string }>(RECORDED_TOTAL_SQL)).rows[0];
-    calculatorClient = shared ? totalsClient : await databases.calculator.connect();
-    if (!shared) await beginSnapshot(calculatorClient);
+    calculatorClient = await databases.calculator.connect();
+    await beginSnapshot(calculatorClient, snapshot);
     backlog = (await calculatorClient.query<{ pending: string; oldest: number | null }>(OUTBOX_BACKLOG_SQL)).rows[0]!;
 
-    const aggregates = (await totalsClient.query<{ total: string; count: string; rejected: string }>(TOTALS_AGGREGATES_SQL)).rows[0]!;
+    // Each side's set-based checks, then the sort that starts its stream for the merge: the two
+    // sides at the same time.
+    const totalsSide = totalsClient;
+    const calculatorSide = calculatorClient;
+    const [[aggregates, applied], requests] = await Promise.all([
+      (async () => {
+        const aggregates = (await totalsSide.query<{ total: string; count: string; rejected: string }>(TOTALS_AGGREGATES_SQL)).rows[0]!;
+        const sampled: { requestId: string; times: string }[] = [];
+        await forEachRow(totalsSide, 'audit_applied_twice', APPLIED_TWICE_SQL, [], batchSize, (row) => {
+          const [requestId, times] = row as [string, string];
+          problems.appliedTwice += 1;
+          note(sampled, { requestId, times });
+        });
+        if (sampled.length > 0) {
+          const { rows } = await totalsSide.query<{ request_id: string; events: string[] }>(APPLIED_TWICE_EVENTS_SQL, [sampled.map((d) => d.requestId)]);
+          const events = new Map(rows.map((row) => [row.request_id, row.events]));
+          for (const { requestId, times } of sampled) {
+            const some = events.get(requestId) ?? [];
+            samples.appliedTwice.push(`request ${requestId} applied ${times} times (events ${some.join(', ')}${Number(times) > some.length ? ', …' : ''})`);
+          }
+        }
+        return [aggregates, await openSorted(totalsSide, 'audit_applied', APPLIED_SQL, [], batchSize)] as const;
+      })(),
+      (async () => {
+        await forEachRow(calculatorSide, 'audit_outbox_orphans', OUTBOX_WITHOUT_REQUEST_SQL, [], batchSize, (row) => {
+          problems.outboxWithoutRequest += 1;
+          note(samples.outboxWithoutRequest, `outbox event ${row[0] as string}`);
+        });
+        return openSorted(calculatorSide, 'audit_requests', REQUESTS_SQL, [graceSeconds], batchSize);
+      })(),
+    ]);
     ofApplied = { total: aggregates.total, count: aggregates.count };
     counts.rejectedRecords = Number(aggregates.rejected);
 
-    await forEachRow(totalsClient, 'audit_applied_twice', APPLIED_TWICE_SQL, [], batchSize, (row) => {
-      const [requestId, times, eventIds] = row as [string, string, string[]];
-      problems.appliedTwice += 1;
-      const more = Number(times) > eventIds.length ? ', …' : '';
-      note(samples.appliedTwice, `request ${requestId} applied ${times} times (events ${eventIds.join(', ')}${more})`);
-    });
-
-    await forEachRow(calculatorClient, 'audit_outbox_orphans', OUTBOX_WITHOUT_REQUEST_SQL, [], batchSize, (row) => {
-      problems.outboxWithoutRequest += 1;
-      note(samples.outboxWithoutRequest, `outbox event ${row[0] as string}`);
-    });
-
     // The merge: both sides in event id order, walked side by side.
-    const requests = await RowStream.open(calculatorClient, 'audit_requests', REQUESTS_SQL, [graceSeconds], batchSize);
-    const applied = await RowStream.open(totalsClient, 'audit_applied', appliedSql(problems.appliedTwice > 0), [], batchSize);
     for (;;) {
       const request = requests.row as [eventId: string, requestId: string, sum: string, recent: boolean, pending: boolean] | undefined;
-      const event = applied.row as [eventId: string, requestId: string, amount: string, twice: boolean] | undefined;
+      const event = applied.row as [eventId: string, requestId: string, amount: string] | undefined;
       if (!request && !event) break;
       let advanceRequest = false;
       let advanceEvent = false;
@@ -286,14 +317,14 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
         advanceRequest = true;
       } else {
         const [eventId, requestId, sum] = request!;
-        const [, appliedRequestId, amount, twice] = event!;
+        const [, appliedRequestId, amount] = event!;
         const reasons: string[] = [];
         if (requestId !== appliedRequestId) reasons.push(`applied as request ${appliedRequestId}, accepted as ${requestId}`);
         if (sum !== amount) reasons.push(`applied amount ${amount}, accepted sum ${sum}`);
         if (reasons.length > 0) {
           problems.mismatched += 1;
           note(samples.mismatched, { eventId, requestId, reason: reasons.join('; ') });
-        } else if (!twice) {
+        } else {
           counts.appliedOnce += 1;
         }
         advanceRequest = advanceEvent = true;
@@ -311,8 +342,8 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
     }
     await reread();
   } finally {
-    await endSnapshot(totalsClient);
-    if (calculatorClient && calculatorClient !== totalsClient) await endSnapshot(calculatorClient);
+    if (totalsClient) await endSnapshot(totalsClient);
+    if (calculatorClient) await endSnapshot(calculatorClient);
   }
 
   const recordedTotal = recorded ?? { total: 'missing', count: '-1' };
@@ -419,11 +450,38 @@ export function formatReport(report: InvariantReport): string {
   return lines.join('\n');
 }
 
-/** A read-only REPEATABLE READ transaction: one snapshot for every statement in it. */
-async function beginSnapshot(client: pg.ClientBase): Promise<void> {
+/**
+ * A read-only REPEATABLE READ transaction: one snapshot for every statement in it; `snapshot`, one
+ * exported by another transaction, to share it.
+ */
+async function beginSnapshot(client: pg.ClientBase, snapshot?: string): Promise<void> {
   await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  if (snapshot !== undefined) await client.query(`SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}`);
   // Reading every row takes as long as it takes; a limit meant for the services' statements must not cut it short.
   await client.query('SET LOCAL statement_timeout = 0');
+  // The sorts of the two streams: fewer, larger runs on disk.
+  await client.query(`SET LOCAL work_mem = '64MB'`);
+}
+
+/**
+ * Opens a stream of a whole table in index order as a sequential scan and a sort. Through a cursor
+ * the planner favours the index, whose order is random against the table's: millions of scattered
+ * page reads, many times slower than one pass and a sort on disk.
+ */
+async function openSorted(client: pg.ClientBase, name: string, sql: string, params: unknown[], batchSize: number): Promise<RowStream> {
+  await client.query('SET LOCAL enable_indexscan = off');
+  try {
+    return await RowStream.open(client, name, sql, params, batchSize);
+  } finally {
+    await client.query('SET LOCAL enable_indexscan TO DEFAULT');
+  }
+}
+
+function requireRoom(pool: pg.Pool, connections: number): void {
+  const max = pool.options.max ?? 10;
+  if (max < connections) {
+    throw new Error(`the audit needs a pool of at least ${connections} connections here, this one allows ${max}`);
+  }
 }
 
 /** Ends the snapshot (and its cursors) and returns the connection to its pool. */

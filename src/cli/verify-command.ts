@@ -71,9 +71,9 @@ export function verifyExitCode(report: InvariantReport, stillInFlight: boolean):
 export async function runVerifyCommand(env: Env, options: VerifyCommandOptions): Promise<number> {
   const started = performance.now();
   const urls = verifyDatabaseUrls(env);
-  // Two connections each: one holds the snapshot, the other reads lost candidates again.
+  // A connection holds each side's snapshot, another reads lost candidates again: three for one database.
   const pool = (connectionString: string) => {
-    const created = new pg.Pool({ connectionString, application_name: 'summa-verify', max: 2 });
+    const created = new pg.Pool({ connectionString, application_name: 'summa-verify', max: 3 });
     // A lost connection surfaces as the error of the statement that needed it, not as a crash.
     created.on('error', () => {});
     created.on('connect', (client) => client.on('error', () => {}));

@@ -172,7 +172,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     stamp(`clients done: ${stats.attempted.size} requests, ${stats.acked.size} acknowledged, ${stats.gaveUp} given up`);
 
     // Quiet: the outbox drained and every committed request applied. Until then nothing counts as lost.
-    sql = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+    // Three connections: the audit's snapshot on each side, and its second read of lost candidates.
+    sql = new pg.Pool({ connectionString: databaseUrl, max: 3 });
     const quiesceSeconds = (options.quiesceTimeoutMs ?? 120_000) / 1000;
     await auditUntilQuiet({ calculator: sql, totals: sql }, { waitSeconds: quiesceSeconds, graceSeconds: 24 * 3600, pollMs: 500 });
     report = await auditInvariant({ calculator: sql, totals: sql }, { graceSeconds: 0 });

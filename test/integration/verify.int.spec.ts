@@ -188,7 +188,10 @@ describe('summa verify against a real database', () => {
 
   it('fails on an applied event no request produced, and on a request applied twice', async () => {
     await applyEvent(sql, randomUUID(), 'made-up', 42n);
-    const { rows } = await sql.query<{ request_id: string; sum: string }>('SELECT request_id, sum::text FROM totals.applied_events JOIN calculator.requests USING (request_id) LIMIT 1');
+    const { rows } = await sql.query<{ request_id: string; sum: string; event_id: string }>(
+      'SELECT request_id, sum::text, event_id::text FROM totals.applied_events JOIN calculator.requests USING (request_id, event_id) LIMIT 1',
+    );
+    const original = rows[0]!.event_id;
     // A second event for the same request: what a retry that bypassed the idempotency key would do.
     const twin = randomUUID();
     await sql.query('INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id) VALUES ($1, 0, $2, $2, $3)', [
@@ -201,8 +204,11 @@ describe('summa verify against a real database', () => {
     assert.equal(report.ok, false);
     assert.equal(report.problems.withoutRequest, 1);
     assert.equal(report.problems.appliedTwice, 1);
+    assert.deepEqual(report.samples.appliedTwice, [`request ${rows[0]!.request_id} applied 2 times (events ${[twin, original].sort().join(', ')})`]);
     assert.equal(report.problems.mismatched, 1, 'the twin was applied under another request id');
     assert.equal(report.problems.totalMismatch, false, 'the total matches the applied events; the events are wrong');
+    const { counts, problems } = report;
+    assert.deepEqual([counts.requests, counts.appliedOnce, counts.pendingInOutbox, problems.mismatched], [22, 20, 1, 1], 'every request counted in one place');
     const cli = await runCli(['verify', '--json'], { DATABASE_URL: database.url });
     assert.equal(cli.code, 1);
     const json = JSON.parse(cli.output);
@@ -258,6 +264,15 @@ describe('summa verify against a real database', () => {
     const badFlag = await runCli(['verify', '--max-outbox-age', 'soon'], { DATABASE_URL: database.url });
     assert.equal(badFlag.code, 2, badFlag.output);
     assert.match(badFlag.output, /--max-outbox-age must be a number of seconds/);
+  });
+
+  it('refuses a pool too small to hold both snapshots and read again, rather than wait for a connection forever', async () => {
+    const small = new pg.Pool({ connectionString: database.url, max: 2 });
+    try {
+      await assert.rejects(auditInvariant({ calculator: small, totals: small }), /needs a pool of at least 3 connections here, this one allows 2/);
+    } finally {
+      await small.end();
+    }
   });
 
   it("judges ages by the database's clock, whatever the clock of the host verify runs on says", async () => {
