@@ -15,18 +15,22 @@ import { OUTBOX_TABLE, REQUESTS_TABLE } from './schema.ts';
  * Records new requests together with their outbox events in one statement, so both commit or
  * neither does. Both tables are written by a single INSERT ... WITH, which PostgreSQL runs as one
  * transaction.
+ *
+ * accepted_at and the outbox row's created_at are the database's now() (the transaction's start),
+ * never this host's clock: `summa verify` and the outbox age gauge measure ages against the
+ * database's clock, and a calculator host whose clock is off would make them wrong.
  */
 const recordSql = (withHeaders: boolean) => `
 WITH input AS (
-  SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::uuid[], $6::text[], $7::timestamptz[]${withHeaders ? ', $9::jsonb[]' : ''})
-    AS t(request_id, num1, num2, sum, event_id, payload, accepted_at${withHeaders ? ', headers' : ''})
+  SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::uuid[], $6::text[]${withHeaders ? ', $8::jsonb[]' : ''})
+    AS t(request_id, num1, num2, sum, event_id, payload${withHeaders ? ', headers' : ''})
 ), accepted AS (
   INSERT INTO ${REQUESTS_TABLE} (request_id, num1, num2, sum, event_id, accepted_at)
-  SELECT request_id, num1, num2, sum, event_id, accepted_at FROM input
+  SELECT request_id, num1, num2, sum, event_id, now() FROM input
   ON CONFLICT (request_id) DO NOTHING
   RETURNING request_id, event_id
 )
-${outboxInsertSql(`SELECT accepted.event_id, $8, input.request_id, input.payload, ${withHeaders ? 'input.headers' : `'{}'::jsonb`}, input.accepted_at
+${outboxInsertSql(`SELECT accepted.event_id, $7, input.request_id, input.payload, ${withHeaders ? 'input.headers' : `'{}'::jsonb`}, now()
 FROM accepted JOIN input USING (request_id)`)}`;
 const RECORD_SQL = recordSql(false);
 /** Used only for batches with a traced request: stores each request's traceparent in its outbox row. */
@@ -194,6 +198,8 @@ export class SumRecorder {
 
   /** The one statement that records requests and their outbox events; returns the ids it accepted. */
   private async insert(commands: AddCommand[], spans: (Span | undefined)[] | undefined): Promise<Set<string>> {
+    // The event's own timestamp, from this host's clock, serves only the end-to-end latency metric;
+    // the rows get the database's now() (see recordSql).
     const acceptedAt = new Date();
     const eventIds = commands.map(() => randomUUID());
     const payloads = commands.map((command, index) =>
@@ -206,7 +212,6 @@ export class SumRecorder {
       commands.map((c) => c.sum.toString()),
       eventIds,
       payloads,
-      commands.map(() => acceptedAt),
       this.options.topic,
     ];
     if (spans) parameters.push(commands.map((_, index) => JSON.stringify(spans[index] ? traceHeadersOf(spans[index]) : {})));

@@ -1,16 +1,29 @@
+import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { readOutboxEventIds } from '../outbox/outbox-store.ts';
+import { OUTBOX_TABLE, REQUESTS_TABLE } from '../calculator/schema.ts';
+import { forEachRow, RowStream } from './row-stream.ts';
 
 /**
  * Audits "no sum lost, none counted twice" from the databases alone: the calculator's accepted
  * requests and outbox against the totals' applied events and running total.
  *
- * The two schemas may live in different databases, so the comparison happens here rather than in a
- * join. Each side is read in one REPEATABLE READ snapshot, totals first: every event applied in the
- * totals snapshot was accepted before it, so its request is in the (later) calculator snapshot, and
- * an applied event without a request is a real fault. The opposite direction is not exact on a live
- * system: a request may be on its way through Kafka. Such a request is "in flight" while it is
- * younger than the grace period, and "lost" after that.
+ * The two schemas may live in different databases, so the comparison is a merge: both sides are
+ * streamed in event id order through server-side cursors and walked side by side, a batch at a
+ * time, and everything else is set-based SQL (aggregates, an anti-join, a GROUP BY ... HAVING) that
+ * returns only counts and the rows that are problems. Memory stays bounded whatever the number of
+ * requests. Each side is read on a connection of its own, so the two servers (or two backends of
+ * one) sort and scan at the same time.
+ *
+ * Each side is read in one REPEATABLE READ snapshot, the totals' taken first: every event applied
+ * in the totals snapshot was accepted before it, so its request is in the (later) calculator
+ * snapshot, and an applied event without a request is a real fault. When both schemas are in one
+ * database (the same pool), the calculator side imports the totals' snapshot, so one snapshot
+ * serves both. The opposite direction is not exact on a live system: a request may be on its way
+ * through Kafka, or applied between the two snapshots. Such a request is "in flight" while it is
+ * younger than the grace period; after that it is a candidate for "lost", and read again, outside
+ * the snapshot, before it is called lost.
+ *
+ * Every age is measured by the database's clock (now() of the snapshot), never this host's.
  */
 
 export interface AuditOptions {
@@ -18,6 +31,25 @@ export interface AuditOptions {
   graceSeconds?: number;
   /** At most this many examples of each problem are listed (default 20). */
   sampleSize?: number;
+  /**
+   * The oldest outbox event may be this old, by the database's clock, before the relay counts as
+   * stuck (default 300 s): its events are not reaching the total.
+   */
+  maxOutboxAgeSeconds?: number;
+  /** Rows fetched per round trip from each cursor (default 10,000); memory holds a few such batches. */
+  batchSize?: number;
+  /**
+   * A test seam, not behaviour to rely on: called with each batch of lost candidates after the
+   * snapshot read and before their second read, so a test can settle one in between.
+   */
+  beforeReread?: (candidates: readonly LostCandidate[]) => Promise<void> | void;
+}
+
+/** A request found neither in the outbox nor applied, older than the grace period, in the snapshot. */
+export interface LostCandidate {
+  eventId: string;
+  requestId: string;
+  sum: string;
 }
 
 export interface AppliedMismatch {
@@ -36,16 +68,35 @@ export interface InvariantReport {
     requests: number;
     /** Rows in totals.applied_events. */
     applied: number;
-    /** Requests whose event was applied exactly once. */
+    /**
+     * Requests whose event was applied once, as accepted: under their request id, with their sum.
+     * Every request is counted in exactly one of appliedOnce, pendingInOutbox, inTransit,
+     * problems.lost and problems.mismatched. (Other events applied under the same request id are
+     * counted in problems.appliedTwice.)
+     */
     appliedOnce: number;
     /** Requests whose event is still in the outbox, not yet applied. */
     pendingInOutbox: number;
-    /** Requests published (no longer in the outbox) but not yet applied, accepted within the grace period. */
+    /**
+     * Requests published (no longer in the outbox) but not yet applied in the snapshot: accepted
+     * within the grace period, or found in the outbox or applied when read again.
+     */
     inTransit: number;
+    /** Of inTransit, the requests older than the grace period that the second read found applied (or pending). */
+    clearedOnReread: number;
     /** Rows in totals.rejected_records (records that were not valid events). */
     rejectedRecords: number;
   };
   total: { recorded: string; recordedCount: number; ofAppliedEvents: string; appliedCount: number };
+  /** The outbox backlog, aged by the database's clock. */
+  outbox: {
+    /** Rows in calculator.outbox. */
+    pending: number;
+    /** Age of the oldest row in seconds; null when the outbox is empty. */
+    oldestAgeSeconds: number | null;
+    /** The limit it was judged by (--max-outbox-age). */
+    maxAgeSeconds: number;
+  };
   /** Samples (up to sampleSize each) of the problems counted in `problems`. */
   samples: {
     lost: string[];
@@ -55,9 +106,9 @@ export interface InvariantReport {
     outboxWithoutRequest: string[];
   };
   problems: {
-    /** Requests older than the grace period whose event is neither in the outbox nor applied. */
+    /** Requests older than the grace period whose event is neither in the outbox nor applied, read twice. */
     lost: number;
-    /** Requests with more than one applied event. */
+    /** Request ids with more than one applied event. */
     appliedTwice: number;
     /** Applied events whose event id no accepted request has. */
     withoutRequest: number;
@@ -67,54 +118,84 @@ export interface InvariantReport {
     outboxWithoutRequest: number;
     /** totals.total disagrees with the applied events. */
     totalMismatch: boolean;
+    /** The oldest outbox event is older than maxOutboxAgeSeconds: the relay is not delivering. */
+    stuckOutbox: boolean;
   };
+  /** How long this audit took, in seconds. */
+  auditSeconds: number;
 }
 
 export interface AuditDatabases {
-  /** Has the calculator schema (requests, outbox). */
-  calculator: pg.Pool | pg.Client;
-  /** Has the totals schema (total, applied_events, rejected_records); may be the same database. */
-  totals: pg.Pool | pg.Client;
+  /**
+   * Has the calculator schema (requests, outbox). A pool: the audit holds a connection of each pool
+   * for its snapshot and reads candidates again on another, so each needs room for two, and a pool
+   * serving both sides for three.
+   */
+  calculator: pg.Pool;
+  /** Has the totals schema (total, applied_events, rejected_records); the same pool when it is the same database. */
+  totals: pg.Pool;
 }
 
-interface RequestRow {
-  request_id: string;
-  sum: string;
-  event_id: string;
-  recent: boolean;
-}
+// ---- the statements ---------------------------------------------------------------------------
 
-interface AppliedRow {
-  event_id: string;
-  request_id: string;
-  amount: string;
-}
+/** The first statement on the totals side: it takes the totals snapshot. */
+const RECORDED_TOTAL_SQL = 'SELECT total::text, count::text FROM totals.total WHERE id = 1';
+
+/** Size and oldest age of the outbox, by the database's clock (created_at is the database's now() of its write). */
+const OUTBOX_BACKLOG_SQL = `SELECT count(*)::text AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest FROM ${OUTBOX_TABLE}`;
+
+const TOTALS_AGGREGATES_SQL = `SELECT coalesce(sum(amount), 0)::text AS total, count(*)::text AS count,
+  (SELECT count(*) FROM totals.rejected_records)::text AS rejected
+FROM totals.applied_events`;
+
+/**
+ * Request ids applied more than once. Keyed by the request id the event carries: two events applied
+ * under one request id is the double count an idempotency key exists to prevent, whichever requests
+ * they came from. Answered from the request id index alone where the visibility map allows.
+ */
+const APPLIED_TWICE_SQL = `SELECT request_id, count(*)::text
+FROM totals.applied_events GROUP BY request_id HAVING count(*) > 1 ORDER BY request_id`;
+
+/** A few events of each of the request ids listed, for the examples. */
+const APPLIED_TWICE_EVENTS_SQL = `SELECT request_id, (array_agg(event_id::text ORDER BY event_id))[1:5] AS events
+FROM totals.applied_events WHERE request_id = ANY($1::text[]) GROUP BY request_id`;
+
+/** Outbox events no request has: an anti-join within the calculator snapshot. */
+const OUTBOX_WITHOUT_REQUEST_SQL = `SELECT o.event_id::text FROM ${OUTBOX_TABLE} o
+WHERE NOT EXISTS (SELECT 1 FROM ${REQUESTS_TABLE} r WHERE r.event_id = o.event_id) ORDER BY o.event_id`;
+
+/**
+ * Every request in event id order, with whether its event waits in the outbox and whether it is
+ * within the grace period ($1 seconds, by the database's clock).
+ */
+const REQUESTS_SQL = `SELECT r.event_id::text, r.request_id, r.sum::text,
+  r.accepted_at > now() - make_interval(secs => $1::float8) AS recent, o.event_id IS NOT NULL AS pending
+FROM ${REQUESTS_TABLE} r LEFT JOIN (SELECT DISTINCT event_id FROM ${OUTBOX_TABLE}) o ON o.event_id = r.event_id
+ORDER BY r.event_id`;
+
+/**
+ * Every applied event in event id order, the same order as REQUESTS_SQL (a uuid sorts as its
+ * lowercase text does). The amount without trailing zeros, so that it compares as text with a sum.
+ */
+const APPLIED_SQL = `SELECT a.event_id::text, a.request_id, trim_scale(a.amount)::text
+FROM totals.applied_events a ORDER BY a.event_id`;
+
+// Outside the snapshot: what is committed now.
+const REREAD_APPLIED_SQL = 'SELECT event_id::text FROM totals.applied_events WHERE event_id = ANY($1::uuid[])';
+const REREAD_OUTBOX_SQL = `SELECT DISTINCT event_id::text FROM ${OUTBOX_TABLE} WHERE event_id = ANY($1::uuid[])`;
+
+/** Lost candidates are read again in groups of this many. */
+const REREAD_BATCH = 1_000;
+
+// ---- the audit --------------------------------------------------------------------------------
 
 export async function auditInvariant(databases: AuditDatabases, options: AuditOptions = {}): Promise<InvariantReport> {
+  const started = performance.now();
   const graceSeconds = options.graceSeconds ?? 30;
   const sampleSize = options.sampleSize ?? 20;
+  const maxOutboxAgeSeconds = options.maxOutboxAgeSeconds ?? 300;
+  const batchSize = options.batchSize ?? 10_000;
 
-  const totals = await inSnapshot(databases.totals, async (client) => {
-    const applied = await client.query<AppliedRow>('SELECT event_id::text, request_id, amount::text FROM totals.applied_events');
-    const recorded = await client.query<{ total: string; count: string }>('SELECT total::text, count::text FROM totals.total WHERE id = 1');
-    const ofApplied = await client.query<{ total: string; count: string }>(
-      'SELECT coalesce(sum(amount), 0)::text AS total, count(*)::text AS count FROM totals.applied_events',
-    );
-    const rejected = await client.query<{ count: string }>('SELECT count(*)::text AS count FROM totals.rejected_records');
-    return { applied: applied.rows, recorded: recorded.rows[0], ofApplied: ofApplied.rows[0]!, rejected: Number(rejected.rows[0]!.count) };
-  });
-  const calculator = await inSnapshot(databases.calculator, async (client) => {
-    const requests = await client.query<RequestRow>(
-      `SELECT request_id, sum::text, event_id::text, accepted_at > now() - make_interval(secs => $1) AS recent
-       FROM calculator.requests`,
-      [graceSeconds],
-    );
-    return { requests: requests.rows, outbox: await readOutboxEventIds(client) };
-  });
-
-  const requestByEvent = new Map<string, RequestRow>();
-  for (const request of calculator.requests) requestByEvent.set(request.event_id, request);
-  const appliedByRequest = new Map<string, AppliedRow[]>();
   const samples: InvariantReport['samples'] = { lost: [], appliedTwice: [], withoutRequest: [], mismatched: [], outboxWithoutRequest: [] };
   const problems: InvariantReport['problems'] = {
     lost: 0,
@@ -123,101 +204,191 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
     mismatched: 0,
     outboxWithoutRequest: 0,
     totalMismatch: false,
+    stuckOutbox: false,
+  };
+  const counts: InvariantReport['counts'] = {
+    requests: 0,
+    applied: 0,
+    appliedOnce: 0,
+    pendingInOutbox: 0,
+    inTransit: 0,
+    clearedOnReread: 0,
+    rejectedRecords: 0,
   };
   const note = <T>(list: T[], item: T) => {
     if (list.length < sampleSize) list.push(item);
   };
 
-  for (const applied of totals.applied) {
-    const request = requestByEvent.get(applied.event_id);
-    if (!request) {
-      problems.withoutRequest += 1;
-      note(samples.withoutRequest, `event ${applied.event_id} (request id ${applied.request_id}, amount ${applied.amount})`);
-      continue;
+  // Lost candidates wait here until a group of them is read again.
+  const candidates: LostCandidate[] = [];
+  const reread = async () => {
+    if (candidates.length === 0) return;
+    const group = candidates.splice(0);
+    await options.beforeReread?.(group);
+    const eventIds = group.map((candidate) => candidate.eventId);
+    // Both reads are fresh statements on other connections, so they see what committed after the
+    // snapshot. The applied events are what matter; the outbox is read too although a row, once
+    // gone, does not come back.
+    const applied = await databases.totals.query<{ event_id: string }>(REREAD_APPLIED_SQL, [eventIds]);
+    const pending = await databases.calculator.query<{ event_id: string }>(REREAD_OUTBOX_SQL, [eventIds]);
+    const settled = new Set([...applied.rows, ...pending.rows].map((row) => row.event_id));
+    for (const candidate of group) {
+      if (settled.has(candidate.eventId)) {
+        counts.inTransit += 1;
+        counts.clearedOnReread += 1;
+      } else {
+        problems.lost += 1;
+        note(samples.lost, `request ${candidate.requestId} (event ${candidate.eventId}, sum ${candidate.sum})`);
+      }
     }
-    const reasons: string[] = [];
-    if (request.request_id !== applied.request_id) reasons.push(`applied as request ${applied.request_id}, accepted as ${request.request_id}`);
-    if (BigInt(request.sum) !== BigInt(applied.amount)) reasons.push(`applied amount ${applied.amount}, accepted sum ${request.sum}`);
-    if (reasons.length > 0) {
-      problems.mismatched += 1;
-      note(samples.mismatched, { eventId: applied.event_id, requestId: request.request_id, reason: reasons.join('; ') });
-    }
-  }
-  // Keyed by the request id the event carries: two events applied under one request id is the
-  // double count an idempotency key exists to prevent, whichever requests they came from.
-  for (const applied of totals.applied) {
-    const list = appliedByRequest.get(applied.request_id);
-    if (list) list.push(applied);
-    else appliedByRequest.set(applied.request_id, [applied]);
-  }
-  for (const [requestId, applied] of appliedByRequest) {
-    if (applied.length > 1) {
-      problems.appliedTwice += 1;
-      note(samples.appliedTwice, `request ${requestId} applied ${applied.length} times (events ${applied.map((a) => a.event_id).join(', ')})`);
-    }
-  }
-  const appliedEvents = new Set(totals.applied.map((applied) => applied.event_id));
+  };
 
-  let appliedOnce = 0;
-  let pendingInOutbox = 0;
-  let inTransit = 0;
-  for (const request of calculator.requests) {
-    if (appliedEvents.has(request.event_id)) {
-      if ((appliedByRequest.get(request.request_id)?.length ?? 0) === 1) appliedOnce += 1;
-    } else if (calculator.outbox.has(request.event_id)) {
-      pendingInOutbox += 1;
-    } else if (request.recent) {
-      inTransit += 1;
-    } else {
-      problems.lost += 1;
-      note(samples.lost, `request ${request.request_id} (event ${request.event_id}, sum ${request.sum})`);
+  const shared = databases.calculator === databases.totals;
+  requireRoom(databases.totals, shared ? 3 : 2);
+  if (!shared) requireRoom(databases.calculator, 2);
+  let totalsClient: pg.PoolClient | undefined;
+  let calculatorClient: pg.PoolClient | undefined;
+  let recorded: { total: string; count: string } | undefined;
+  let ofApplied: { total: string; count: string };
+  let backlog: { pending: string; oldest: number | null };
+  try {
+    totalsClient = await databases.totals.connect();
+    await beginSnapshot(totalsClient);
+    // The totals snapshot is taken by its first statement, before the calculator's is; in one
+    // database, the calculator side takes the very same snapshot.
+    const snapshot = shared ? (await totalsClient.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]!.id : undefined;
+    recorded = (await totalsClient.query<{ total: string; count: string }>(RECORDED_TOTAL_SQL)).rows[0];
+    calculatorClient = await databases.calculator.connect();
+    await beginSnapshot(calculatorClient, snapshot);
+    backlog = (await calculatorClient.query<{ pending: string; oldest: number | null }>(OUTBOX_BACKLOG_SQL)).rows[0]!;
+
+    // Each side's set-based checks, then the sort that starts its stream for the merge: the two
+    // sides at the same time.
+    const totalsSide = totalsClient;
+    const calculatorSide = calculatorClient;
+    const [[aggregates, applied], requests] = await Promise.all([
+      (async () => {
+        const aggregates = (await totalsSide.query<{ total: string; count: string; rejected: string }>(TOTALS_AGGREGATES_SQL)).rows[0]!;
+        const sampled: { requestId: string; times: string }[] = [];
+        await forEachRow(totalsSide, 'audit_applied_twice', APPLIED_TWICE_SQL, [], batchSize, (row) => {
+          const [requestId, times] = row as [string, string];
+          problems.appliedTwice += 1;
+          note(sampled, { requestId, times });
+        });
+        if (sampled.length > 0) {
+          const { rows } = await totalsSide.query<{ request_id: string; events: string[] }>(APPLIED_TWICE_EVENTS_SQL, [sampled.map((d) => d.requestId)]);
+          const events = new Map(rows.map((row) => [row.request_id, row.events]));
+          for (const { requestId, times } of sampled) {
+            const some = events.get(requestId) ?? [];
+            samples.appliedTwice.push(`request ${requestId} applied ${times} times (events ${some.join(', ')}${Number(times) > some.length ? ', …' : ''})`);
+          }
+        }
+        return [aggregates, await openSorted(totalsSide, 'audit_applied', APPLIED_SQL, [], batchSize)] as const;
+      })(),
+      (async () => {
+        await forEachRow(calculatorSide, 'audit_outbox_orphans', OUTBOX_WITHOUT_REQUEST_SQL, [], batchSize, (row) => {
+          problems.outboxWithoutRequest += 1;
+          note(samples.outboxWithoutRequest, `outbox event ${row[0] as string}`);
+        });
+        return openSorted(calculatorSide, 'audit_requests', REQUESTS_SQL, [graceSeconds], batchSize);
+      })(),
+    ]);
+    ofApplied = { total: aggregates.total, count: aggregates.count };
+    counts.rejectedRecords = Number(aggregates.rejected);
+
+    // The merge: both sides in event id order, walked side by side.
+    for (;;) {
+      const request = requests.row as [eventId: string, requestId: string, sum: string, recent: boolean, pending: boolean] | undefined;
+      const event = applied.row as [eventId: string, requestId: string, amount: string] | undefined;
+      if (!request && !event) break;
+      let advanceRequest = false;
+      let advanceEvent = false;
+      if (event && (!request || event[0] < request[0])) {
+        problems.withoutRequest += 1;
+        note(samples.withoutRequest, `event ${event[0]} (request id ${event[1]}, amount ${event[2]})`);
+        advanceEvent = true;
+      } else if (request && (!event || request[0] < event[0])) {
+        const [eventId, requestId, sum, recent, pending] = request;
+        if (pending) counts.pendingInOutbox += 1;
+        else if (recent) counts.inTransit += 1;
+        else {
+          candidates.push({ eventId, requestId, sum });
+          if (candidates.length >= REREAD_BATCH) await reread();
+        }
+        advanceRequest = true;
+      } else {
+        const [eventId, requestId, sum] = request!;
+        const [, appliedRequestId, amount] = event!;
+        const reasons: string[] = [];
+        if (requestId !== appliedRequestId) reasons.push(`applied as request ${appliedRequestId}, accepted as ${requestId}`);
+        if (sum !== amount) reasons.push(`applied amount ${amount}, accepted sum ${sum}`);
+        if (reasons.length > 0) {
+          problems.mismatched += 1;
+          note(samples.mismatched, { eventId, requestId, reason: reasons.join('; ') });
+        } else {
+          counts.appliedOnce += 1;
+        }
+        advanceRequest = advanceEvent = true;
+      }
+      if (advanceRequest) {
+        counts.requests += 1;
+        const wait = requests.advance();
+        if (wait) await wait;
+      }
+      if (advanceEvent) {
+        counts.applied += 1;
+        const wait = applied.advance();
+        if (wait) await wait;
+      }
     }
-  }
-  for (const eventId of calculator.outbox) {
-    if (!requestByEvent.has(eventId)) {
-      problems.outboxWithoutRequest += 1;
-      note(samples.outboxWithoutRequest, `outbox event ${eventId}`);
-    }
+    await reread();
+  } finally {
+    if (totalsClient) await endSnapshot(totalsClient);
+    if (calculatorClient) await endSnapshot(calculatorClient);
   }
 
-  const recorded = totals.recorded ?? { total: 'missing', count: '-1' };
-  problems.totalMismatch =
-    !totals.recorded ||
-    BigInt(totals.recorded.total) !== BigInt(totals.ofApplied.total) ||
-    Number(totals.recorded.count) !== Number(totals.ofApplied.count);
+  const recordedTotal = recorded ?? { total: 'missing', count: '-1' };
+  problems.totalMismatch = !recorded || BigInt(recorded.total) !== BigInt(ofApplied.total) || recorded.count !== ofApplied.count;
+  const oldestAgeSeconds = backlog.oldest;
+  problems.stuckOutbox = oldestAgeSeconds !== null && oldestAgeSeconds > maxOutboxAgeSeconds;
 
   const failures: string[] = [];
-  if (problems.lost > 0) failures.push(`${problems.lost} accepted request(s) lost: neither pending in the outbox nor applied after ${graceSeconds}s`);
+  if (problems.lost > 0) {
+    failures.push(`${problems.lost} accepted request(s) lost: neither pending in the outbox nor applied after ${graceSeconds}s, read twice`);
+  }
   if (problems.appliedTwice > 0) failures.push(`${problems.appliedTwice} request(s) applied more than once`);
   if (problems.withoutRequest > 0) failures.push(`${problems.withoutRequest} applied event(s) match no accepted request`);
   if (problems.mismatched > 0) failures.push(`${problems.mismatched} applied event(s) differ from their request (request id or amount)`);
   if (problems.outboxWithoutRequest > 0) failures.push(`${problems.outboxWithoutRequest} outbox event(s) match no accepted request`);
   if (problems.totalMismatch) {
     failures.push(
-      `totals.total says ${recorded.total} over ${recorded.count} events, the applied events add up to ${totals.ofApplied.total} over ${totals.ofApplied.count}`,
+      `totals.total says ${recordedTotal.total} over ${recordedTotal.count} events, the applied events add up to ${ofApplied.total} over ${ofApplied.count}`,
     );
   }
+  if (problems.stuckOutbox) failures.push(stuckOutboxLine(Number(backlog.pending), oldestAgeSeconds!, maxOutboxAgeSeconds));
 
   return {
     ok: failures.length === 0,
     failures,
-    counts: {
-      requests: calculator.requests.length,
-      applied: totals.applied.length,
-      appliedOnce,
-      pendingInOutbox,
-      inTransit,
-      rejectedRecords: totals.rejected,
-    },
+    counts,
     total: {
-      recorded: recorded.total,
-      recordedCount: Number(recorded.count),
-      ofAppliedEvents: totals.ofApplied.total,
-      appliedCount: Number(totals.ofApplied.count),
+      recorded: recordedTotal.total,
+      recordedCount: Number(recordedTotal.count),
+      ofAppliedEvents: ofApplied.total,
+      appliedCount: Number(ofApplied.count),
     },
+    outbox: { pending: Number(backlog.pending), oldestAgeSeconds, maxAgeSeconds: maxOutboxAgeSeconds },
     samples,
     problems,
+    auditSeconds: (performance.now() - started) / 1000,
   };
+}
+
+function stuckOutboxLine(pending: number, oldestAgeSeconds: number, limitSeconds: number): string {
+  return (
+    `relay stuck: the oldest of ${pending} outbox event(s) is ${Math.floor(oldestAgeSeconds)} s old by the database's clock ` +
+    `(limit ${limitSeconds} s): events are not reaching the total`
+  );
 }
 
 /** Requests accepted but not yet applied: nothing to complain about, but not quiet either. */
@@ -233,28 +404,32 @@ export interface AuditUntilQuietOptions extends AuditOptions {
 
 /**
  * Audits until the pipeline is quiet (nothing in flight) and the invariant holds, or the wait is
- * over; returns the last report. A problem seen on a live system may resolve itself (an event
- * applied between the two snapshots), so only the last report counts.
+ * over; returns the last report. A problem seen on a live system may resolve itself, so only the
+ * last report counts.
  */
 export async function auditUntilQuiet(databases: AuditDatabases, options: AuditUntilQuietOptions): Promise<InvariantReport> {
-  const deadline = Date.now() + options.waitSeconds * 1000;
+  const deadline = performance.now() + options.waitSeconds * 1000;
   for (;;) {
     const report = await auditInvariant(databases, options);
-    if ((report.ok && inFlight(report) === 0) || Date.now() >= deadline) return report;
+    if ((report.ok && inFlight(report) === 0) || performance.now() >= deadline) return report;
     await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
   }
 }
 
 export function formatReport(report: InvariantReport): string {
-  const { counts, total } = report;
+  const { counts, total, outbox } = report;
+  const cleared = counts.clearedOnReread > 0 ? `, ${counts.clearedOnReread} of them found applied when read again` : '';
+  const oldest = outbox.oldestAgeSeconds === null ? 'empty' : `${outbox.pending} event(s), the oldest ${outbox.oldestAgeSeconds.toFixed(1)} s old`;
   const lines = [
     `accepted requests:     ${counts.requests}`,
     `applied once:          ${counts.appliedOnce}`,
-    `in flight:             ${inFlight(report)} (${counts.pendingInOutbox} in the outbox, ${counts.inTransit} published, not yet applied)`,
+    `in flight:             ${inFlight(report)} (${counts.pendingInOutbox} in the outbox, ${counts.inTransit} published, not yet applied${cleared})`,
+    `outbox:                ${oldest} (limit ${outbox.maxAgeSeconds} s)`,
     `applied events:        ${counts.applied}`,
     `rejected records:      ${counts.rejectedRecords}`,
     `total (totals.total):  ${total.recorded} over ${total.recordedCount} events`,
     `total (of events):     ${total.ofAppliedEvents} over ${total.appliedCount} events`,
+    `audited in:            ${report.auditSeconds.toFixed(2)} s`,
   ];
   if (report.ok) {
     lines.push(inFlight(report) === 0 ? 'OK: every accepted request is applied exactly once' : 'OK so far: no problem found, some requests still in flight');
@@ -276,16 +451,47 @@ export function formatReport(report: InvariantReport): string {
   return lines.join('\n');
 }
 
-async function inSnapshot<T>(database: pg.Pool | pg.Client, work: (client: pg.ClientBase) => Promise<T>): Promise<T> {
-  const client = database instanceof pg.Pool ? await database.connect() : database;
+/**
+ * A read-only REPEATABLE READ transaction: one snapshot for every statement in it; `snapshot`, one
+ * exported by another transaction, to share it.
+ */
+async function beginSnapshot(client: pg.ClientBase, snapshot?: string): Promise<void> {
+  await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+  if (snapshot !== undefined) await client.query(`SET TRANSACTION SNAPSHOT ${client.escapeLiteral(snapshot)}`);
+  // Reading every row takes as long as it takes; a limit meant for the services' statements must not cut it short.
+  await client.query('SET LOCAL statement_timeout = 0');
+  // The sorts of the two streams: fewer, larger runs on disk.
+  await client.query(`SET LOCAL work_mem = '64MB'`);
+}
+
+/**
+ * Opens a stream of a whole table in index order as a sequential scan and a sort. Through a cursor
+ * the planner favours the index, whose order is random against the table's: millions of scattered
+ * page reads, many times slower than one pass and a sort on disk.
+ */
+async function openSorted(client: pg.ClientBase, name: string, sql: string, params: unknown[], batchSize: number): Promise<RowStream> {
+  await client.query('SET LOCAL enable_indexscan = off');
   try {
-    await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    try {
-      return await work(client);
-    } finally {
-      await client.query('ROLLBACK').catch(() => {});
-    }
+    return await RowStream.open(client, name, sql, params, batchSize);
   } finally {
-    if (client !== database) (client as pg.PoolClient).release();
+    await client.query('SET LOCAL enable_indexscan TO DEFAULT');
+  }
+}
+
+function requireRoom(pool: pg.Pool, connections: number): void {
+  const max = pool.options.max ?? 10;
+  if (max < connections) {
+    throw new Error(`the audit needs a pool of at least ${connections} connections here, this one allows ${max}`);
+  }
+}
+
+/** Ends the snapshot (and its cursors) and returns the connection to its pool. */
+async function endSnapshot(client: pg.PoolClient): Promise<void> {
+  try {
+    await client.query('ROLLBACK');
+    client.release();
+  } catch (error) {
+    // A connection that cannot roll back is not given to anyone else.
+    client.release(error instanceof Error ? error : true);
   }
 }

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import * as grpc from '@grpc/grpc-js';
 import { loadCalculatorProtos, type AddResponseMessage } from '../calculator/proto.ts';
+import { ConfigError } from '../platform/config.ts';
 import { SummaError } from '../platform/errors.ts';
 import { parseInt64 } from '../platform/int64.ts';
 import { DEFAULT_PORTS } from '../platform/ports.ts';
@@ -16,7 +17,8 @@ const USAGE = `usage:
   summa add <num1> <num2> [--id <request id>]   add two int64 numbers (retry with the same --id safely; without one, an id is made and printed)
   summa total                                    print the running total
   summa sum <request id>                          whether that request's sum was applied
-  summa verify [--wait <s>] [--grace <s>] [--json] audit "no sum lost, none counted twice" in the databases
+  summa verify [--wait <s>] [--grace <s>] [--max-outbox-age <s>] [--json]
+                                                 audit "no sum lost, none counted twice" in the databases
   summa dlq list [--all] [--limit <n>] [--json]   the records parked as not valid events
   summa dlq replay <topic>/<partition>/<offset>... | --all [--dry-run] [--json]
                                                  apply parked records that are valid events, once
@@ -64,6 +66,7 @@ const parsed = parseCommandLine({
     id: { type: 'string' },
     wait: { type: 'string' },
     grace: { type: 'string' },
+    'max-outbox-age': { type: 'string' },
     json: { type: 'boolean' },
     all: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -177,6 +180,7 @@ async function main(): Promise<number> {
       return runVerifyCommand(withNpmStartDatabase(process.env), {
         waitSeconds: parseSeconds('--wait', values.wait, 0),
         graceSeconds: parseSeconds('--grace', values.grace, 30),
+        maxOutboxAgeSeconds: parseSeconds('--max-outbox-age', values['max-outbox-age'], 300),
         json: values.json ?? false,
       });
     }
@@ -196,7 +200,7 @@ main().then(
   (code) => process.exit(code),
   (error: any) => {
     console.error(`summa: ${error.details ?? error.message}`);
-    // A usage error (bad numbers) is 2, like a bad command line; a refusal or failure is 1.
-    process.exit(error instanceof SummaError ? 2 : 1);
+    // A usage error (bad numbers, a bad option value) is 2, like a bad command line; a refusal or failure is 1.
+    process.exit(error instanceof SummaError || error instanceof ConfigError ? 2 : 1);
   },
 );

@@ -177,12 +177,6 @@ export async function readOutboxBacklog(pool: Pool): Promise<OutboxBacklog> {
   return { pending: Number(rows[0]!.pending), parked: Number(rows[0]!.parked), oldestAgeSeconds: Math.max(0, rows[0]!.oldest ?? 0) };
 }
 
-/** The ids of the events still in the outbox, parked ones too, read on `client` (the audit's snapshot). */
-export async function readOutboxEventIds(client: pg.ClientBase): Promise<Set<string>> {
-  const { rows } = await client.query<{ event_id: string }>(`SELECT DISTINCT event_id::text FROM ${OUTBOX_TABLE}`);
-  return new Set(rows.map((row) => row.event_id));
-}
-
 export interface ParkedEvent {
   event_id: string;
   topic: string;

@@ -163,7 +163,8 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     topology.kafkaControllerPort = topology.kafka.controllerPort;
     stamp(`PostgreSQL on ${topology.postgresPort}, Kafka on ${topology.kafka.brokers}`);
 
-    topology.sql = new pg.Pool({ connectionString: databaseUrl, max: 2 });
+    // Three connections at least: the audit's snapshot on each side, and its second read of lost candidates.
+    topology.sql = new pg.Pool({ connectionString: databaseUrl, max: 4 });
     // PostgreSQL is killed too: an idle connection that breaks must not take the harness down.
     topology.sql.on('error', () => {});
     topology.env = {
