@@ -1,11 +1,10 @@
-import type pg from 'pg';
 import type { Pool } from '../platform/db/pool.ts';
 import { OUTBOX_TABLE } from '../calculator/schema.ts';
 
 // Every statement on the outbox table lives here: the insert the calculator runs in the same
 // statement as its request rows; the relay's claim, delete, release and failure bookkeeping; the
-// backlog the metrics read; the event ids `summa verify` audits; and the parked events' listing and
-// release.
+// backlog the metrics read; and the parked events' listing and release. (`summa verify` reads the
+// table too, joined with the requests and the applied events, in its own read-only audit.)
 //
 // The relay holds no lock and no transaction while it publishes. It claims rows with a lease: one
 // statement stamps them with a claim token of its own (claimed_by) and a deadline (claimed_until,
