@@ -6,7 +6,9 @@ import { isPermanentDatabaseError } from './database-errors.ts';
 
 /**
  * Applies events that are not applied yet and adds exactly those to the total, in one statement:
- * an event delivered twice finds its row in applied_events and adds nothing.
+ * an event delivered twice finds its row in applied_events and adds nothing. The total is kept per
+ * Kafka partition (totals.total sums the rows), so a batch locks only the rows of its events'
+ * partitions, in partition order, and consumers of other partitions do not wait for it.
  */
 const APPLY_SQL = `
 WITH input AS (
@@ -16,15 +18,17 @@ WITH input AS (
   INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset)
   SELECT event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset FROM input
   ON CONFLICT (event_id) DO NOTHING
-  RETURNING amount, accepted_at
+  RETURNING amount, accepted_at, kafka_partition
+), added AS (
+  INSERT INTO totals.partition_totals AS p (partition, total, count)
+  SELECT kafka_partition, sum(amount), count(*) FROM applied GROUP BY kafka_partition ORDER BY kafka_partition
+  ON CONFLICT (partition) DO UPDATE
+  SET total = p.total + excluded.total,
+      count = p.count + excluded.count,
+      updated_at = now()
 )
-UPDATE totals.total
-SET total = total + coalesce((SELECT sum(amount) FROM applied), 0),
-    count = count + (SELECT count(*) FROM applied),
-    updated_at = now()
-WHERE id = 1
-RETURNING (SELECT count(*) FROM applied)::int AS applied,
-          (SELECT coalesce(json_agg(extract(epoch FROM accepted_at)), '[]') FROM applied) AS accepted_epochs`;
+SELECT (SELECT count(*) FROM applied)::int AS applied,
+       (SELECT coalesce(json_agg(extract(epoch FROM accepted_at)), '[]') FROM applied) AS accepted_epochs`;
 
 const REJECT_SQL = `
 INSERT INTO totals.rejected_records (topic, kafka_partition, kafka_offset, reason, message_key, payload, dead_lettered)

@@ -59,8 +59,7 @@ describe('summa dlq against a real database', () => {
   });
 
   beforeEach(async () => {
-    await sql.query('TRUNCATE totals.rejected_records, totals.applied_events');
-    await sql.query('UPDATE totals.total SET total = 0, count = 0');
+    await sql.query('TRUNCATE totals.rejected_records, totals.applied_events, totals.partition_totals');
   });
 
   it('lists a parked record: where it was, when, why, its key and a readable payload, with a count', async () => {

@@ -100,7 +100,11 @@ async function main(): Promise<void> {
     }
     log('building the keys and indexes');
     await restoreKeys(sql, keys);
-    await sql.query('UPDATE totals.total SET total = (SELECT sum(amount) FROM totals.applied_events), count = (SELECT count(*) FROM totals.applied_events)');
+    await sql.query(
+      `INSERT INTO totals.partition_totals AS p (partition, total, count)
+       SELECT kafka_partition, sum(amount), count(*) FROM totals.applied_events GROUP BY kafka_partition
+       ON CONFLICT (partition) DO UPDATE SET total = p.total + excluded.total, count = p.count + excluded.count`,
+    );
     if (flags.faults) for (const statement of FAULTS_SQL) await sql.query(statement);
     // What autovacuum would have done by the time anyone audits this much history.
     await sql.query('VACUUM ANALYZE calculator.requests, calculator.outbox, totals.applied_events');
