@@ -12,13 +12,24 @@ import { freePort } from '../tools/lib/free-port.ts';
 import { isCI, runSetupScript, setupDir, setupScriptsFor, toolOfSetupScript, toolReport, toolsDeclaredIn, type SetupFailure } from '../tools/lib/tools.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const filters = process.argv.slice(2);
+// `--suite cluster` runs the long tests under test/cluster/ (each starts a multi-node topology of its
+// own); without it those are left out, so `npm test` stays quick. Other arguments filter by path.
+const argv = process.argv.slice(2);
+const suiteIndex = argv.indexOf('--suite');
+const suite = suiteIndex >= 0 ? argv[suiteIndex + 1] : undefined;
+const filters = suiteIndex >= 0 ? argv.filter((_, index) => index !== suiteIndex && index !== suiteIndex + 1) : argv;
+if (suite !== undefined && suite !== 'cluster') {
+  console.error(`unknown --suite ${JSON.stringify(suite)}; the one there is: cluster`);
+  process.exit(2);
+}
+const CLUSTER_DIR = path.join('test', 'cluster') + path.sep;
 
 async function specFiles({ all = false } = {}): Promise<string[]> {
   const entries = await readdir(path.join(root, 'test'), { recursive: true });
   return entries
     .filter((entry) => entry.endsWith('.spec.ts'))
     .map((entry) => path.join('test', entry))
+    .filter((file) => all || (suite === 'cluster') === file.startsWith(CLUSTER_DIR))
     .filter((file) => all || filters.length === 0 || filters.some((filter) => file.includes(filter)))
     .sort();
 }
