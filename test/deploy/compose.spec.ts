@@ -23,6 +23,8 @@ import {
 import { missingTool, requireTool } from '../support/tools.ts';
 
 const COMPOSE_FILE = path.join(root, 'deploy/compose/docker-compose.yml');
+/** The cluster topology: three brokers, a PostgreSQL replica, two relays, three totals behind nginx. */
+const CLUSTER_FILE = path.join(root, 'deploy/compose/docker-compose.cluster.yml');
 
 interface ComposeStack {
   readonly file: string;
@@ -32,18 +34,18 @@ interface ComposeStack {
   read(file: string): string;
 }
 
-function loadStack(): ComposeStack {
+function loadStack(file = COMPOSE_FILE): ComposeStack {
   return {
-    file: COMPOSE_FILE,
-    dir: path.dirname(COMPOSE_FILE),
-    doc: YAML.parse(readFileSync(COMPOSE_FILE, 'utf8'), { merge: true }),
+    file,
+    dir: path.dirname(file),
+    doc: YAML.parse(readFileSync(file, 'utf8'), { merge: true }),
     read: (file) => readFileSync(file, 'utf8'),
   };
 }
 
 /** A copy of the stack to break: `change` edits the parsed file, `files` replaces file contents. */
-function changedStack(change: (services: Record<string, Yaml>) => void, files: Record<string, (text: string) => string> = {}): ComposeStack {
-  const stack = loadStack();
+function changedStack(change: (services: Record<string, Yaml>) => void, files: Record<string, (text: string) => string> = {}, file = COMPOSE_FILE): ComposeStack {
+  const stack = loadStack(file);
   const doc = structuredClone(stack.doc);
   change(doc.services);
   return {
@@ -307,10 +309,9 @@ function findAll(directives: NginxDirective[], name: string): NginxDirective[] {
   return directives.flatMap((directive) => [...(directive.name === name ? [directive] : []), ...findAll(directive.block ?? [], name)]);
 }
 
-/** nginx's configuration names all three calculators, for gRPC on their gRPC port and for HTTP on their HTTP port. */
-function checkNginx(stack: ComposeStack): string[] {
-  const problems: string[] = [];
-  const calculators = containersToCheck(stack, problems, 'calculator');
+/** Each nginx service with its configuration, mounted from the repository and parsed. */
+function nginxConfigs(stack: ComposeStack, problems: string[]): { name: string; service: Yaml; config: NginxDirective[] }[] {
+  const found: { name: string; service: Yaml; config: NginxDirective[] }[] = [];
   for (const name of withImage(stack, IMAGES.nginx)) {
     const service = services(stack)[name];
     const file = mountedFrom(stack, service, '/etc/nginx/nginx.conf');
@@ -318,20 +319,44 @@ function checkNginx(stack: ComposeStack): string[] {
       problems.push(`${name}: no nginx.conf mounted from the repository at /etc/nginx/nginx.conf`);
       continue;
     }
-    let config: NginxDirective[];
     try {
-      config = parseNginx(stack.read(file));
+      found.push({ name, service, config: parseNginx(stack.read(file)) });
     } catch (error) {
       problems.push(`${name}: ${(error as Error).message}`);
-      continue;
     }
+  }
+  return found;
+}
+
+/** A Summa service nginx stands in front of, and how it passes to it. */
+interface Fronted {
+  readonly service: ServiceName;
+  readonly kind: 'grpc' | 'http';
+  readonly pass: 'grpc_pass' | 'proxy_pass';
+  readonly scheme: 'grpc' | 'http';
+}
+
+const CALCULATORS_FRONTED: Fronted[] = [
+  { service: 'calculator', kind: 'grpc', pass: 'grpc_pass', scheme: 'grpc' },
+  { service: 'calculator', kind: 'http', pass: 'proxy_pass', scheme: 'http' },
+];
+const TOTALS_FRONTED: Fronted = { service: 'totals', kind: 'http', pass: 'proxy_pass', scheme: 'http' };
+
+/**
+ * nginx's configuration names exactly the containers of each service it fronts (all three
+ * calculators, for gRPC on their gRPC port and for HTTP on their HTTP port), and publishes the port.
+ */
+function checkNginx(stack: ComposeStack, fronts: Fronted[] = CALCULATORS_FRONTED): string[] {
+  const problems: string[] = [];
+  for (const { name, service, config } of nginxConfigs(stack, problems)) {
     const upstreams = new Map(findAll(config, 'upstream').map((upstream) => [upstream.args[0], findAll(upstream.block ?? [], 'server').map((server) => server.args[0])]));
     const published = (service?.ports ?? []).map((port: Yaml) => Number(typeof port === 'object' ? port?.target : String(port).split(':').pop()));
     const servers = findAll(config, 'http').flatMap((http) => (http.block ?? []).filter((directive) => directive.name === 'server'));
-    for (const [kind, pass, scheme] of [['grpc', 'grpc_pass', 'grpc'], ['http', 'proxy_pass', 'http']] as const) {
-      const ports = new Set(calculators.map((calculator) => calculator.settings.ports[kind]));
+    for (const { service: fronted, kind, pass, scheme } of fronts) {
+      const containers = containersToCheck(stack, problems, fronted);
+      const ports = new Set(containers.map((container) => container.settings.ports[kind]));
       for (const port of ports) {
-        if (!published.includes(port)) problems.push(`${name} does not publish the calculators' ${kind} port ${port}`);
+        if (!published.includes(port)) problems.push(`${name} does not publish the ${fronted}s' ${kind} port ${port}`);
         const server = servers.find((candidate) => findAll(candidate.block ?? [], 'listen').some((listen) => new RegExp(`(^|:)${port}$`).test(listen.args[0] ?? '')));
         if (!server) {
           problems.push(`${name}: no server in nginx.conf listens on ${port} (${kind})`);
@@ -351,12 +376,45 @@ function checkNginx(stack: ComposeStack): string[] {
             problems.push(`${name}: ${pass} ${url} names no upstream block`);
             continue;
           }
-          const expected = calculators.filter((calculator) => calculator.settings.ports[kind] === port).map((calculator) => `${calculator.name}:${port}`);
+          const expected = containers.filter((container) => container.settings.ports[kind] === port).map((container) => `${container.name}:${port}`);
           const missing = expected.filter((member) => !members.includes(member));
           const unknown = members.filter((member) => !expected.includes(member ?? ''));
           if (missing.length > 0) problems.push(`${name}: upstream ${upstream} (${kind}) lacks ${missing.join(', ')}`);
-          if (unknown.length > 0) problems.push(`${name}: upstream ${upstream} (${kind}) has ${unknown.join(', ')}, which is no calculator's ${kind} port`);
+          if (unknown.length > 0) problems.push(`${name}: upstream ${upstream} (${kind}) has ${unknown.join(', ')}, which is no ${fronted}'s ${kind} port`);
         }
+      }
+    }
+  }
+  return problems;
+}
+
+/** What nginx's *_next_upstream directives accept (nginx.org, ngx_http_proxy_module and ngx_http_grpc_module). */
+const NEXT_UPSTREAM_CONDITIONS = new Set(['error', 'timeout', 'invalid_header', 'http_500', 'http_502', 'http_503', 'http_504', 'http_403', 'http_404', 'http_429', 'non_idempotent', 'off']);
+
+/**
+ * Passive health checks and safe retries: every upstream server is taken out after failures
+ * (max_fails, fail_timeout), every *_next_upstream condition is one nginx knows (an unknown one
+ * stops nginx from starting), and no location lets nginx resend a POST that already reached an
+ * upstream (non_idempotent): an Add without a request id would count twice.
+ */
+function checkNginxRetries(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  for (const { name, config } of nginxConfigs(stack, problems)) {
+    for (const upstream of findAll(config, 'upstream')) {
+      for (const server of findAll(upstream.block ?? [], 'server')) {
+        const parameter = (key: string) => server.args.find((arg) => arg.startsWith(`${key}=`))?.slice(key.length + 1);
+        const maxFails = parameter('max_fails');
+        if (maxFails === undefined || !parameter('fail_timeout')) {
+          problems.push(`${name}: upstream ${upstream.args[0]} server ${server.args[0]} sets no max_fails and fail_timeout (passive health check)`);
+        } else if (maxFails === '0') {
+          problems.push(`${name}: upstream ${upstream.args[0]} server ${server.args[0]} has max_fails=0, which never takes it out`);
+        }
+      }
+    }
+    for (const directive of [...findAll(config, 'proxy_next_upstream'), ...findAll(config, 'grpc_next_upstream')]) {
+      for (const condition of directive.args) {
+        if (!NEXT_UPSTREAM_CONDITIONS.has(condition)) problems.push(`${name}: ${directive.name} ${condition} is no condition nginx knows`);
+        if (condition === 'non_idempotent') problems.push(`${name}: ${directive.name} non_idempotent resends an Add that already reached a calculator`);
       }
     }
   }
@@ -599,14 +657,35 @@ describe('docker compose stack', () => {
 
   it('the nginx check fails when a calculator or a port is missing', () => {
     const conf = 'deploy/compose/nginx.conf';
-    assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('server calculator-3:9090;', '') })), /upstream calculators_grpc \(grpc\) lacks calculator-3:9090/);
-    assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('server calculator-2:8090;', 'server calculator-2:9090;') })), /calculators_http \(http\) lacks calculator-2:8090/);
+    assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace(/server calculator-3:9090[^;]*;/, '') })), /upstream calculators_grpc \(grpc\) lacks calculator-3:9090/);
+    assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('server calculator-2:8090 ', 'server calculator-2:9090 ') })), /calculators_http \(http\) lacks calculator-2:8090/);
     assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('grpc://calculators_grpc', 'grpc://calculators') })), /grpc_pass grpc:\/\/calculators names no upstream/);
     assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('listen 9090 http2;', 'listen 9090;') })), /does not speak HTTP\/2/);
     assertCaught(checkNginx(changedStack((s) => (s.nginx.ports = ['9090:9090']))), /does not publish the calculators' http port 8090/);
     assertCaught(
       checkNginx(changedStack((s) => (s['calculator-1'].environment = { ...s['calculator-1'].environment, CALCULATOR_HTTP_PORT: '8190' }))),
       /calculators_http \(http\) has calculator-1:8090, which is no calculator's http port/,
+    );
+  });
+
+  it('nginx takes a failing upstream out (max_fails, fail_timeout) and never resends a POST that reached one', () => {
+    assertClean(checkNginxRetries(loadStack()));
+  });
+
+  it('the nginx retry check fails on a missing passive health check, an unknown condition or non_idempotent', () => {
+    const conf = 'deploy/compose/nginx.conf';
+    assertCaught(
+      checkNginxRetries(changedStack(() => {}, { [conf]: (text) => text.replace('server calculator-2:8090 max_fails=2 fail_timeout=10s;', 'server calculator-2:8090;') })),
+      /upstream calculators_http server calculator-2:8090 sets no max_fails/,
+    );
+    assertCaught(checkNginxRetries(changedStack(() => {}, { [conf]: (text) => text.replace(/max_fails=2/, 'max_fails=0') })), /calculator-1:9090 has max_fails=0/);
+    assertCaught(
+      checkNginxRetries(changedStack(() => {}, { [conf]: (text) => text.replace('grpc_next_upstream error timeout;', 'grpc_next_upstream error timeout unavailable;') })),
+      /grpc_next_upstream unavailable is no condition nginx knows/,
+    );
+    assertCaught(
+      checkNginxRetries(changedStack(() => {}, { [conf]: (text) => text.replace('proxy_next_upstream error timeout', 'proxy_next_upstream error timeout non_idempotent') })),
+      /proxy_next_upstream non_idempotent resends an Add/,
     );
   });
 
