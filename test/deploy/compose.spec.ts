@@ -86,6 +86,10 @@ function argv(value: Yaml): string[] | undefined {
   return Array.isArray(value) ? value.map(String) : String(value).split(/\s+/).filter(Boolean);
 }
 
+function listOf(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((item) => item.trim()).filter(Boolean);
+}
+
 function dependsOn(service: Yaml): string[] {
   const value = service?.depends_on;
   return Array.isArray(value) ? value.map(String) : Object.keys(value ?? {});
@@ -607,12 +611,32 @@ function checkLogShipping(stack: ComposeStack): string[] {
   return problems;
 }
 
+/** Where the apache/kafka image keeps a broker's log when KAFKA_LOG_DIRS is not set (docker/resources/common-scripts/configureDefaults). */
+const KAFKA_IMAGE_LOG_DIRS = '/tmp/kraft-combined-logs';
+
+/**
+ * Every broker keeps its log (records, and its KRaft metadata with the cluster id) on a volume: a
+ * log in the container's own file system is gone when the container is recreated, and with it
+ * every record the broker acknowledged.
+ */
+function checkKafkaStorage(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  for (const name of withImage(stack, IMAGES.kafka)) {
+    const service = services(stack)[name];
+    const env = environment(service);
+    for (const dir of listOf(env.KAFKA_LOG_DIRS ?? env.KAFKA_CFG_LOG_DIRS ?? KAFKA_IMAGE_LOG_DIRS)) {
+      const onVolume = mounts(service).some((mount) => {
+        const target = mount.target.replace(/\/+$/, '');
+        return dir === target || dir.startsWith(`${target}/`);
+      });
+      if (!onVolume) problems.push(`${name} keeps its log in ${dir}, which no volume holds${env.KAFKA_LOG_DIRS ? '' : ' (KAFKA_LOG_DIRS is not set)'}`);
+    }
+  }
+  return problems;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The cluster topology
-
-function listOf(value: string | undefined): string[] {
-  return (value ?? '').split(',').map((item) => item.trim()).filter(Boolean);
-}
 
 /**
  * `count` KRaft brokers that form one cluster: distinct node ids, one CLUSTER_ID, every node with
@@ -824,6 +848,15 @@ describe('docker compose stack', () => {
     assertCaught(checkMounts(changedStack((s) => (s.grafana.volumes = ['../grafana/provisionin:/etc/grafana/provisioning:ro']))), /grafana mounts .*provisionin .*does not exist/);
     assertCaught(checkMounts(changedStack((s) => (s.loki.volumes = ['loki-data:/loki']))), /loki reads \/etc\/loki\/loki\.yml, which no bind mount provides/);
     assertCaught(checkMounts(changedStack((s) => (s.relay.build = { context: '../..', dockerfile: 'deploy/docker/Dockerfile.missing' }))), /relay builds deploy\/docker\/Dockerfile\.missing/);
+  });
+
+  it('every Kafka broker keeps its log on a volume, in both compose files', () => {
+    assertClean([...checkKafkaStorage(loadStack()), ...checkKafkaStorage(loadStack(CLUSTER_FILE))]);
+  });
+
+  it('the Kafka storage check fails on a log outside the volume', () => {
+    assertCaught(checkKafkaStorage(changedStack((s) => delete s.kafka.environment.KAFKA_LOG_DIRS)), /kafka keeps its log in \/tmp\/kraft-combined-logs, which no volume holds \(KAFKA_LOG_DIRS is not set\)/);
+    assertCaught(checkKafkaStorage(changedStack((s) => (s['kafka-2'].volumes = []), {}, CLUSTER_FILE)), /kafka-2 keeps its log in \/var\/lib\/kafka\/data, which no volume holds/);
   });
 
   it("nginx's upstreams name all three calculators, for gRPC and for HTTP", () => {
