@@ -2,7 +2,8 @@
 // plain primary), and the totals service reading GET /total from it.
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -19,7 +20,7 @@ import { testKafkaBrokers, uniqueName } from '../support/test-environment.ts';
 
 const logger = createLogger('replica-reads-test', { LOG_LEVEL: 'silent' });
 
-describe('reads from a streaming replica', { timeout: 60_000 }, () => {
+describe('reads from a streaming replica', { timeout: 120_000 }, () => {
   let dir: string;
   let primary: PostgresServer | undefined;
   let replica: PostgresReplica | undefined;
@@ -36,6 +37,8 @@ describe('reads from a streaming replica', { timeout: 60_000 }, () => {
     replica = await startPostgresReplica({ primary, dataDir: path.join(dir, 'replica'), port: await freePort() });
     onPrimary = new pg.Pool({ connectionString: primary.url('summa'), max: 2 });
     onReplica = new pg.Pool({ connectionString: replica.url('summa'), max: 2 });
+    // The replica is stopped below: its idle connections end with an error nobody else hears.
+    onReplica.on('error', () => {});
     totals = await startTotals(
       readTotalsConfig({
         TOTALS_HTTP_PORT: '0',
@@ -221,5 +224,28 @@ describe('reads from a streaming replica', { timeout: 60_000 }, () => {
       source = (await get()).headers.get('summa-read-source');
     }
     assert.equal(source, 'replica');
+  });
+
+  it('starts an existing replica folder again as it is, and makes it anew only when it can no longer follow', async () => {
+    const options = { primary: primary!, dataDir: path.join(dir, 'replica'), port: replica!.port };
+    const marker = path.join(replica!.clusterDir, 'kept-across-restarts');
+    const followsAgain = async (id: number) => {
+      await onPrimary.query('INSERT INTO replicated VALUES ($1, $2)', [id, 'after a restart']);
+      await replica!.waitForCatchUp();
+      assert.equal((await onReplica.query('SELECT count(*)::int AS n FROM replicated WHERE id = $1', [id])).rows[0].n, 1);
+    };
+    await writeFile(marker, '');
+    await replica!.stop();
+    replica = await startPostgresReplica(options);
+    assert.ok(existsSync(marker), 'the same folder, not a new copy');
+    await followsAgain(10_001);
+
+    // Without its slot the primary may have removed WAL the replica needs: it is copied anew.
+    await replica.stop();
+    await onPrimary.query(`SELECT pg_drop_replication_slot('summa_replica')`);
+    replica = await startPostgresReplica(options);
+    assert.ok(!existsSync(marker), 'a new copy');
+    await followsAgain(10_002);
+    assert.equal((await replica.standbyStatus())?.state, 'streaming');
   });
 });
