@@ -21,8 +21,8 @@ function fakeDatabase(state: { total: string; count: number; applied: Set<string
         applied: requestId !== null && state.applied.has(requestId),
         in_recovery: true,
         streaming: true,
-        lag_bytes: 0,
-        lag_seconds: state.lagSeconds ?? 0,
+        lag_bytes: state.lagSeconds ? 100 : 0,
+        replay_age_seconds: state.lagSeconds ?? 0,
       };
       return { rows: [row as R] };
     },
