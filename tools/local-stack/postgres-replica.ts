@@ -90,16 +90,22 @@ export async function startPostgresReplica(options: PostgresReplicaOptions): Pro
       [slotName],
     );
     return rows[0]!;
+  }).catch((error: unknown) => {
+    throw new Error(`the primary on port ${options.primary.port} does not answer; a replica is made from, and checked against, a running primary`, { cause: error });
   });
   const followedId = await readFile(primaryIdFile, 'utf8').then((text) => text.trim(), () => undefined);
-  const canFollow = existsSync(path.join(clusterDir, 'standby.signal')) && followedId === primaryId.id && primaryId.slot;
-  if (!canFollow) {
+  const whyNotFollow = !existsSync(path.join(clusterDir, 'standby.signal'))
+    ? 'no complete copy'
+    : followedId !== primaryId.id
+      ? 'the primary is another cluster (made anew since)'
+      : !primaryId.slot
+        ? 'its replication slot is gone from the primary'
+        : undefined;
+  if (whyNotFollow) {
     if (await runningPostmaster(clusterDir)) {
       throw new Error(`another PostgreSQL is running on ${clusterDir} (is Summa already running from this folder?); stop it first`);
     }
-    if (existsSync(clusterDir)) {
-      await appendFile(logFile, `\n--- made anew: ${followedId !== primaryId.id ? 'the primary is another cluster' : 'its replication slot is gone'} ---\n`);
-    }
+    if (existsSync(clusterDir)) await appendFile(logFile, `\n--- the replica is copied anew: ${whyNotFollow} ---\n`);
     await rm(clusterDir, { recursive: true, force: true });
     await cloneFrom(options.primary, clusterDir, slotName, owner, primaryUrl, options.port);
     await writeFile(primaryIdFile, `${primaryId.id}\n`);
