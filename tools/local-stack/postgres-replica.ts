@@ -366,8 +366,12 @@ class Postmaster {
     void this.exited.then(() => (exited = true));
     for (;;) {
       if (exited) throw new Error(`the replica's postmaster exited with ${child.exitCode ?? child.signalCode}`);
-      // A hot standby accepts connections once it has replayed up to a consistent state.
-      const ready = await withClient(this.adminUrl, async (client) => (await client.query('SELECT 1')).rows.length === 1).catch(() => false);
+      // A hot standby accepts connections once it has replayed up to a consistent state. Its data
+      // folder tells it from another server that holds the port (this one then fails to bind).
+      const ready = await withClient(
+        this.adminUrl,
+        async (client) => (await client.query<{ dir: string }>(`SELECT current_setting('data_directory') AS dir`)).rows[0]!.dir === this.clusterDir,
+      ).catch(() => false);
       if (ready) return;
       if (Date.now() > deadline) {
         child.kill('SIGINT');
