@@ -25,12 +25,17 @@ const USAGE = `usage:
                                                  (summa dlq --help tells more)
   summa outbox parked                             events the relays parked (failed too often on their own)
   summa outbox release (<event id>... | --all)    hand parked events back to the relays, attempts reset
+  summa status [--json]                          every component npm start runs (role, pid, ports, health), Kafka
+                                                 brokers and the partitions they lead, PostgreSQL replication lag,
+                                                 consumer lag per partition; exit 0 all healthy, 1 something is not,
+                                                 3 nothing is running from the data folder
 
 environment:
   CALCULATOR_GRPC_ADDRESS  default ${DEFAULT_GRPC_ADDRESS}
   TOTALS_URL               default ${DEFAULT_TOTALS_URL} (https://... when the services use TLS)
   TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL
   SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
+  SUMMA_DATA_DIR           (status) the data folder npm start ran from, default <repo>/.data
   DATABASE_URL             (verify, dlq, outbox) default: the database npm start runs; CALCULATOR_DATABASE_URL
                            and TOTALS_DATABASE_URL override it per schema`;
 
@@ -183,6 +188,11 @@ async function main(): Promise<number> {
         maxOutboxAgeSeconds: parseSeconds('--max-outbox-age', values['max-outbox-age'], 300),
         json: values.json ?? false,
       });
+    }
+    case 'status': {
+      if (rest.length > 0) break;
+      const { runStatusCommand } = await import('./status-command.ts');
+      return runStatusCommand(process.env, { json: values.json ?? false });
     }
     case 'outbox': {
       const [action, ...eventIds] = rest;

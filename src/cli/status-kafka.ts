@@ -1,0 +1,100 @@
+// `summa status` on Kafka: which brokers the cluster knows, who leads and who is in sync on each
+// partition of the event topic, and how far the totals consumer group is behind on each.
+import { readFileSync } from 'node:fs';
+import { Admin, type ConnectionOptions, type SASLOptions } from '@platformatic/kafka';
+import { parseBrokerList } from '../platform/kafka/settings.ts';
+import type { KafkaClientSettings } from './run-state.ts';
+import { PROBE_TIMEOUT_MS, within } from './status-probes.ts';
+import { consumerLag, type KafkaMetadata, type PartitionLag } from './status-report.ts';
+
+export interface KafkaSnapshot {
+  metadata: KafkaMetadata | { error: string };
+  consumerLag: PartitionLag[];
+  /** Why some of it is missing (the topic, the offsets), when it is. */
+  error?: string;
+}
+
+const SASL_MECHANISMS = ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'] as const;
+
+/** The library's TLS and SASL options for a client with these settings (PLAINTEXT: none). */
+export function kafkaConnectionOptions(settings: KafkaClientSettings | undefined): Pick<ConnectionOptions, 'tls' | 'sasl'> {
+  const protocol = settings?.securityProtocol ?? 'PLAINTEXT';
+  const options: Pick<ConnectionOptions, 'tls' | 'sasl'> = {};
+  if (protocol === 'SSL' || protocol === 'SASL_SSL') {
+    options.tls = settings?.caFile ? { ca: readFileSync(settings.caFile) } : {};
+  }
+  if (protocol === 'SASL_PLAINTEXT' || protocol === 'SASL_SSL') {
+    const mechanism = settings?.saslMechanism ?? 'SCRAM-SHA-512';
+    if (!(SASL_MECHANISMS as readonly string[]).includes(mechanism)) {
+      throw new Error(`the run state's kafkaAdmin.saslMechanism ${JSON.stringify(mechanism)} is not one of ${SASL_MECHANISMS.join(', ')}`);
+    }
+    const sasl: SASLOptions = { mechanism: mechanism as SASLOptions['mechanism'] };
+    if (settings?.username !== undefined) sasl.username = settings.username;
+    if (settings?.passwordFile) sasl.password = readFileSync(settings.passwordFile, 'utf8').trim();
+    options.sasl = sasl;
+  }
+  return options;
+}
+
+/** Everything status wants from Kafka, or as much of it as came within timeoutMs. */
+export async function probeKafka(
+  brokers: string,
+  security: KafkaClientSettings | undefined,
+  topic: string,
+  group: string,
+  timeoutMs = PROBE_TIMEOUT_MS * 2,
+): Promise<KafkaSnapshot> {
+  let admin: Admin;
+  try {
+    admin = new Admin({
+      clientId: 'summa-status',
+      bootstrapBrokers: parseBrokerList(brokers),
+      connectTimeout: PROBE_TIMEOUT_MS,
+      requestTimeout: PROBE_TIMEOUT_MS,
+      timeout: PROBE_TIMEOUT_MS,
+      // One try: status reports what is, it does not wait for the cluster to heal.
+      retries: 0,
+      ...kafkaConnectionOptions(security),
+    });
+  } catch (error) {
+    return { metadata: { error: (error as Error).message }, consumerLag: [], error: (error as Error).message };
+  }
+  const snapshot = async (): Promise<KafkaSnapshot> => {
+    let topicError: string | undefined;
+    const metadata = await admin.metadata({ topics: [topic], forceUpdate: true }).catch(async (error: Error) => {
+      topicError = `topic ${topic}: ${error.message}`;
+      return admin.metadata({ topics: [], forceUpdate: true });
+    });
+    const known: KafkaMetadata = {
+      brokerIds: [...metadata.brokers.keys()].sort((a, b) => a - b),
+      partitions: (metadata.topics.get(topic)?.partitions ?? []).map((p, partition) => ({
+        partition,
+        leader: p.leader,
+        replicas: [...p.replicas],
+        isr: [...p.isr],
+      })),
+    };
+    if (topicError || known.partitions.length === 0) return { metadata: known, consumerLag: [], error: topicError ?? `topic ${topic} has no partitions` };
+    const indexes = known.partitions.map((p) => p.partition);
+    const offsets = (timestamp: bigint) =>
+      admin
+        .listOffsets({ topics: [{ name: topic, partitions: indexes.map((partitionIndex) => ({ partitionIndex, timestamp })) }] })
+        .then((topics) => new Map(topics.flatMap((t) => t.partitions.map((p) => [p.partitionIndex, p.offset] as const))));
+    try {
+      const [ends, earliest, groups] = await Promise.all([
+        offsets(-1n),
+        offsets(-2n),
+        admin.listConsumerGroupOffsets({ groups: [{ groupId: group, topics: [{ name: topic, partitionIndexes: indexes }] }] }),
+      ]);
+      const committed = new Map(
+        groups.flatMap((g) => g.topics.filter((t) => t.name === topic).flatMap((t) => t.partitions.map((p) => [p.partitionIndex, p.committedOffset] as const))),
+      );
+      return { metadata: known, consumerLag: consumerLag(ends, committed, earliest) };
+    } catch (error) {
+      return { metadata: known, consumerLag: [], error: `consumer offsets: ${(error as Error).message}` };
+    }
+  };
+  return within<KafkaSnapshot>(timeoutMs, snapshot(), (error) => ({ metadata: { error }, consumerLag: [], error })).finally(() => {
+    void admin.close().catch(() => {});
+  });
+}
