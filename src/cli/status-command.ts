@@ -5,8 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readRunState, type RunComponent, type RunState } from './run-state.ts';
-import { probeKafka, type KafkaSnapshot } from './status-kafka.ts';
-import { probePostgres, urlOnPort } from './status-postgres.ts';
+import type { KafkaSnapshot } from './status-kafka.ts';
 import { pidAlive, portOpen, readiness } from './status-probes.ts';
 import {
   brokerStatus,
@@ -27,7 +26,18 @@ export function dataDirOf(env: NodeJS.ProcessEnv): string {
   return path.resolve(env.SUMMA_DATA_DIR ?? path.join(root, '.data'));
 }
 
-async function componentStatus(component: RunComponent, state: RunState, kafka: Promise<KafkaSnapshot>, ca: Buffer | undefined): Promise<ComponentStatus> {
+// The Kafka and PostgreSQL clients are loaded only once there is a run to ask: loading them takes
+// longer than everything else, and "nothing is running" should answer at once.
+const clients = async () => ({ ...(await import('./status-kafka.ts')), ...(await import('./status-postgres.ts')) });
+type Clients = Awaited<ReturnType<typeof clients>>;
+
+async function componentStatus(
+  component: RunComponent,
+  state: RunState,
+  kafka: Promise<KafkaSnapshot>,
+  ca: Buffer | undefined,
+  { probePostgres, urlOnPort }: Clients,
+): Promise<ComponentStatus> {
   const alive = pidAlive(component.pid);
   switch (component.role) {
     case 'calculator':
@@ -55,8 +65,9 @@ async function componentStatus(component: RunComponent, state: RunState, kafka: 
 export async function collectStatus(state: RunState, dataDir: string, env: NodeJS.ProcessEnv): Promise<StatusReport> {
   const caFile = env.TLS_CA_FILE?.trim();
   const ca = caFile ? readFileSync(caFile) : undefined;
-  const kafka = probeKafka(state.kafkaBrokers, state.kafkaAdmin, state.topic, state.consumerGroup);
-  const components = await Promise.all(state.components.map((component) => componentStatus(component, state, kafka, ca)));
+  const loaded = await clients();
+  const kafka = loaded.probeKafka(state.kafkaBrokers, state.kafkaAdmin, state.topic, state.consumerGroup);
+  const components = await Promise.all(state.components.map((component) => componentStatus(component, state, kafka, ca, loaded)));
   const snapshot = await kafka;
   const launcherAlive = pidAlive(state.launcherPid) === true;
   return {

@@ -235,7 +235,7 @@ export function formatStatus(report: StatusReport): string {
 
   const primaries = report.components.filter((c) => c.role === 'postgres-primary');
   const replicas = report.components.filter((c) => c.role === 'postgres-replica');
-  lines.push('', 'PostgreSQL replication:');
+  if (primaries.length + replicas.length > 0) lines.push('', 'PostgreSQL replication:');
   for (const primary of primaries) {
     if (!primary.healthy) lines.push(`  ${primary.name}: ${primary.detail}`);
     else if (!primary.replicas?.length) lines.push(`  ${primary.name}: no replica connected`);
