@@ -106,10 +106,9 @@ describe('summa status', () => {
   });
 
   it('says nothing is running, with exit code 3, when the data folder has no run state', async () => {
-    const run = await summa(emptyDir, 'status');
+    const [run, json] = await Promise.all([summa(emptyDir, 'status'), summa(emptyDir, 'status', '--json')]);
     assert.equal(run.code, 3, run.stdout + run.stderr);
     assert.equal(run.stderr.trim(), `summa: nothing is running from ${emptyDir}; start it with npm start`);
-    const json = await summa(emptyDir, 'status', '--json');
     assert.equal(json.code, 3);
     assert.deepEqual(JSON.parse(json.stdout), { running: false, dataDir: emptyDir, message: `nothing is running from ${emptyDir}; start it with npm start` });
   });
@@ -119,9 +118,10 @@ describe('summa status', () => {
     assert.equal((await waitForTotalCount(where.totalsUrl, 6, 20_000)).count, 6);
     await waitForLag((lag) => ends(lag) === 6 && lag.every((p) => p.lag === 0));
 
-    const run = await summa(dataDir, 'status', '--json');
+    const [run, text] = await Promise.all([summa(dataDir, 'status', '--json'), summa(dataDir, 'status')]);
     assert.equal(run.code, 0, run.stdout + run.stderr);
-    assert.ok(run.ms < 8_000, `took ${run.ms} ms`);
+    // The probes give up after 2 s; the rest is starting Node and loading the Kafka client, slower on a busy machine.
+    assert.ok(run.ms < 10_000, `took ${run.ms} ms`);
     const report = JSON.parse(run.stdout) as StatusReport;
     assert.equal(report.healthy, true);
     assert.deepEqual(
@@ -136,7 +136,6 @@ describe('summa status', () => {
     assert.equal(ends(report.consumerLag), 6);
     assert.ok(report.consumerLag.every((p) => p.lag === 0 && p.committed === p.end), JSON.stringify(report.consumerLag));
 
-    const text = await summa(dataDir, 'status');
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /all components healthy/);
     assert.match(text.stdout, /^ROLE +NAME +PID +PORTS +HEALTH +DETAIL$/m);
@@ -151,7 +150,7 @@ describe('summa status', () => {
     await add(4);
     await waitForLag((lag) => ends(lag) === 10);
 
-    const run = await summa(dataDir, 'status', '--json');
+    const [run, text] = await Promise.all([summa(dataDir, 'status', '--json'), summa(dataDir, 'status')]);
     assert.equal(run.code, 1, run.stdout + run.stderr);
     const report = JSON.parse(run.stdout) as StatusReport;
     assert.equal(report.healthy, false);
@@ -160,7 +159,6 @@ describe('summa status', () => {
     assert.ok(report.components.filter((c) => c.name !== 'totals').every((c) => c.healthy), run.stdout);
     assert.equal(report.consumerLag.reduce((sum, p) => sum + p.lag, 0), 4);
 
-    const text = await summa(dataDir, 'status');
     assert.equal(text.code, 1);
     assert.match(text.stdout, /^UNHEALTHY: totals$/m);
     assert.match(text.stdout, /Consumer lag \(group .*\): 4 records/);
