@@ -5,7 +5,7 @@ import { Admin, type ConnectionOptions, type SASLOptions } from '@platformatic/k
 import { parseBrokerList } from '../platform/kafka/settings.ts';
 import type { KafkaClientSettings } from './run-state.ts';
 import { PROBE_TIMEOUT_MS, within } from './status-probes.ts';
-import { consumerLag, type KafkaMetadata, type PartitionLag } from './status-report.ts';
+import { consumerLag, type KafkaMetadata, type PartitionLag, type PartitionReplicas, type TopicOffsets } from './status-report.ts';
 
 export interface KafkaSnapshot {
   metadata: KafkaMetadata | { error: string };
@@ -76,23 +76,41 @@ export async function probeKafka(
     };
     if (topicError || known.partitions.length === 0) return { metadata: known, consumerLag: [], error: topicError ?? `topic ${topic} has no partitions` };
     const indexes = known.partitions.map((p) => p.partition);
-    const offsets = (timestamp: bigint) =>
+    const offsets = (partitions: number[], timestamp: bigint) =>
       admin
-        .listOffsets({ topics: [{ name: topic, partitions: indexes.map((partitionIndex) => ({ partitionIndex, timestamp })) }] })
-        .then((topics) => new Map(topics.flatMap((t) => t.partitions.map((p) => [p.partitionIndex, p.offset] as const))));
-    try {
-      const [ends, earliest, groups] = await Promise.all([
-        offsets(-1n),
-        offsets(-2n),
-        admin.listConsumerGroupOffsets({ groups: [{ groupId: group, topics: [{ name: topic, partitionIndexes: indexes }] }] }),
-      ]);
-      const committed = new Map(
-        groups.flatMap((g) => g.topics.filter((t) => t.name === topic).flatMap((t) => t.partitions.map((p) => [p.partitionIndex, p.committedOffset] as const))),
-      );
-      return { metadata: known, consumerLag: consumerLag(ends, committed, earliest) };
-    } catch (error) {
-      return { metadata: known, consumerLag: [], error: `consumer offsets: ${(error as Error).message}` };
-    }
+        .listOffsets({ topics: [{ name: topic, partitions: partitions.map((partitionIndex) => ({ partitionIndex, timestamp })) }] })
+        .then((topics) => topics.flatMap((t) => t.partitions.map((p) => [p.partitionIndex, p.offset] as const)));
+    const found: TopicOffsets = { ends: new Map(), earliest: new Map(), committed: new Map(), failures: new Map() };
+    // Asked leader by leader: one that is down leaves its partitions unknown, not all of them.
+    const byLeader = new Map<number, PartitionReplicas[]>();
+    for (const p of known.partitions) byLeader.set(p.leader, [...(byLeader.get(p.leader) ?? []), p]);
+    const perLeader = [...byLeader].map(async ([leader, partitions]) => {
+      const ids = partitions.map((p) => p.partition);
+      const fail = (reason: string) => ids.forEach((id) => found.failures.set(id, reason));
+      if (leader < 0) return fail('no leader');
+      try {
+        const [ends, earliest] = await Promise.all([offsets(ids, -1n), offsets(ids, -2n)]);
+        ends.forEach(([id, offset]) => found.ends.set(id, offset));
+        earliest.forEach(([id, offset]) => found.earliest.set(id, offset));
+      } catch (error) {
+        fail(`leader ${leader}: ${(error as Error).message}`);
+      }
+    });
+    const committed = admin
+      .listConsumerGroupOffsets({ groups: [{ groupId: group, topics: [{ name: topic, partitionIndexes: indexes }] }] })
+      .then((groups) => {
+        for (const t of groups.flatMap((g) => g.topics).filter((t) => t.name === topic)) {
+          for (const p of t.partitions) found.committed.set(p.partitionIndex, p.committedOffset);
+        }
+        return undefined;
+      })
+      .catch((error: Error) => `committed offsets of group ${group}: ${error.message}`);
+    const [committedError] = await Promise.all([committed, ...perLeader]);
+    return {
+      metadata: known,
+      consumerLag: committedError ? [] : consumerLag(indexes, found),
+      ...(committedError ? { error: committedError } : {}),
+    };
   };
   return within<KafkaSnapshot>(timeoutMs, snapshot(), (error) => ({ metadata: { error }, consumerLag: [], error })).finally(() => {
     void admin.close().catch(() => {});

@@ -45,10 +45,12 @@ export interface PartitionLag {
   partition: number;
   /** The group's committed offset; null when it has committed none. */
   committed: number | null;
-  /** The partition's high watermark: the offset the next record gets. */
-  end: number;
-  /** Records not yet applied (committed; or the partition's earliest offset when none). */
-  lag: number;
+  /** The partition's high watermark (the offset the next record gets); null when its leader could not be asked. */
+  end: number | null;
+  /** Records not yet applied (from the committed offset, or the earliest one when none); null when unknown. */
+  lag: number | null;
+  /** Why end and lag are unknown, when they are. */
+  error?: string;
 }
 
 export interface PartitionReplicas {
@@ -167,21 +169,28 @@ export function portsStatus(component: RunComponent, alive: boolean | null, clos
   return { ...base(component, alive), healthy: true, detail: component.ports.length > 0 ? 'accepting connections' : 'running' };
 }
 
-/** Committed offsets against high watermarks; `earliest` stands in for a partition the group never committed. */
-export function consumerLag(
-  ends: Map<number, bigint>,
-  committed: Map<number, bigint>,
-  earliest: Map<number, bigint>,
-): PartitionLag[] {
-  return [...ends.keys()]
+/** What Kafka told about the event topic's offsets; a partition whose leader did not answer is in `failures`. */
+export interface TopicOffsets {
+  ends: Map<number, bigint>;
+  earliest: Map<number, bigint>;
+  committed: Map<number, bigint>;
+  failures: Map<number, string>;
+}
+
+/** Committed offsets against high watermarks; the earliest offset stands in for a partition the group never committed. */
+export function consumerLag(partitions: number[], offsets: TopicOffsets): PartitionLag[] {
+  return [...partitions]
     .sort((a, b) => a - b)
     .map((partition) => {
-      const end = ends.get(partition)!;
-      const offset = committed.get(partition);
-      const has = offset !== undefined && offset >= 0n;
-      const from = has ? offset : (earliest.get(partition) ?? 0n);
-      const lag = end > from ? end - from : 0n;
-      return { partition, committed: has ? Number(offset) : null, end: Number(end), lag: Number(lag) };
+      const offset = offsets.committed.get(partition);
+      const committed = offset !== undefined && offset >= 0n ? offset : undefined;
+      const end = offsets.ends.get(partition);
+      if (end === undefined) {
+        const error = offsets.failures.get(partition) ?? 'no offsets';
+        return { partition, committed: committed === undefined ? null : Number(committed), end: null, lag: null, error };
+      }
+      const from = committed ?? offsets.earliest.get(partition) ?? 0n;
+      return { partition, committed: committed === undefined ? null : Number(committed), end: Number(end), lag: Number(end > from ? end - from : 0n) };
     });
 }
 
@@ -246,10 +255,13 @@ export function formatStatus(report: StatusReport): string {
   }
   for (const replica of replicas) lines.push(`  ${replica.name}: ${replica.detail}`);
 
-  const total = report.consumerLag.reduce((sum, p) => sum + p.lag, 0);
-  lines.push('', `Consumer lag (group ${report.consumerGroup}): ${report.kafkaError ? 'unknown' : `${total} record${total === 1 ? '' : 's'}`}`);
+  const total = report.consumerLag.reduce((sum, p) => sum + (p.lag ?? 0), 0);
+  const partial = report.consumerLag.some((p) => p.lag === null) ? ' (not counting the partitions whose offsets are unknown)' : '';
+  const summary = report.consumerLag.length === 0 && report.kafkaError ? 'unknown' : `${total} record${total === 1 ? '' : 's'}${partial}`;
+  lines.push('', `Consumer lag (group ${report.consumerGroup}): ${summary}`);
   for (const p of report.consumerLag) {
-    lines.push(`  partition ${p.partition}: committed ${p.committed ?? 'none'}, end ${p.end}, lag ${p.lag}`);
+    const committed = `committed ${p.committed ?? 'none'}`;
+    lines.push(`  partition ${p.partition}: ${p.lag === null ? `${committed}, end and lag unknown: ${p.error}` : `${committed}, end ${p.end}, lag ${p.lag}`}`);
   }
   return lines.join('\n');
 }

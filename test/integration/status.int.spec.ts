@@ -1,18 +1,27 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import { startCalculator, type RunningCalculator } from '../../src/calculator/calculator-service.ts';
+import { readCalculatorConfig } from '../../src/calculator/config.ts';
 import { writeRunState, type RunState } from '../../src/cli/run-state.ts';
+import { collectStatus } from '../../src/cli/status-command.ts';
 import { probeKafka } from '../../src/cli/status-kafka.ts';
 import type { StatusReport } from '../../src/cli/status-report.ts';
+import { createLogger } from '../../src/platform/logger.ts';
+import { readRelayConfig } from '../../src/relay/config.ts';
+import { startRelay, type RunningRelay } from '../../src/relay/relay-service.ts';
+import { freePort } from '../../tools/lib/free-port.ts';
 import { sleep, waitForTotalCount } from '../../tools/load/add-load.ts';
 import { ServiceProcess } from '../support/service-process.ts';
 import { serviceEnvironment, type ServiceEnvironment } from '../support/service-environment.ts';
 import { createTestDatabase, testKafkaBrokers, testServerPids, type TestDatabase } from '../support/test-environment.ts';
 
+const logger = createLogger('status-test', { LOG_LEVEL: 'silent' });
 const SUMMA = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/summa.mjs');
 
 interface Run {
@@ -31,11 +40,16 @@ function summa(dataDir: string, ...args: string[]): Promise<Run> {
   });
 }
 
-/** `summa status` on a run made of real service processes and the suite's Kafka and PostgreSQL. */
+/**
+ * `summa status` on a run of real services and the suite's Kafka and PostgreSQL. The totals service
+ * is a process of its own, to be killed; the calculator and relay run in this process, cheaper to start.
+ */
 describe('summa status', () => {
   let database: TestDatabase;
   let where: ServiceEnvironment;
-  let services: ServiceProcess[];
+  let calculator: RunningCalculator;
+  let relay: RunningRelay;
+  let totals: ServiceProcess;
   let dataDir: string;
   let emptyDir: string;
   let state: RunState;
@@ -63,17 +77,17 @@ describe('summa status', () => {
     }
     assert.fail(`consumer lag never got there: ${JSON.stringify(lag)}`);
   };
-  const ends = (lag: StatusReport['consumerLag']) => lag.reduce((sum, p) => sum + p.end, 0);
+  const ends = (lag: StatusReport['consumerLag']) => lag.reduce((sum, p) => sum + (p.end ?? 0), 0);
 
   before(async () => {
     database = await createTestDatabase('status');
     where = await serviceEnvironment({ name: 'status', databaseUrl: database.url, partitions: 2 });
-    services = [
-      new ServiceProcess('calculator', where.env, `${where.calculatorUrl}/readyz`),
-      new ServiceProcess('relay', where.env, `${where.relayUrl}/readyz`),
-      new ServiceProcess('totals', where.env, `${where.totalsUrl}/readyz`),
-    ];
-    await Promise.all(services.map((service) => service.start()));
+    totals = new ServiceProcess('totals', where.env, `${where.totalsUrl}/readyz`);
+    [calculator, relay] = await Promise.all([
+      startCalculator(readCalculatorConfig(where.env), logger),
+      startRelay(readRelayConfig(where.env), logger),
+      totals.start(),
+    ]).then(([c, r]) => [c, r] as const);
     [dataDir, emptyDir] = await Promise.all([mkdtemp(path.join(os.tmpdir(), 'summa-status-')), mkdtemp(path.join(os.tmpdir(), 'summa-status-none-'))]);
     const pids = testServerPids();
     const kafkaPort = Number(testKafkaBrokers()[0]!.split(':').at(-1));
@@ -87,11 +101,15 @@ describe('summa status', () => {
       consumerGroup: where.env.TOTALS_GROUP_ID!,
       topic: where.env.KAFKA_TOPIC!,
       components: [
-        ...services.map((service) => {
-          const url = { calculator: where.calculatorUrl, relay: where.relayUrl, totals: where.totalsUrl }[service.name];
-          const ports = service.name === 'calculator' ? [where.grpcPort, portOf(url)] : [portOf(url)];
-          return { name: service.name, role: service.name, pid: service.pid, ports, healthUrl: `${url}/readyz` };
-        }),
+        {
+          name: 'calculator',
+          role: 'calculator',
+          pid: process.pid,
+          ports: [where.grpcPort, portOf(where.calculatorUrl)],
+          healthUrl: `${where.calculatorUrl}/readyz`,
+        },
+        { name: 'relay', role: 'relay', pid: process.pid, ports: [portOf(where.relayUrl)], healthUrl: `${where.relayUrl}/readyz` },
+        { name: 'totals', role: 'totals', pid: totals.pid, ports: [portOf(where.totalsUrl)], healthUrl: `${where.totalsUrl}/readyz` },
         { name: 'kafka', role: 'kafka-broker', pid: pids.kafka, ports: [kafkaPort], brokerId: 1 },
         { name: 'postgres-primary', role: 'postgres-primary', pid: pids.postgres, ports: [portOf(database.url)] },
       ],
@@ -100,7 +118,7 @@ describe('summa status', () => {
   });
 
   after(async () => {
-    await Promise.all((services ?? []).map((service) => service.stop()));
+    await Promise.all([totals?.stop(), calculator?.stop(), relay?.stop()]);
     await database?.drop();
     await Promise.all([dataDir, emptyDir].filter(Boolean).map((dir) => rm(dir, { recursive: true, force: true })));
   });
@@ -139,28 +157,53 @@ describe('summa status', () => {
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /all components healthy/);
     assert.match(text.stdout, /^ROLE +NAME +PID +PORTS +HEALTH +DETAIL$/m);
-    assert.match(text.stdout, new RegExp(`^totals +totals +${services[2]!.pid} +\\d+ +ok +ready$`, 'm'));
+    assert.match(text.stdout, new RegExp(`^totals +totals +${totals.pid} +\\d+ +ok +ready$`, 'm'));
     assert.match(text.stdout, /kafka {2}id 1 {2}up {2}leads partitions 0,1/);
     assert.match(text.stdout, /Consumer lag \(group .*\): 0 records/);
   });
 
   it('shows a killed totals service as unhealthy, with exit code 1, and the records it has not applied as lag', async () => {
-    const totals = services[2]!;
     await totals.kill();
     await add(4);
     await waitForLag((lag) => ends(lag) === 10);
 
-    const [run, text] = await Promise.all([summa(dataDir, 'status', '--json'), summa(dataDir, 'status')]);
+    const run = await summa(dataDir, 'status', '--json');
     assert.equal(run.code, 1, run.stdout + run.stderr);
     const report = JSON.parse(run.stdout) as StatusReport;
     assert.equal(report.healthy, false);
     const down = report.components.find((c) => c.name === 'totals')!;
     assert.deepEqual([down.healthy, down.detail], [false, `process ${totals.pid} is not running`]);
     assert.ok(report.components.filter((c) => c.name !== 'totals').every((c) => c.healthy), run.stdout);
-    assert.equal(report.consumerLag.reduce((sum, p) => sum + p.lag, 0), 4);
+    assert.equal(report.consumerLag.reduce((sum, p) => sum + (p.lag ?? 0), 0), 4);
+  });
 
-    assert.equal(text.code, 1);
-    assert.match(text.stdout, /^UNHEALTHY: totals$/m);
-    assert.match(text.stdout, /Consumer lag \(group .*\): 4 records/);
+  it('asks a replica whether it still follows a primary, and nginx whether each of its ports takes connections', async () => {
+    const listener = net.createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => listener.listen(0, '127.0.0.1', resolve));
+    const open = (listener.address() as net.AddressInfo).port;
+    const closed = await freePort();
+    try {
+      const report = await collectStatus(
+        {
+          ...state,
+          // The suite's server is a primary: taken for a replica, it must be reported as not following one.
+          replicaDatabaseUrl: database.url,
+          components: [
+            { name: 'postgres-replica', role: 'postgres-replica', pid: testServerPids().postgres, ports: [Number(new URL(database.url).port)] },
+            { name: 'nginx', role: 'nginx', pid: process.pid, ports: [open] },
+            { name: 'nginx-half', role: 'nginx', pid: process.pid, ports: [open, closed] },
+          ],
+        },
+        dataDir,
+        {},
+      );
+      const [replica, nginx, half] = report.components;
+      assert.deepEqual([replica!.healthy, replica!.inRecovery, replica!.lagBytes], [false, false, null]);
+      assert.match(replica!.detail, /not in recovery/);
+      assert.deepEqual([nginx!.healthy, nginx!.detail], [true, 'accepting connections']);
+      assert.deepEqual([half!.healthy, half!.detail], [false, `port ${closed} does not accept connections`]);
+    } finally {
+      listener.close();
+    }
   });
 });

@@ -84,16 +84,44 @@ describe('summa status: health decisions', () => {
 
 describe('summa status: consumer lag', () => {
   it('is the high watermark minus the committed offset, from the earliest offset where the group committed none', () => {
-    const lag = consumerLag(
-      new Map([[1, 50n], [0, 10n], [2, 7n]]),
-      new Map([[0, 4n], [1, -1n]]),
-      new Map([[0, 0n], [1, 20n], [2, 0n]]),
-    );
+    const lag = consumerLag([2, 0, 1], {
+      ends: new Map([[1, 50n], [0, 10n], [2, 7n]]),
+      committed: new Map([[0, 4n], [1, -1n]]),
+      earliest: new Map([[0, 0n], [1, 20n], [2, 0n]]),
+      failures: new Map(),
+    });
     assert.deepEqual(lag, [
       { partition: 0, committed: 4, end: 10, lag: 6 },
       { partition: 1, committed: null, end: 50, lag: 30 },
       { partition: 2, committed: null, end: 7, lag: 7 },
     ]);
+  });
+
+  it('is unknown, with the reason, for a partition whose leader did not answer', () => {
+    const lag = consumerLag([0, 1], {
+      ends: new Map([[0, 10n]]),
+      committed: new Map([[0, 10n], [1, 3n]]),
+      earliest: new Map([[0, 0n]]),
+      failures: new Map([[1, 'leader 2: Cannot connect to any broker.']]),
+    });
+    assert.deepEqual(lag, [
+      { partition: 0, committed: 10, end: 10, lag: 0 },
+      { partition: 1, committed: 3, end: null, lag: null, error: 'leader 2: Cannot connect to any broker.' },
+    ]);
+    const text = formatStatus({
+      topology: 'cluster',
+      dataDir: '/d',
+      startedAt: 'now',
+      launcher: { pid: 1, alive: true },
+      healthy: true,
+      components: [],
+      consumerGroup: 'g',
+      topic: 't',
+      consumerLag: lag,
+      partitions: [],
+    });
+    assert.match(text, /Consumer lag \(group g\): 0 records \(not counting the partitions whose offsets are unknown\)\n/);
+    assert.match(text, /partition 1: committed 3, end and lag unknown: leader 2: Cannot connect to any broker\.$/);
   });
 });
 
