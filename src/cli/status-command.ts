@@ -63,7 +63,7 @@ async function componentStatus(
 
 /** Probes everything the run state names and puts it together. */
 export async function collectStatus(state: RunState, dataDir: string, env: NodeJS.ProcessEnv): Promise<StatusReport> {
-  const caFile = env.TLS_CA_FILE?.trim();
+  const caFile = env.TLS_CA_FILE?.trim() || state.serviceCaFile;
   const ca = caFile ? readFileSync(caFile) : undefined;
   const loaded = await clients();
   const kafka = loaded.probeKafka(state.kafkaBrokers, state.kafkaAdmin, state.topic, state.consumerGroup);
