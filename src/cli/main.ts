@@ -25,7 +25,7 @@ const USAGE = `usage:
                                                  (summa dlq --help tells more)
   summa outbox parked                             events the relays parked (failed too often on their own)
   summa outbox release (<event id>... | --all)    hand parked events back to the relays, attempts reset
-  summa status [--json]                          every component npm start runs (role, pid, ports, health), Kafka
+  summa status [--json]                           every component npm start runs (role, pid, ports, health), Kafka
                                                  brokers and the partitions they lead, PostgreSQL replication lag,
                                                  consumer lag per partition; exit 0 all healthy, 1 something is not,
                                                  3 nothing is running from the data folder

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { readRunState, type RunComponent, type RunState } from './run-state.ts';
+import { readRunState, runStateFile, type RunComponent, type RunState } from './run-state.ts';
 import type { KafkaSnapshot } from './status-kafka.ts';
 import { pidAlive, portOpen, readiness } from './status-probes.ts';
 import {
@@ -87,7 +87,9 @@ export async function collectStatus(state: RunState, dataDir: string, env: NodeJ
 
 export async function runStatusCommand(env: NodeJS.ProcessEnv, options: { json: boolean }): Promise<number> {
   const dataDir = dataDirOf(env);
-  const state = await readRunState(dataDir);
+  const state = await readRunState(dataDir).catch((error: Error) => {
+    throw new Error(`cannot read the run state ${runStateFile(dataDir)}: ${error.message}`, { cause: error });
+  });
   if (!state) {
     const message = `nothing is running from ${dataDir}; start it with npm start`;
     if (options.json) console.log(JSON.stringify({ running: false, dataDir, message }));
