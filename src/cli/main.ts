@@ -36,6 +36,7 @@ environment:
   TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL
   SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
   SUMMA_DATA_DIR           (status) the data folder npm start ran from, default <repo>/.data
+  SUMMA_STATUS_TIMEOUT_MS  (status) how long each component may take to answer, default 2000
   DATABASE_URL             (verify, dlq, outbox) default: the database npm start runs; CALCULATOR_DATABASE_URL
                            and TOTALS_DATABASE_URL override it per schema`;
 

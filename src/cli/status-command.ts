@@ -6,7 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readRunState, runStateFile, type RunComponent, type RunState } from './run-state.ts';
 import type { KafkaSnapshot } from './status-kafka.ts';
-import { pidAlive, portOpen, readiness } from './status-probes.ts';
+import { envInteger } from '../platform/config.ts';
+import { pidAlive, portOpen, PROBE_TIMEOUT_MS, readiness } from './status-probes.ts';
 import {
   brokerStatus,
   exitCodeFor,
@@ -36,6 +37,7 @@ async function componentStatus(
   state: RunState,
   kafka: Promise<KafkaSnapshot>,
   ca: Buffer | undefined,
+  timeoutMs: number,
   { probePostgres, urlOnPort }: Clients,
 ): Promise<ComponentStatus> {
   const alive = pidAlive(component.pid);
@@ -44,18 +46,18 @@ async function componentStatus(
     case 'relay':
     case 'totals': {
       const url = component.healthUrl ?? `http://127.0.0.1:${component.ports.at(-1)}/readyz`;
-      return serviceStatus(component, alive, await readiness(url, ca ? { ca } : {}));
+      return serviceStatus(component, alive, await readiness(url, { timeoutMs, ...(ca ? { ca } : {}) }));
     }
     case 'kafka-broker': {
-      const [open, snapshot] = await Promise.all([component.ports[0] === undefined ? true : portOpen(component.ports[0]), kafka]);
+      const [open, snapshot] = await Promise.all([component.ports[0] === undefined ? true : portOpen(component.ports[0], '127.0.0.1', timeoutMs), kafka]);
       return brokerStatus(component, alive, open, snapshot.metadata);
     }
     case 'postgres-primary':
-      return postgresStatus(component, alive, await probePostgres(state.databaseUrl, 'postgres-primary'));
+      return postgresStatus(component, alive, await probePostgres(state.databaseUrl, 'postgres-primary', timeoutMs));
     case 'postgres-replica':
-      return postgresStatus(component, alive, await probePostgres(state.replicaDatabaseUrl ?? urlOnPort(state.databaseUrl, component.ports[0]), 'postgres-replica'));
+      return postgresStatus(component, alive, await probePostgres(state.replicaDatabaseUrl ?? urlOnPort(state.databaseUrl, component.ports[0]), 'postgres-replica', timeoutMs));
     default: {
-      const open = await Promise.all(component.ports.map(async (port) => [port, await portOpen(port)] as const));
+      const open = await Promise.all(component.ports.map(async (port) => [port, await portOpen(port, '127.0.0.1', timeoutMs)] as const));
       return portsStatus(component, alive, open.filter(([, ok]) => !ok).map(([port]) => port));
     }
   }
@@ -65,9 +67,11 @@ async function componentStatus(
 export async function collectStatus(state: RunState, dataDir: string, env: NodeJS.ProcessEnv): Promise<StatusReport> {
   const caFile = env.TLS_CA_FILE?.trim() || state.serviceCaFile;
   const ca = caFile ? readFileSync(caFile) : undefined;
+  // Longer only for a slow link or an overloaded machine: the default keeps the whole command within about 5 s.
+  const timeoutMs = envInteger(env, 'SUMMA_STATUS_TIMEOUT_MS', PROBE_TIMEOUT_MS, { min: 100, max: 60_000 });
   const loaded = await clients();
-  const kafka = loaded.probeKafka(state.kafkaBrokers, state.kafkaAdmin, state.topic, state.consumerGroup);
-  const components = await Promise.all(state.components.map((component) => componentStatus(component, state, kafka, ca, loaded)));
+  const kafka = loaded.probeKafka(state.kafkaBrokers, state.kafkaAdmin, state.topic, state.consumerGroup, timeoutMs);
+  const components = await Promise.all(state.components.map((component) => componentStatus(component, state, kafka, ca, timeoutMs, loaded)));
   const snapshot = await kafka;
   const launcherAlive = pidAlive(state.launcherPid) === true;
   return {
@@ -76,7 +80,8 @@ export async function collectStatus(state: RunState, dataDir: string, env: NodeJ
     startedAt: state.startedAt,
     launcher: { pid: state.launcherPid, alive: launcherAlive },
     healthy: launcherAlive && components.every((component) => component.healthy),
-    components,
+    // The fields the issue names first, as a reader of the JSON expects them.
+    components: components.map(({ name, role, pid, ports, healthy, detail, ...rest }) => ({ name, role, pid, ports, healthy, detail, ...rest })),
     consumerGroup: state.consumerGroup,
     topic: state.topic,
     consumerLag: snapshot.consumerLag,

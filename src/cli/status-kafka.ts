@@ -42,16 +42,17 @@ export async function probeKafka(
   security: KafkaClientSettings | undefined,
   topic: string,
   group: string,
-  timeoutMs = PROBE_TIMEOUT_MS * 2,
+  /** Each connection and request; the whole snapshot gets twice that. */
+  timeoutMs = PROBE_TIMEOUT_MS,
 ): Promise<KafkaSnapshot> {
   let admin: Admin;
   try {
     admin = new Admin({
       clientId: 'summa-status',
       bootstrapBrokers: parseBrokerList(brokers),
-      connectTimeout: PROBE_TIMEOUT_MS,
-      requestTimeout: PROBE_TIMEOUT_MS,
-      timeout: PROBE_TIMEOUT_MS,
+      connectTimeout: timeoutMs,
+      requestTimeout: timeoutMs,
+      timeout: timeoutMs,
       // One try: status reports what is, it does not wait for the cluster to heal.
       retries: 0,
       ...kafkaConnectionOptions(security),
@@ -112,7 +113,7 @@ export async function probeKafka(
       ...(committedError ? { error: committedError } : {}),
     };
   };
-  return within<KafkaSnapshot>(timeoutMs, snapshot(), (error) => ({ metadata: { error }, consumerLag: [], error })).finally(() => {
+  return within<KafkaSnapshot>(timeoutMs * 2, snapshot(), (error) => ({ metadata: { error }, consumerLag: [], error })).finally(() => {
     void admin.close().catch(() => {});
   });
 }

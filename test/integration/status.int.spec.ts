@@ -28,14 +28,15 @@ interface Run {
   code: number;
   stdout: string;
   stderr: string;
-  ms: number;
 }
 
 function summa(dataDir: string, ...args: string[]): Promise<Run> {
-  const started = Date.now();
   return new Promise((resolve) => {
-    execFile(process.execPath, [SUMMA, ...args], { env: { ...process.env, SUMMA_DATA_DIR: dataDir }, timeout: 20_000 }, (error, stdout, stderr) =>
-      resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr, ms: Date.now() - started }),
+    // Timeouts far above the default: on a loaded test machine a healthy part may take more than 2 s to
+    // answer. That status gives up in time is shown with servers that never answer (status-probes.spec.ts).
+    const env = { ...process.env, SUMMA_DATA_DIR: dataDir, SUMMA_STATUS_TIMEOUT_MS: '10000' };
+    execFile(process.execPath, [SUMMA, ...args], { env, timeout: 60_000 }, (error, stdout, stderr) =>
+      resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
     );
   });
 }
@@ -138,8 +139,6 @@ describe('summa status', () => {
 
     const [run, text] = await Promise.all([summa(dataDir, 'status', '--json'), summa(dataDir, 'status')]);
     assert.equal(run.code, 0, run.stdout + run.stderr);
-    // The probes give up after 2 s; the rest is starting Node and loading the Kafka client, slower on a busy machine.
-    assert.ok(run.ms < 10_000, `took ${run.ms} ms`);
     const report = JSON.parse(run.stdout) as StatusReport;
     assert.equal(report.healthy, true);
     assert.deepEqual(
@@ -195,7 +194,7 @@ describe('summa status', () => {
           ],
         },
         dataDir,
-        {},
+        { SUMMA_STATUS_TIMEOUT_MS: '10000' },
       );
       const [replica, nginx, half] = report.components;
       assert.deepEqual([replica!.healthy, replica!.inRecovery, replica!.lagBytes], [false, false, null]);
