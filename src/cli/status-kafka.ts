@@ -30,7 +30,8 @@ export function kafkaConnectionOptions(settings: KafkaClientSettings | undefined
     }
     const sasl: SASLOptions = { mechanism: mechanism as SASLOptions['mechanism'] };
     if (settings?.username !== undefined) sasl.username = settings.username;
-    if (settings?.passwordFile) sasl.password = readFileSync(settings.passwordFile, 'utf8').trim();
+    // As KAFKA_SASL_PASSWORD_FILE is read: only the file's final newline is no part of the password.
+    if (settings?.passwordFile) sasl.password = readFileSync(settings.passwordFile, 'utf8').replace(/\r?\n$/, '');
     options.sasl = sasl;
   }
   return options;

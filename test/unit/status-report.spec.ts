@@ -1,4 +1,7 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, it } from 'node:test';
 import type { RunComponent } from '../../src/cli/run-state.ts';
 import { kafkaConnectionOptions } from '../../src/cli/status-kafka.ts';
@@ -196,6 +199,23 @@ describe('summa status: Kafka client security', () => {
       sasl: { mechanism: 'SCRAM-SHA-512', username: 'summa-admin' },
     });
     assert.deepEqual(kafkaConnectionOptions({ securityProtocol: 'SSL' }), { tls: {} });
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'summa-status-'));
+    try {
+      writeFileSync(path.join(dir, 'password'), ' secret \n', { mode: 0o600 });
+      writeFileSync(path.join(dir, 'ca.pem'), 'PEM');
+      assert.deepEqual(
+        kafkaConnectionOptions({
+          securityProtocol: 'SASL_SSL',
+          saslMechanism: 'SCRAM-SHA-256',
+          username: 'summa-admin',
+          passwordFile: path.join(dir, 'password'),
+          caFile: path.join(dir, 'ca.pem'),
+        }),
+        { tls: { ca: Buffer.from('PEM') }, sasl: { mechanism: 'SCRAM-SHA-256', username: 'summa-admin', password: ' secret ' } },
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
     assert.throws(() => kafkaConnectionOptions({ securityProtocol: 'SASL_SSL', saslMechanism: 'KERBEROS' }), /saslMechanism "KERBEROS" is not one of/);
   });
 });
