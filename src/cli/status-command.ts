@@ -4,9 +4,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { envInteger } from '../platform/config.ts';
 import { readRunState, runStateFile, type RunComponent, type RunState } from './run-state.ts';
 import type { KafkaSnapshot } from './status-kafka.ts';
-import { envInteger } from '../platform/config.ts';
 import { pidAlive, portOpen, PROBE_TIMEOUT_MS, readiness } from './status-probes.ts';
 import {
   brokerStatus,
