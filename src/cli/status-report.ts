@@ -9,7 +9,6 @@ export const STATUS_EXIT = { healthy: 0, unhealthy: 1, usage: 2, notRunning: 3 }
 export interface ReplicaLag {
   /** The replica's application_name as the primary sees it. */
   name: string;
-  clientAddress: string | null;
   state: string | null;
   /** WAL the replica has not replayed yet; null when the user may not see it. */
   lagBytes: number | null;
@@ -138,7 +137,7 @@ export function brokerStatus(
 }
 
 export type PostgresProbe =
-  | { ok: true; inRecovery: boolean; replicas: ReplicaLag[]; lagBytes: number | null; lagSeconds: number | null; receiver: string | null }
+  | { ok: true; inRecovery: boolean; replicas: ReplicaLag[]; lagBytes: number | null; lagSeconds: number | null; streaming: boolean | null }
   | { ok: false; error: string };
 
 export function postgresStatus(component: RunComponent, alive: boolean | null, probe: PostgresProbe): ComponentStatus {
@@ -150,8 +149,8 @@ export function postgresStatus(component: RunComponent, alive: boolean | null, p
     // A replica that left recovery was promoted: it no longer follows the primary.
     if (!probe.inRecovery) return { ...status, healthy: false, detail: 'not in recovery: it was promoted and no longer follows the primary' };
     const parts = [`${formatBytes(probe.lagBytes)} behind`];
-    if (probe.lagSeconds !== null) parts.push(`last replayed commit ${formatSeconds(probe.lagSeconds)} ago`);
-    if (probe.receiver !== null && probe.receiver !== 'streaming') parts.push(`WAL receiver ${probe.receiver}`);
+    if (probe.lagSeconds !== null) parts.push(`data at most ${formatSeconds(probe.lagSeconds)} old`);
+    if (probe.streaming === false) parts.push('not streaming from the primary');
     return { ...status, healthy: true, detail: parts.join(', ') };
   }
   const detail =

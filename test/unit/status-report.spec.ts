@@ -65,12 +65,12 @@ describe('summa status: health decisions', () => {
   it('a primary lists its replicas with their lag; a replica must still be in recovery', () => {
     const primary: RunComponent = { name: 'postgres-primary', role: 'postgres-primary', pid: 300, ports: [55432] };
     const replica: RunComponent = { name: 'postgres-replica', role: 'postgres-replica', pid: 301, ports: [55433] };
-    const replicas = [{ name: 'replica1', clientAddress: '127.0.0.1', state: 'streaming', lagBytes: 2048, replayLagSeconds: 0.25 }];
-    const p = postgresStatus(primary, true, { ok: true, inRecovery: false, replicas, lagBytes: null, lagSeconds: null, receiver: null });
+    const replicas = [{ name: 'replica1', state: 'streaming', lagBytes: 2048, replayLagSeconds: 0.25 }];
+    const p = postgresStatus(primary, true, { ok: true, inRecovery: false, replicas, lagBytes: null, lagSeconds: null, streaming: null });
     assert.deepEqual([p.healthy, p.detail, p.replicas], [true, 'accepting queries; replica1 2.0 KiB behind', replicas]);
-    const r = postgresStatus(replica, true, { ok: true, inRecovery: true, replicas: [], lagBytes: 0, lagSeconds: 1.5, receiver: 'streaming' });
-    assert.deepEqual([r.healthy, r.lagBytes, r.lagSeconds, r.detail], [true, 0, 1.5, '0 B behind, last replayed commit 1.5 s ago']);
-    const promoted = postgresStatus(replica, true, { ok: true, inRecovery: false, replicas: [], lagBytes: null, lagSeconds: null, receiver: null });
+    const r = postgresStatus(replica, true, { ok: true, inRecovery: true, replicas: [], lagBytes: 0, lagSeconds: 1.5, streaming: true });
+    assert.deepEqual([r.healthy, r.lagBytes, r.lagSeconds, r.detail], [true, 0, 1.5, '0 B behind, data at most 1.5 s old']);
+    const promoted = postgresStatus(replica, true, { ok: true, inRecovery: false, replicas: [], lagBytes: null, lagSeconds: null, streaming: null });
     assert.equal(promoted.healthy, false);
     assert.match(promoted.detail, /promoted/);
     const down = postgresStatus(primary, true, { ok: false, error: 'connect ECONNREFUSED 127.0.0.1:55432' });
