@@ -10,6 +10,9 @@ export interface TiedSpawnOptions {
 }
 
 let setprivWorks: boolean | undefined;
+/** The tied children still running; one 'exit' listener kills them all. */
+const tied = new Set<ChildProcess>();
+let exitHooked = false;
 
 /**
  * Spawns a command with stdout and stderr appended to `output` (a file) or, with 'inherit', going
@@ -26,9 +29,13 @@ export function spawnTiedToParent(command: string, args: string[], output: strin
     const child = setprivWorks
       ? spawn('setpriv', ['--pdeathsig', 'KILL', command, ...args], spawnOptions)
       : spawn(command, args, spawnOptions);
-    const killOnExit = () => child.kill('SIGKILL');
-    process.on('exit', killOnExit);
-    child.once('exit', () => process.removeListener('exit', killOnExit));
+    if (!exitHooked) {
+      process.on('exit', () => tied.forEach((running) => running.kill('SIGKILL')));
+      exitHooked = true;
+    }
+    tied.add(child);
+    child.once('exit', () => tied.delete(child));
+    child.once('error', () => tied.delete(child));
     return child;
   } finally {
     if (typeof out === 'number') closeSync(out);
