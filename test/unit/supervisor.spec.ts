@@ -33,15 +33,30 @@ describe('the launcher supervisor', () => {
     assert.equal(supervisor.pid('calculator-1'), null);
   });
 
-  it('does not restart during start-up, nor while stopping', async () => {
+  it('does not restart during start-up, but once it is over, one that exited meanwhile', async () => {
     let starts = 0;
     const first = fakeProcess(1);
     const supervisor = new Supervisor({ logger, onChange: () => {}, restartDelayMs: 1 });
-    await supervisor.start({ name: 'relay', start: async () => (starts++, first.running) });
+    await supervisor.start({ name: 'relay', start: async () => (++starts === 1 ? first.running : fakeProcess(2).running) });
     first.kill();
     await new Promise((resolve) => setTimeout(resolve, 20));
     assert.equal(starts, 1);
     assert.equal(supervisor.pid('relay'), null);
+    supervisor.restartOnExit();
+    await until(() => supervisor.pid('relay') === 2);
+    await supervisor.stop();
+  });
+
+  it('restarts nothing once stopping', async () => {
+    let starts = 0;
+    const first = fakeProcess(1);
+    const supervisor = new Supervisor({ logger, onChange: () => {}, restartDelayMs: 1 });
+    await supervisor.start({ name: 'totals', start: async () => (starts++, first.running) });
+    supervisor.restartOnExit();
+    await supervisor.stop();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(starts, 1);
+    assert.equal(supervisor.pid('totals'), null);
   });
 
   it('keeps trying a restart that fails, waiting longer each time', async () => {

@@ -50,9 +50,14 @@ export class Supervisor {
     this.watch(spec, await spec.start());
   }
 
-  /** From now on a process that exits is started again. */
+  /** From now on a process that exits is started again; one that already exited after it was ready, now. */
   restartOnExit(): void {
     this.restarting = true;
+    for (const spec of this.specs.values()) {
+      if (this.running.has(spec.name)) continue;
+      this.options.logger.error({ service: spec.name }, 'service exited during start-up of the others; restarting it');
+      this.restartLater(spec, 0);
+    }
   }
 
   private watch(spec: SupervisedProcess, process: RunningProcess): void {
