@@ -59,6 +59,32 @@ describe('the launcher supervisor', () => {
     assert.equal(supervisor.pid('totals'), null);
   });
 
+  it('a stop waits for a restart under way and stops what it started', async () => {
+    const first = fakeProcess(1);
+    const second = fakeProcess(2);
+    let stoppedSecond = false;
+    let release!: () => void;
+    const ready = new Promise<void>((resolve) => (release = resolve));
+    let starts = 0;
+    const supervisor = new Supervisor({ logger, onChange: () => {}, restartDelayMs: 1 });
+    await supervisor.start({
+      name: 'calculator-2',
+      start: async () => {
+        if (++starts === 1) return first.running;
+        await ready;
+        return { ...second.running, stop: async () => void (stoppedSecond = true) };
+      },
+    });
+    supervisor.restartOnExit();
+    first.kill();
+    await until(() => starts === 2);
+    const stopping = supervisor.stop();
+    release();
+    await stopping;
+    assert.ok(stoppedSecond);
+    assert.equal(supervisor.pid('calculator-2'), null);
+  });
+
   it('keeps trying a restart that fails, waiting longer each time', async () => {
     let attempts = 0;
     const first = fakeProcess(1);
