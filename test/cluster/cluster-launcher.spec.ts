@@ -82,7 +82,7 @@ describe('npm start -- --cluster', { skip: missingTool('nginx'), timeout: 240_00
     const state = (await readRunState(dataDir))!;
     assert.equal(state.topology, 'cluster');
     const names = state.components.map((c) => c.name);
-    for (const name of ['calculator-1', 'calculator-2', 'calculator-3', 'relay-1', 'relay-2', 'totals-1', 'totals-2', 'totals-3', 'nginx']) {
+    for (const name of ['postgres-primary', 'postgres-replica', 'calculator-1', 'calculator-2', 'calculator-3', 'relay-1', 'relay-2', 'totals-1', 'totals-2', 'totals-3', 'nginx']) {
       assert.ok(names.includes(name), `${name} is in the run state: ${names.join(', ')}`);
     }
     for (const component of state.components) assert.ok(component.pid !== null && processesOf(dataDir).some((p) => p.pid === component.pid), `${component.name} runs`);
@@ -151,6 +151,12 @@ describe('npm start -- --cluster', { skip: missingTool('nginx'), timeout: 240_00
 
     // The totals services behind nginx agree on the exact total.
     assert.deepEqual(await waitForTotalCount(`http://127.0.0.1:${nginx.totalsPort}`, count, 60_000), { total: expected.toString(), count });
+    // They read it from the streaming replica; the primary on request.
+    const eventual = await fetch(`http://127.0.0.1:${nginx.totalsPort}/total`);
+    assert.equal(eventual.headers.get('summa-read-source'), 'replica');
+    const strong = await fetch(`http://127.0.0.1:${nginx.totalsPort}/total?consistency=strong`);
+    assert.equal(strong.headers.get('summa-read-source'), 'primary');
+    assert.equal(((await strong.json()) as { total: string }).total, expected.toString());
 
     assert.equal(await launcher.interrupt(), 0, launcher.output);
     await sleep(500);
