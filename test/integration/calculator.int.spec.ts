@@ -77,6 +77,19 @@ describe('calculator against real PostgreSQL', () => {
     assert.equal((await outboxFor('taken')).length, 1);
   });
 
+  // A NOTIFY inside the write transaction makes its COMMIT take PostgreSQL's cluster-wide notify
+  // lock, which serialises the commits of every calculator (test/integration/notify-lock.int.spec.ts
+  // shows what that does). The relays are woken after the commit instead.
+  it('leaves no trigger on the outbox that notifies inside the write transaction', async () => {
+    const { rows } = await sql.query<{ tgname: string; source: string }>(
+      `SELECT t.tgname, p.prosrc AS source
+       FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+       WHERE t.tgrelid = 'calculator.outbox'::regclass AND NOT t.tgisinternal`,
+    );
+    const notifying = rows.filter((row) => /notify/i.test(row.source)).map((row) => row.tgname);
+    assert.deepEqual(notifying, []);
+  });
+
   it('assigns a request id when the caller gives none', async () => {
     const response = await client.add({ num1: 2, num2: 2 });
     assert.match(response.request_id, /^[0-9a-f-]{36}$/);
