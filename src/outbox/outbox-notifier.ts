@@ -6,8 +6,10 @@ import type { Logger } from '../platform/logger.ts';
  * Wakes the relays after outbox rows committed: a NOTIFY on OUTBOX_CHANNEL, sent in a statement of
  * its own once the write transaction is over, never inside it. A transaction that notifies takes
  * PostgreSQL's notify lock at COMMIT (one lock for the whole server, held through the WAL flush), so
- * a NOTIFY inside the write would make the commits of every calculator wait for each other; out here
- * only this wake-up waits, and no answer to a client does.
+ * a NOTIFY inside the write would make the commits of every calculator wait for each other. Out here
+ * only this wake-up waits, and no answer to a client does; and a transaction that only notifies
+ * wrote nothing before its commit record, so its commit does not wait for a WAL flush and holds the
+ * lock for a moment only.
  *
  * At most one NOTIFY is in flight: commits that happen meanwhile are folded into one more after it.
  * A relay claims everything committed by then, so nothing is missed by folding. A NOTIFY is only a
