@@ -30,6 +30,11 @@ export class BenchProcess {
     return pid;
   }
 
+  /** Whether it has been started and has not exited. */
+  get running(): boolean {
+    return this.child?.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
   get logs(): string {
     return this.output;
   }

@@ -12,7 +12,7 @@ import { BenchProcess, httpReady } from './bench-process.ts';
 import { kafkaClientEnv, PROCESS_GROUPS, startClusterStack, type ClusterStack, type ProcessGroup } from './cluster-stack.ts';
 import { drainRates, type CountSample } from './drain-rate.ts';
 import { runLoad, type LoadResult } from './k6-load.ts';
-import { treeCpuSeconds } from './process-stats.ts';
+import { cpuSeconds, machineBusyCpuSeconds, treeCpuSeconds } from './process-stats.ts';
 
 export interface ClusterPhaseOptions {
   k6: string;
@@ -35,8 +35,12 @@ export interface DrainFigures {
   steady_events_per_second: number;
   first_applied_after_seconds: number;
   seconds_including_start: number;
-  /** CPU per event applied, from the consumers' spawn to the backlog applied. */
+  /** CPU per event applied, from the consumers' spawn (start-up included) to the backlog applied. */
   cpu_ms_per_event: Record<'consumers' | 'postgres' | 'kafka' | 'all', number>;
+  /** The consumers' CPU per event between 10% and 90% of the backlog. */
+  steady_consumer_cpu_ms_per_event: number;
+  /** The whole machine's busy cores (every process, other work included) while it drained. */
+  machine_cores_busy: number;
 }
 
 export interface ClusterFigures {
@@ -52,7 +56,9 @@ export interface ClusterFigures {
   /** CPU ms per acknowledged request and process group, and cores busy (CPU s per wall s). */
   cpu_ms_per_request_at_saturation: Record<ProcessGroup | 'all', number>;
   cpu_ms_per_request_at_half_load: Record<ProcessGroup | 'all', number>;
-  cores_busy_at_saturation: Record<ProcessGroup | 'all', number>;
+  cores_busy_at_saturation: Record<ProcessGroup | 'load_generator' | 'all', number>;
+  /** Busy cores of the whole machine over the closed loop, other work included (of os.cpus().length). */
+  machine_cores_busy_at_saturation: number;
   load_average_at_start: number[];
   load_average_at_end: number[];
   details: {
@@ -100,9 +106,11 @@ export async function runClusterPhase(options: ClusterPhaseOptions): Promise<Clu
 
   log(`C: closed loop, ${vus} callers, ${plan.windowSeconds}s`);
   const cpu0 = await stack.groupCpuSeconds();
+  const machine0 = machineBusyCpuSeconds();
   const closedFrom = new Date();
   const closed = await runLoad(k6, target, `${runId}-cc`, { mode: 'closed', vus, durationSeconds: plan.windowSeconds });
   const closedTo = new Date();
+  const machine1 = machineBusyCpuSeconds();
   const cpu1 = await stack.groupCpuSeconds();
   expected += closed.acked;
   const catchUpSeconds = await waitApplied(expected);
@@ -147,7 +155,10 @@ export async function runClusterPhase(options: ClusterPhaseOptions): Promise<Clu
     return { ...ms, all: round(Object.values(ms).reduce((a, b) => a + b, 0), 3) } as Record<ProcessGroup | 'all', number>;
   };
   const closedSeconds = (closedTo.getTime() - closedFrom.getTime()) / 1000;
-  const cores = Object.fromEntries(PROCESS_GROUPS.map((group) => [group, round((cpu1[group] - cpu0[group]) / closedSeconds)])) as Record<ProcessGroup, number>;
+  const cores = {
+    ...Object.fromEntries(PROCESS_GROUPS.map((group) => [group, round((cpu1[group] - cpu0[group]) / closedSeconds)])),
+    load_generator: round(closed.generatorCpuSeconds / closedSeconds),
+  } as Record<ProcessGroup | 'load_generator', number>;
   return {
     topology: {
       calculators: count('calculator'),
@@ -168,6 +179,7 @@ export async function runClusterPhase(options: ClusterPhaseOptions): Promise<Clu
     cpu_ms_per_request_at_saturation: perRequest(cpu0, cpu1, closed.acked),
     cpu_ms_per_request_at_half_load: perRequest(cpu2, cpu3, open.acked),
     cores_busy_at_saturation: { ...cores, all: round(Object.values(cores).reduce((a, b) => a + b, 0)) },
+    machine_cores_busy_at_saturation: round((machine1 - machine0) / closedSeconds),
     load_average_at_start: loadAtStart,
     load_average_at_end: loadAtEnd,
     details: {
@@ -236,20 +248,23 @@ async function measureDrain(
   try {
     const infraCpu = () => ({ postgres: sum(stack.state, 'postgres'), kafka: sum(stack.state, 'kafka-broker') });
     const infra0 = infraCpu();
+    const machine0 = machineBusyCpuSeconds();
     const startMs = performance.now();
     const started = Promise.all(processes.map((consumer) => consumer.start(120_000)));
     started.catch(() => {}); // awaited below, after the samples
     const samples: CountSample[] = [];
     for (;;) {
       const count = await appliedCount();
-      samples.push({ atMs: performance.now(), count });
+      const cpuSeconds = processes.reduce((total, consumer) => total + (consumer.running ? cpuSeconds(consumer.pid) : 0), 0);
+      samples.push({ atMs: performance.now(), count, cpuSeconds });
       if (count >= backlog) break;
       if (performance.now() - startMs > 600_000) throw new Error(`${consumers} consumer(s) did not drain ${backlog} events within 10 minutes`);
       await sleep(100);
     }
     await started;
-    const consumersCpu = processes.reduce((total, consumer) => total + treeCpuSeconds(consumer.pid), 0);
+    const consumersCpu = processes.reduce((total, consumer) => total + cpuSeconds(consumer.pid), 0);
     const infra1 = infraCpu();
+    const machineCores = (machineBusyCpuSeconds() - machine0) / ((performance.now() - startMs) / 1000);
     const rates = drainRates(samples, backlog, startMs);
     const perEvent = (seconds: number) => round((seconds * 1000) / backlog, 3);
     const cpu = { consumers: perEvent(consumersCpu), postgres: perEvent(infra1.postgres - infra0.postgres), kafka: perEvent(infra1.kafka - infra0.kafka) };
@@ -261,6 +276,8 @@ async function measureDrain(
       first_applied_after_seconds: round(rates.firstAppliedAfterSeconds, 2),
       seconds_including_start: round(rates.totalSeconds, 2),
       cpu_ms_per_event: { ...cpu, all: round(cpu.consumers + cpu.postgres + cpu.kafka, 3) },
+      steady_consumer_cpu_ms_per_event: round(rates.steadyCpuMsPerEvent, 3),
+      machine_cores_busy: round(machineCores),
     };
   } finally {
     await stopAll();
