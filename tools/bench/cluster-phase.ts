@@ -255,8 +255,8 @@ async function measureDrain(
     const samples: CountSample[] = [];
     for (;;) {
       const count = await appliedCount();
-      const cpuSeconds = processes.reduce((total, consumer) => total + (consumer.running ? cpuSeconds(consumer.pid) : 0), 0);
-      samples.push({ atMs: performance.now(), count, cpuSeconds });
+      const consumersCpuSeconds = processes.reduce((total, consumer) => total + (consumer.running ? cpuSeconds(consumer.pid) : 0), 0);
+      samples.push({ atMs: performance.now(), count, cpuSeconds: consumersCpuSeconds });
       if (count >= backlog) break;
       if (performance.now() - startMs > 600_000) throw new Error(`${consumers} consumer(s) did not drain ${backlog} events within 10 minutes`);
       await sleep(100);
