@@ -250,14 +250,16 @@ async function measureDrain(
     const infra0 = infraCpu();
     const machine0 = machineBusyCpuSeconds();
     const startMs = performance.now();
+    let startFailure: unknown;
     const started = Promise.all(processes.map((consumer) => consumer.start(120_000)));
-    started.catch(() => {}); // awaited below, after the samples
+    started.catch((error: unknown) => (startFailure = error)); // awaited below, after the samples
     const samples: CountSample[] = [];
     for (;;) {
       const count = await appliedCount();
       const consumersCpuSeconds = processes.reduce((total, consumer) => total + (consumer.running ? cpuSeconds(consumer.pid) : 0), 0);
       samples.push({ atMs: performance.now(), count, cpuSeconds: consumersCpuSeconds });
       if (count >= backlog) break;
+      if (startFailure) throw startFailure;
       if (performance.now() - startMs > 600_000) throw new Error(`${consumers} consumer(s) did not drain ${backlog} events within 10 minutes`);
       await sleep(100);
     }
