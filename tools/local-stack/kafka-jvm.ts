@@ -167,11 +167,11 @@ export interface KafkaProcess {
 /**
  * Starts `kafka.Kafka serverProperties` with its output in `logFile` (the previous one kept as
  * `.1`), and resolves once the broker on `brokers` answers a metadata request; kills it and rejects
- * with the log's tail if it exits or does not serve within 90s.
+ * with the log's tail if it exits or does not serve within `readyTimeoutMs` (default 90s).
  */
 export async function launchKafka(
   jvm: KafkaJvm,
-  options: { serverProperties: string; logFile: string; brokers: string; probe?: ProbeClientOptions },
+  options: { serverProperties: string; logFile: string; brokers: string; probe?: ProbeClientOptions; readyTimeoutMs?: number },
 ): Promise<KafkaProcess> {
   const { logFile, brokers } = options;
   if (existsSync(logFile)) await rename(logFile, `${logFile}.1`);
@@ -183,7 +183,7 @@ export async function launchKafka(
   });
 
   try {
-    await waitUntilServing(brokers, options.probe ?? {}, child, exited, logFile);
+    await waitUntilServing(brokers, options.probe ?? {}, options.readyTimeoutMs ?? READY_TIMEOUT_MS, child, exited, logFile);
   } catch (error) {
     child.kill('SIGKILL');
     await exited;
@@ -223,8 +223,8 @@ function spawnTiedToParent(java: string, args: string[], logFile: string): Child
   return child;
 }
 
-async function waitUntilServing(brokers: string, probe: ProbeClientOptions, child: ChildProcess, exited: Promise<void>, logFile: string) {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
+async function waitUntilServing(brokers: string, probe: ProbeClientOptions, timeoutMs: number, child: ChildProcess, exited: Promise<void>, logFile: string) {
+  const deadline = Date.now() + timeoutMs;
   let died = false;
   void exited.then(() => (died = true));
   let lastError: unknown;
@@ -243,7 +243,7 @@ async function waitUntilServing(brokers: string, probe: ProbeClientOptions, chil
   }
   const why = died
     ? `exited (code ${child.exitCode}, signal ${child.signalCode})`
-    : `did not serve requests within ${READY_TIMEOUT_MS / 1000}s (last error: ${String(lastError)})`;
+    : `did not serve requests within ${timeoutMs / 1000}s (last error: ${String(lastError)})`;
   throw new Error(`Kafka broker on ${brokers} ${why}; see ${logFile}:\n${await tail(logFile)}`);
 }
 
