@@ -8,7 +8,9 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Admin, ConfigResourceTypes, Producer } from '@platformatic/kafka';
 import { startKafkaCluster, type KafkaCluster } from '../../tools/local-stack/kafka-cluster.ts';
+import { createBatchConsumer } from '../../src/platform/kafka/batch-consumer.ts';
 import { createEventPublisher } from '../../src/platform/kafka/publisher.ts';
+import { ensureTopic } from '../../src/platform/kafka/topics.ts';
 import { baseClientOptions, type KafkaSettings } from '../../src/platform/kafka/settings.ts';
 import { missingTool } from '../support/tools.ts';
 import { uniqueName } from '../support/test-environment.ts';
@@ -47,6 +49,13 @@ async function produceOnce(settings: KafkaSettings, { partition, idempotent = tr
     clearTimeout(timer);
     await new Promise<void>((resolve) => producer.close(true, () => resolve()));
   }
+}
+
+/** The messages of an error, its causes and the errors it aggregates, on one line. */
+function messagesOf(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  const nested = [(error as Error & { errors?: unknown[] }).errors ?? [], error.cause === undefined ? [] : [error.cause]].flat();
+  return [error.message, ...nested.map(messagesOf)].join(' | ');
 }
 
 function hasApiError(error: unknown, apiId: string): boolean {
@@ -102,8 +111,7 @@ describe('a 3-node SASL_SSL Kafka cluster', { skip, timeout: 420_000 }, () => {
     await assert.rejects(produceOnce(plaintext, { idempotent: false }), notProduced);
     const wrongPassword: KafkaSettings = { ...relay, security: { ...relay.security!, sasl: { ...relay.security!.sasl!, password: 'not-the-password' } } };
     await assert.rejects(produceOnce(wrongPassword, { idempotent: false }), (error: unknown) => {
-      const causes = (error as { errors?: unknown[] }).errors ?? [error];
-      assert.ok(causes.some((cause) => /SASL authentication failed/.test(String(cause))), `expected a SASL authentication failure, got ${String(error)}: ${causes.map(String).join('; ')}`);
+      assert.match(messagesOf(error), /SASL authentication failed/);
       return true;
     });
   });
@@ -121,6 +129,34 @@ describe('a 3-node SASL_SSL Kafka cluster', { skip, timeout: 420_000 }, () => {
       await publisher.publish(topic, [{ key: 'a', value: 'one' }, { key: 'b', value: 'two' }]);
     } finally {
       await publisher.close();
+    }
+  });
+
+  it("lets each service's user do what the service does at start-up and after: check its topics, consume in its group, write dead letters", async () => {
+    const relay = cluster!.clientSettings('summa-relay', 'cluster-test');
+    const totals = cluster!.clientSettings('summa-totals', 'cluster-test');
+    // As ensureServiceTopics at start-up: the topics exist, so only their durability is read.
+    for (const [settings, name] of [[relay, topic], [totals, topic], [totals, deadLetterTopic]] as const) {
+      const found = await ensureTopic(settings, name, { partitions: 6 });
+      assert.deepEqual({ created: found.created, shortfalls: found.shortfalls }, { created: false, shortfalls: [] }, `${settings.security?.sasl?.username} on ${name}`);
+    }
+    const publisher = createEventPublisher(relay);
+    const deadLetters = createEventPublisher(totals);
+    const seen = new Set<string>();
+    const consumer = createBatchConsumer({ ...totals, groupId, topic, startTimeoutMs: 90_000 }, async (records) => {
+      for (const record of records) seen.add(record.value.toString());
+    });
+    try {
+      await publisher.publish(topic, [{ key: 'x', value: 'for-totals-1' }, { key: 'y', value: 'for-totals-2' }]);
+      await consumer.start();
+      const deadline = Date.now() + 60_000;
+      while (!(seen.has('for-totals-1') && seen.has('for-totals-2'))) {
+        if (Date.now() > deadline) assert.fail(`the totals user's consumer read only ${[...seen].join(', ')}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+      await deadLetters.publish(deadLetterTopic, [{ key: 'x', value: 'rejected' }]);
+    } finally {
+      await Promise.allSettled([consumer.close(), publisher.close(), deadLetters.close()]);
     }
   });
 
