@@ -88,7 +88,12 @@ describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeo
       process.kill(totals[0]!.pid, 'SIGKILL');
       await first.waitFor('service exited; restarting it in 1s', 10_000);
       await first.waitFor('service restarted', 60_000);
-      const restarted = (await readRunState(dataDir))!.components.find((c) => c.name === 'totals')!.pid;
+      // The launcher logs the restart before its write of the run state is done.
+      let restarted: number | null = null;
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(100)) {
+        restarted = (await readRunState(dataDir))!.components.find((c) => c.name === 'totals')!.pid;
+        if (restarted !== null && restarted !== totals[0]!.pid) break;
+      }
       assert.ok(restarted !== null && restarted !== totals[0]!.pid, `the run state has the new pid (${restarted})`);
       assert.ok(processesOf(dataDir).some((p) => p.pid === restarted));
       assert.equal((await client.add({ num1: -3, num2: 1, requestId: 'launcher-2' })).sum, '-2');
