@@ -15,6 +15,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { randomInt } from 'node:crypto';
 import { Admin } from '@platformatic/kafka';
 import type pg from 'pg';
+import { baseClientOptions, type KafkaSecurity } from '../../src/platform/kafka/settings.ts';
 
 /** A partition on which PostgreSQL has applied records the Kafka group has not committed. */
 export interface CommitGap {
@@ -32,6 +33,8 @@ export interface CommitWindowTarget {
   url: string;
   sql: pg.Pool;
   brokers: string[];
+  /** How to connect to those brokers (unset: PLAINTEXT); reading the group's offsets needs DESCRIBE on it. */
+  kafkaSecurity?: KafkaSecurity;
   groupId: string;
   topic: string;
 }
@@ -54,7 +57,12 @@ export interface CommitWindowKill {
  * it left are measured.
  */
 export async function killInCommitWindow(target: CommitWindowTarget, kill: () => Promise<unknown>, timeoutMs: number): Promise<CommitWindowKill> {
-  const admin = new Admin({ clientId: 'summa-commit-window', bootstrapBrokers: target.brokers, connectTimeout: 2_000, timeout: 5_000, retries: 1 });
+  const admin = new Admin({
+    ...baseClientOptions({ brokers: target.brokers, clientId: 'summa-commit-window', security: target.kafkaSecurity }),
+    connectTimeout: 2_000,
+    timeout: 5_000,
+    retries: 1,
+  });
   const deadline = Date.now() + timeoutMs;
   let attempts = 0;
   let duplicatesSkipped = 0;
