@@ -227,7 +227,8 @@ async function measureDrain(
     processes.push(
       new BenchProcess({
         name: `drain-totals-${i}`,
-        entry: 'src/totals/main.ts',
+        // Compiled, as the cluster's own consumers run.
+        entry: 'dist/totals/main.js',
         env: {
           ...kafkaClientEnv(stack.state),
           DATABASE_URL: url.toString(),

@@ -1,7 +1,7 @@
 // `npm start -- --cluster` as the benchmark runs it: the launcher as a process of its own, on a
 // temporary data folder and a port offset under which every port of the topology is free. Whatever
 // Kafka and PostgreSQL the launcher runs, the benchmark learns them from its run state.
-import { type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
@@ -41,6 +41,9 @@ export interface ClusterStack {
 const READY_LINE = 'Summa is running (cluster).';
 
 export async function startClusterStack(options: { dataDir: string; startTimeoutMs?: number }): Promise<ClusterStack> {
+  // The launcher runs the services compiled (dist/), as `npm start` does after building them.
+  const build = spawnSync(process.execPath, [path.join(repoRoot, 'tools/build/build.mjs'), '--if-stale'], { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
+  if (build.status !== 0) throw new Error(`npm run build failed (${build.status ?? build.signal}); see its output above`);
   const { offset, topology } = await freeOffset();
   const logFile = path.join(options.dataDir, 'launcher.log');
   const child = spawnTiedToParent(
