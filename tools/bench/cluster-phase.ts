@@ -57,6 +57,8 @@ export interface ClusterFigures {
   cpu_ms_per_request_at_saturation: Record<ProcessGroup | 'all', number>;
   cpu_ms_per_request_at_half_load: Record<ProcessGroup | 'all', number>;
   cores_busy_at_saturation: Record<ProcessGroup | 'load_generator' | 'all', number>;
+  /** Cores busy over 5 s with no load, after the warm-up was applied. */
+  idle_cores_busy: Record<ProcessGroup | 'all', number>;
   /** Busy cores of the whole machine over the closed loop, other work included (of os.cpus().length). */
   machine_cores_busy_at_saturation: number;
   load_average_at_start: number[];
@@ -74,6 +76,7 @@ export interface ClusterFigures {
   };
 }
 
+const IDLE_SECONDS = 5;
 const round = (value: number, digits = 2) => Number(value.toFixed(digits));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const loadAverage = () => os.loadavg().map((value) => round(value));
@@ -103,6 +106,12 @@ export async function runClusterPhase(options: ClusterPhaseOptions): Promise<Clu
   log(`C: warming up (${plan.warmupSeconds}s) through nginx ${target}`);
   expected += (await runLoad(k6, target, `${runId}-cw`, { mode: 'closed', vus, durationSeconds: plan.warmupSeconds })).acked;
   await waitApplied(expected);
+  // What the cluster costs while nothing happens (pollers, heartbeats, replication, the brokers'
+  // own work): at a low rate it is a large share of the CPU per request.
+  const idle0 = await stack.groupCpuSeconds();
+  await sleep(IDLE_SECONDS * 1000);
+  const idle1 = await stack.groupCpuSeconds();
+  const idleCores = Object.fromEntries(PROCESS_GROUPS.map((group) => [group, round((idle1[group] - idle0[group]) / IDLE_SECONDS)])) as Record<ProcessGroup, number>;
 
   log(`C: closed loop, ${vus} callers, ${plan.windowSeconds}s`);
   const cpu0 = await stack.groupCpuSeconds();
@@ -183,6 +192,7 @@ export async function runClusterPhase(options: ClusterPhaseOptions): Promise<Clu
     cpu_ms_per_request_at_half_load: perRequest(cpu2, cpu3, open.acked),
     cores_busy_at_saturation: { ...cores, all: round(Object.values(cores).reduce((a, b) => a + b, 0)) },
     machine_cores_busy_at_saturation: round((machine1 - machine0) / closedSeconds),
+    idle_cores_busy: { ...idleCores, all: round(Object.values(idleCores).reduce((a, b) => a + b, 0)) },
     load_average_at_start: loadAtStart,
     load_average_at_end: loadAtEnd,
     details: {

@@ -355,6 +355,7 @@ function printClusterTable(
     ['end-to-end p50 / p99 @50% load (ms)', `${p.e2e_p50_ms} / ${p.e2e_p99_ms}`, `${c.e2e_p50_ms} / ${c.e2e_p99_ms}`, ''],
     ['CPU ms per request, saturated', String(p.details.cpu_ms_per_request_at_saturation.all), String(c.cpu_ms_per_request_at_saturation.all), JSON.stringify(c.cpu_ms_per_request_at_saturation)],
     ['CPU ms per request @50% load', String(p.details.cpu_ms_per_request_at_half_load.all), String(c.cpu_ms_per_request_at_half_load.all), JSON.stringify(c.cpu_ms_per_request_at_half_load)],
+    ['cores busy, idle', '', String(c.idle_cores_busy.all), JSON.stringify(c.idle_cores_busy)],
     ['cores busy, saturated (ours / machine)', '', `${c.cores_busy_at_saturation.all} / ${c.machine_cores_busy_at_saturation}`, JSON.stringify(c.cores_busy_at_saturation)],
     ['drain, 1 consumer (events/s)', `${p.drain_rps} (relay → totals)`, `${one!.events_per_second} (steady ${one!.steady_events_per_second})`, `${one!.backlog} events; consumer CPU ${one!.steady_consumer_cpu_ms_per_event} ms/event; machine ${one!.machine_cores_busy} cores busy`],
     ['drain, 3 consumers (events/s)', '', `${three!.events_per_second} (steady ${three!.steady_events_per_second})`, `consumers' CPU ${three!.steady_consumer_cpu_ms_per_event} ms/event; machine ${three!.machine_cores_busy} cores busy`],
