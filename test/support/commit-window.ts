@@ -13,7 +13,7 @@
 // delivered again.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomInt } from 'node:crypto';
-import { Admin } from '@platformatic/kafka';
+import { Admin, type BaseOptions } from '@platformatic/kafka';
 import type pg from 'pg';
 
 /** A partition on which PostgreSQL has applied records the Kafka group has not committed. */
@@ -32,6 +32,8 @@ export interface CommitWindowTarget {
   url: string;
   sql: pg.Pool;
   brokers: string[];
+  /** How to reach a secured cluster (SASL credentials, the CA to trust); none for plaintext. */
+  connection?: Pick<BaseOptions, 'sasl' | 'tls' | 'tlsServerName'>;
   groupId: string;
   topic: string;
 }
@@ -54,7 +56,14 @@ export interface CommitWindowKill {
  * it left are measured.
  */
 export async function killInCommitWindow(target: CommitWindowTarget, kill: () => Promise<unknown>, timeoutMs: number): Promise<CommitWindowKill> {
-  const admin = new Admin({ clientId: 'summa-commit-window', bootstrapBrokers: target.brokers, connectTimeout: 2_000, timeout: 5_000, retries: 1 });
+  const admin = new Admin({
+    ...target.connection,
+    clientId: 'summa-commit-window',
+    bootstrapBrokers: target.brokers,
+    connectTimeout: 2_000,
+    timeout: 5_000,
+    retries: 1,
+  });
   const deadline = Date.now() + timeoutMs;
   let attempts = 0;
   let duplicatesSkipped = 0;
