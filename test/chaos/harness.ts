@@ -6,17 +6,17 @@
 // and the pipeline has gone quiet, every acknowledged request must be applied exactly once, the
 // total must be the exact sum of every committed request, and no refused request may be in it.
 import { randomInt } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { auditInvariant, auditUntilQuiet, formatReport, type InvariantReport } from '../../src/cli/invariant-audit.ts';
-import { freePort } from '../../tools/lib/free-port.ts';
-import { ChaosClients, type CalculatorEndpoint, type Refusal } from '../../tools/load/retrying-clients.ts';
+import { ChaosClients, type Refusal } from '../../tools/load/retrying-clients.ts';
 import { killInCommitWindow, scrapeTotals } from '../support/commit-window.ts';
-import { ChaosService, sleep, type ServiceName } from './processes.ts';
-import { startChaosStack, type ChaosStack, type FaultTarget } from './stack.ts';
-import { componentOf, componentsOf, serviceInstances, targetNames, TWO_INSTANCES, type ChaosTopology, type Component } from './topology.ts';
+import { sleep, type ChaosService } from './processes.ts';
+import type { FaultTarget } from './stack.ts';
+import { startSystem, type ChaosSystem } from './system.ts';
+import { componentsOf, targetNames, TWO_INSTANCES, type ChaosTopology, type Component } from './topology.ts';
 
 export type { Component };
 /** How long a kill -9 of a totals consumer waits for a moment between its two commits. */
@@ -25,7 +25,7 @@ const AIM_MS = 20_000;
 export interface ChaosOptions {
   /** What runs; default TWO_INSTANCES. */
   topology?: ChaosTopology;
-  /** How long faults are injected. At least one fault per service instance, broker and database server happens whatever this says. */
+  /** How long faults are injected. Each target (see atLeastOnce) is faulted once whatever this says. */
   faultsForMs: number;
   grpcClients?: number;
   httpClients?: number;
@@ -33,6 +33,11 @@ export interface ChaosOptions {
   twinPairs?: number;
   /** Clients sending other numbers under taken ids (default 1). */
   conflictClients?: number;
+  /**
+   * What the run faults at least once, however short: every target (each service instance, broker
+   * and database server; the default), or each component (one of its instances).
+   */
+  atLeastOnce?: 'target' | 'component';
   /** Every this-many-th fault is a graceful stop (SIGTERM) instead of kill -9 (default 3); a component's first fault is always a kill -9. */
   gracefulEvery?: number;
   /** How long the pipeline may take to go quiet once the faults stop (default 120s). */
@@ -102,17 +107,6 @@ export interface Redelivery {
 /** A fault target: one service instance, or a server of the stack (a broker, the primary, the replica). */
 type Target = FaultTarget & { instance?: ChaosService };
 
-const TOPIC = 'chaos.sums';
-const GROUP_ID = 'chaos-totals';
-
-interface Running {
-  stack: ChaosStack | undefined;
-  services: ChaosService[];
-  /** Where totals-N serves HTTP. */
-  totalsUrls: Map<string, string>;
-  /** Reads totals.consumer_offsets while aiming; created once the database is up. */
-  sql: pg.Pool | undefined;
-}
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const topology = options.topology ?? TWO_INSTANCES;
@@ -123,8 +117,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-chaos-'));
   // As root, PostgreSQL runs as the 'postgres' user, which must be able to reach its data directory.
   await chmod(workDir, 0o755);
-  const logs = path.join(workDir, 'logs');
-  await mkdir(logs, { recursive: true });
   stamp(`work directory ${workDir}`);
 
   const components = componentsOf(topology);
@@ -140,49 +132,24 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let committedUnacked = 0;
   let measured = false;
   let total = '?';
-  const running: Running = { stack: undefined, services: [], totalsUrls: new Map(), sql: undefined };
+  let system: ChaosSystem | undefined;
+  /** Reads totals.consumer_offsets while aiming, and audits at the end. */
+  let sql: pg.Pool | undefined;
   // The duplicates each totals process had skipped by its last scrape: a killed one keeps its figure.
   const duplicatesByProcess = new Map<string, number>();
 
   try {
-    const stack = await startChaosStack(topology, workDir, stamp);
-    running.stack = stack;
+    system = await startSystem(topology, workDir, { log: stamp });
+    const { stack, services, totalsUrls, groupId, topic } = system;
     // Three connections at least: the audit's snapshot on each side, and its second read of lost candidates.
-    running.sql = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
+    const audit = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
+    sql = audit;
     // PostgreSQL is killed too: an idle connection that breaks must not take the harness down.
-    running.sql.on('error', () => {});
-    const common: Record<string, string> = {
-      DATABASE_URL: stack.databaseUrl,
-      KAFKA_TOPIC: TOPIC,
-      KAFKA_TOPIC_PARTITIONS: String(topology.partitions),
-      TOTALS_GROUP_ID: GROUP_ID,
-      LOG_LEVEL: 'warn',
-    };
-    const calculators: CalculatorEndpoint[] = [];
-    for (const name of serviceInstances(topology)) {
-      const service = componentOf(name) as ServiceName;
-      const [httpPort, grpcPort] = await Promise.all([freePort(), freePort()]);
-      const env: Record<string, string> = { ...common };
-      if (service === 'calculator') {
-        Object.assign(env, { CALCULATOR_HTTP_PORT: String(httpPort), CALCULATOR_GRPC_PORT: String(grpcPort) });
-        calculators.push({ grpcAddress: `127.0.0.1:${grpcPort}`, httpUrl: `http://127.0.0.1:${httpPort}` });
-      }
-      if (service === 'relay') Object.assign(env, stack.kafkaEnv('relay'), { RELAY_HTTP_PORT: String(httpPort) });
-      if (service === 'totals') {
-        Object.assign(env, stack.kafkaEnv('totals'), { TOTALS_HTTP_PORT: String(httpPort) });
-        if (stack.readDatabaseUrl) env.TOTALS_READ_DATABASE_URL = stack.readDatabaseUrl;
-        running.totalsUrls.set(name, `http://127.0.0.1:${httpPort}`);
-      }
-      running.services.push(new ChaosService(service, name, env, `http://127.0.0.1:${httpPort}/readyz`, path.join(logs, `${name}.log`)));
-    }
-    // The first calculator creates the schemas; the others start together.
-    await running.services[0]!.start();
-    await Promise.all(running.services.slice(1).map((service) => service.start()));
-    stamp(`services up (${running.services.map((s) => s.name).join(', ')}); clients start`);
+    audit.on('error', () => {});
+    stamp('clients start');
 
-    if (topology.loadBalancer) throw new Error('nginx in front of the calculators is not available to the chaos harness yet');
     clients = new ChaosClients({
-      calculators,
+      calculators: system.calculators,
       grpcClients: options.grpcClients ?? 4,
       httpClients: options.httpClients ?? 2,
       twinPairs: options.twinPairs ?? 1,
@@ -195,7 +162,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
 
     /** Banks a totals process's duplicates figure before it goes (and at the end). */
     const scrapeDuplicates = async (instance: ChaosService) => {
-      const scrape = instance.running ? await scrapeTotals(running.totalsUrls.get(instance.name)!).catch(() => undefined) : undefined;
+      const scrape = instance.running ? await scrapeTotals(totalsUrls.get(instance.name)!).catch(() => undefined) : undefined;
       if (scrape) duplicatesByProcess.set(`${instance.name}/${instance.pid}`, scrape.duplicatesSkipped);
     };
     /** kill -9 of a totals consumer, aimed between its database commit and its Kafka commit. */
@@ -204,12 +171,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       const kill = await killInCommitWindow(
         {
           pid: instance.pid,
-          url: running.totalsUrls.get(instance.name)!,
-          sql: running.sql!,
+          url: totalsUrls.get(instance.name)!,
+          sql: audit,
           brokers: stack.kafkaBrokers,
           connection: stack.kafkaConnection,
-          groupId: GROUP_ID,
-          topic: TOPIC,
+          groupId,
+          topic,
         },
         () => instance.kill(),
         AIM_MS,
@@ -230,7 +197,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     // One at a time, and each target back before the next fault: a cluster keeps a quorum of
     // brokers, and the replica and the primary are never down together.
     const targets: Target[] = [
-      ...running.services.map((instance) => ({
+      ...services.map((instance) => ({
         name: instance.name,
         component: instance.service,
         instance,
@@ -242,9 +209,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     ];
     const faultsUntil = Date.now() + options.faultsForMs;
     const gracefulEvery = options.gracefulEvery ?? 3;
-    let round: Target[] = [];
+    const everyTarget = (options.atLeastOnce ?? 'target') === 'target';
+    // With only each component's faulting promised, the first round is one target of each.
+    let round: Target[] = everyTarget ? [] : shuffle(components.map((c) => shuffle(targets.filter((t) => t.component === c))[0]!));
+    const firstRound = everyTarget ? targets.length : round.length;
     let faults = 0;
-    while (Date.now() < faultsUntil || faults < targets.length) {
+    while (Date.now() < faultsUntil || faults < firstRound) {
       if (round.length === 0) round = shuffle([...targets]);
       const target = round.shift()!;
       const { component, instance } = target;
@@ -276,7 +246,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     stamp(`clients done: ${stats.attempted.size} requests, ${stats.acked.size} acknowledged, ${stats.gaveUp} given up`);
 
     // Quiet: the outbox drained and every committed request applied. Until then nothing counts as lost.
-    const sql = running.sql;
     const quiesceSeconds = (options.quiesceTimeoutMs ?? 120_000) / 1000;
     await auditUntilQuiet({ calculator: sql, totals: sql }, { waitSeconds: quiesceSeconds, graceSeconds: 24 * 3600, pollMs: 500 });
     report = await auditInvariant({ calculator: sql, totals: sql }, { graceSeconds: 0 });
@@ -331,12 +300,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     for (const failure of report.failures) if (!problems.includes(failure)) problems.push(`verify: ${failure}`);
     problems.push(...stats.violations.slice(0, 10).map((v) => `client: ${v}`));
     if (stats.acked.size === 0) problems.push('no request was acknowledged at all');
-    for (const service of running.services) {
+    for (const service of services) {
       if (service.crashes > 0) problems.push(`${service.name} exited on its own ${service.crashes} time(s); see ${service.logFile}`);
     }
 
     // What the run was meant to exercise, and did.
-    for (const instance of running.services.filter((s) => s.service === 'totals')) await scrapeDuplicates(instance);
+    for (const instance of services.filter((s) => s.service === 'totals')) await scrapeDuplicates(instance);
     redelivery.duplicatesSkipped = [...duplicatesByProcess.values()].reduce((n, d) => n + d, 0);
     if (redelivery.aimedKills > 0 && redelivery.landed === 0) {
       problems.push(`none of the ${redelivery.aimedKills} kill -9s of a totals consumer landed between its database commit and its Kafka commit`);
@@ -350,10 +319,9 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     problems.push(`harness failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
   } finally {
     await clients?.abort().catch(() => {});
-    await running.sql?.end().catch(() => {});
+    await sql?.end().catch(() => {});
     // Everything down, hard: the data is not needed any more, only the logs.
-    await Promise.allSettled(running.services.map((service) => service.kill()));
-    await running.stack?.teardown();
+    await system?.teardown();
   }
 
   const stats = clients?.stats;
