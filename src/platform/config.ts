@@ -49,10 +49,17 @@ export function envList(env: Env, name: string, fallback: string): string[] {
 }
 
 export function envDatabaseUrl(env: Env): string {
-  const url = envString(env, 'DATABASE_URL', 'postgres://summa:summa@127.0.0.1:5432/summa');
-  if (!/^postgres(ql)?:\/\//.test(url)) {
-    throw new ConfigError('DATABASE_URL must be a postgres:// connection URL');
-  }
+  return checkedDatabaseUrl('DATABASE_URL', envString(env, 'DATABASE_URL', 'postgres://summa:summa@127.0.0.1:5432/summa'));
+}
+
+/** A second database URL (a read replica, say) that is not set unless the deployment has one. */
+export function envOptionalDatabaseUrl(env: Env, name: string): string | undefined {
+  const url = env[name]?.trim();
+  return url ? checkedDatabaseUrl(name, url) : undefined;
+}
+
+function checkedDatabaseUrl(name: string, url: string): string {
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new ConfigError(`${name} must be a postgres:// connection URL`);
   return url;
 }
 

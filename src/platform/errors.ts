@@ -8,6 +8,8 @@ export type ErrorCode =
   | 'ALREADY_EXISTS'
   | 'NOT_FOUND'
   | 'UNAVAILABLE'
+  /** A wait the caller asked for (GET /total?after=) ran out before what it waited for happened. */
+  | 'DEADLINE_EXCEEDED'
   | 'RESOURCE_EXHAUSTED'
   | 'UNAUTHENTICATED'
   | 'INTERNAL';

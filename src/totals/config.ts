@@ -1,4 +1,4 @@
-import { ConfigError, envInteger, envString, envTopic, envTopicName, type Env } from '../platform/config.ts';
+import { ConfigError, envInteger, envOptionalDatabaseUrl, envString, envTopic, envTopicName, type Env } from '../platform/config.ts';
 import { DEFAULT_PORTS } from '../platform/ports.ts';
 import { envKafkaConfig, envServiceConfig, type KafkaConfig, type ServiceConfig } from '../platform/service/service-config.ts';
 
@@ -9,6 +9,11 @@ export interface TotalsConfig extends ServiceConfig, KafkaConfig {
   readonly deadLetterTopic: string;
   /** How long a batch may keep failing before its partitions count as stalled (metric, readiness). */
   readonly stallAfterMs: number;
+  /**
+   * A read replica of DATABASE_URL that GET /total reads from, when set (the primary stays the
+   * fallback, and serves ?consistency=strong).
+   */
+  readonly readDatabaseUrl: string | undefined;
 }
 
 export function readTotalsConfig(env: Env = process.env): TotalsConfig {
@@ -19,6 +24,7 @@ export function readTotalsConfig(env: Env = process.env): TotalsConfig {
     maxBatchSize: envInteger(env, 'TOTALS_BATCH_SIZE', 500, { min: 1, max: 10_000 }),
     deadLetterTopic: envDeadLetterTopic(env),
     stallAfterMs: envInteger(env, 'TOTALS_STALL_AFTER_MS', 10_000, { min: 100, max: 3_600_000 }),
+    readDatabaseUrl: envOptionalDatabaseUrl(env, 'TOTALS_READ_DATABASE_URL'),
   });
 }
 

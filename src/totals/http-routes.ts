@@ -1,10 +1,22 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SummaError } from '../platform/errors.ts';
 import { parseRequestId } from '../platform/request-id.ts';
+import { parseTotalQuery } from './total-query.ts';
+import type { TotalReader, TotalRead } from './total-reads.ts';
 import type { TotalsStore } from './totals-store.ts';
 
-export function registerTotalsRoutes(app: FastifyInstance, store: TotalsStore): void {
-  const total = async () => store.readTotal();
+/** Which server a total was read from: `replica` or `primary`. */
+export const READ_SOURCE_HEADER = 'summa-read-source';
+/** How far behind the primary the replica was at the read, when it was read there. */
+export const REPLICA_LAG_MS_HEADER = 'summa-replica-lag-ms';
+export const REPLICA_LAG_BYTES_HEADER = 'summa-replica-lag-bytes';
+
+export function registerTotalsRoutes(app: FastifyInstance, store: TotalsStore, reader: TotalReader): void {
+  const total = async (request: FastifyRequest<{ Querystring: Record<string, unknown> }>, reply: FastifyReply) => {
+    const read = await reader.read(parseTotalQuery(request.query));
+    void reply.headers(readHeaders(read));
+    return read.snapshot;
+  };
   app.get('/total', total);
   app.get('/summation', total);
 
@@ -23,4 +35,11 @@ export function registerTotalsRoutes(app: FastifyInstance, store: TotalsStore): 
       appliedAt: applied.appliedAt.toISOString(),
     };
   });
+}
+
+function readHeaders(read: TotalRead): Record<string, string> {
+  const headers: Record<string, string> = { [READ_SOURCE_HEADER]: read.source };
+  if (read.replicaLag?.seconds != null) headers[REPLICA_LAG_MS_HEADER] = String(Math.round(read.replicaLag.seconds * 1000));
+  if (read.replicaLag?.bytes != null) headers[REPLICA_LAG_BYTES_HEADER] = String(read.replicaLag.bytes);
+  return headers;
 }

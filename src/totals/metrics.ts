@@ -1,6 +1,8 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { ReplicaLag } from '../platform/db/replication-lag.ts';
 import type { PartitionStall } from '../platform/kafka/partition-stalls.ts';
-import { scrapedGauge, scrapeTimeReader } from '../platform/metrics.ts';
+import { scrapedGauge, scrapeTimeReader, withoutSamples } from '../platform/metrics.ts';
+import type { TotalRead } from './total-reads.ts';
 import type { TotalsStore } from './totals-store.ts';
 
 export interface TotalsMetrics {
@@ -81,4 +83,49 @@ export function registerStalledPartitionsGauge(registry: Registry, stalled: () =
       for (const stall of stalled()) this.set({ partition: String(stall.partition), reason: stall.reason }, 1);
     },
   });
+}
+
+/**
+ * The read replica as GET /total meets it: its lag (summa_totals_replica_lag_seconds, asked of the
+ * replica at scrape time, and set again by every read there), whether it answers
+ * (summa_totals_replica_up), and reads per server (summa_totals_reads_total{source,fallback}).
+ * Returns what each read is told to.
+ */
+export function registerReplicaReadMetrics(registry: Registry, readLag: (() => Promise<ReplicaLag | undefined>) | undefined): (read: TotalRead, fallback: boolean) => void {
+  const reads = new Counter({
+    name: 'summa_totals_reads_total',
+    help: 'Totals read for GET /total, by the server that served them; fallback="true": the replica failed and the primary served it.',
+    labelNames: ['source', 'fallback'],
+    registers: [registry],
+  });
+  if (!readLag) return (read) => reads.inc({ source: read.source, fallback: 'false' });
+
+  let lagAtLastRead: number | undefined;
+  const lagAtScrape = scrapeTimeReader(async () => (await readLag()) ?? null);
+  const lag = new Gauge({
+    name: 'summa_totals_replica_lag_seconds',
+    help: 'How far behind the primary the read replica is: 0 while it has replayed all it received and streams, else the time since its last replayed commit. No sample while it does not answer.',
+    registers: [registry],
+    async collect() {
+      const read = await lagAtScrape();
+      const seconds = read === undefined ? undefined : (read?.seconds ?? lagAtLastRead);
+      if (seconds === undefined) withoutSamples(this);
+      else this.set(seconds);
+    },
+  });
+  new Gauge({
+    name: 'summa_totals_replica_up',
+    help: 'Whether the read replica answered at scrape time (1) or not (0); reads fall back to the primary while it does not.',
+    registers: [registry],
+    async collect() {
+      this.set((await lagAtScrape()) === undefined ? 0 : 1);
+    },
+  });
+  return (read, fallback) => {
+    reads.inc({ source: read.source, fallback: String(fallback) });
+    if (read.replicaLag?.seconds != null) {
+      lagAtLastRead = read.replicaLag.seconds;
+      lag.set(lagAtLastRead);
+    }
+  };
 }

@@ -1,3 +1,4 @@
+import { createPool } from '../platform/db/pool.ts';
 import { createBatchConsumer } from '../platform/kafka/batch-consumer.ts';
 import type { PartitionStall } from '../platform/kafka/partition-stalls.ts';
 import { createEventPublisher } from '../platform/kafka/publisher.ts';
@@ -8,7 +9,8 @@ import { createBatchApplier } from './batch-applier.ts';
 import type { TotalsConfig } from './config.ts';
 import { createDeadLetterSink } from './dead-letters.ts';
 import { registerTotalsRoutes } from './http-routes.ts';
-import { createTotalsMetrics, registerConsumerLagGauge, registerStalledPartitionsGauge } from './metrics.ts';
+import { createTotalsMetrics, registerConsumerLagGauge, registerReplicaReadMetrics, registerStalledPartitionsGauge } from './metrics.ts';
+import { TotalReader } from './total-reads.ts';
 import { TOTALS_MIGRATIONS, TOTALS_SCHEMA } from './schema.ts';
 import { TotalsStore } from './totals-store.ts';
 
@@ -48,7 +50,15 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
       );
       registerConsumerLagGauge(registry, () => consumer.lag());
       registerStalledPartitionsGauge(registry, () => consumer.stalled());
-      registerTotalsRoutes(http, store);
+      // Readiness does not follow the replica: every read falls back to the primary while it is
+      // down, so taking this instance out of the load balancer would only lose its consuming.
+      // summa_totals_replica_up and the log show it instead.
+      const readPool = config.readDatabaseUrl
+        ? createPool(config.readDatabaseUrl, { max: 4, applicationName: 'summa-totals-reads', connectTimeoutMs: 1_000, queryTimeoutMs: 2_000 })
+        : undefined;
+      const onRead = registerReplicaReadMetrics(registry, readPool && (() => reader.readReplicaLag()));
+      const reader = new TotalReader({ primary: pool, replica: readPool, logger, onRead });
+      registerTotalsRoutes(http, store, reader);
       return {
         async start() {
           await consumer.start();
@@ -56,7 +66,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
             notReadyReason: () => describeStalls(consumer.stalled()),
             // The batch in flight is applied and committed, and the group left, before reads stop
             // being served; a successor resumes from that commit.
-            stopSteps: { beforeDelay: [() => consumer.close(), () => deadLetterPublisher.close()] },
+            stopSteps: { beforeDelay: [() => consumer.close(), () => deadLetterPublisher.close()], afterHttpClose: [async () => readPool?.end()] },
           };
         },
       };

@@ -12,6 +12,7 @@ const EXPECTED: Record<ErrorCode, { grpc: number; http: number }> = {
   ALREADY_EXISTS: { grpc: 6, http: 422 },
   NOT_FOUND: { grpc: 5, http: 404 },
   UNAVAILABLE: { grpc: 14, http: 503 },
+  DEADLINE_EXCEEDED: { grpc: 4, http: 504 },
   RESOURCE_EXHAUSTED: { grpc: 8, http: 429 },
   UNAUTHENTICATED: { grpc: 16, http: 401 },
   INTERNAL: { grpc: 13, http: 500 },

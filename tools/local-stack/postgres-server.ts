@@ -25,6 +25,8 @@ export interface PostgresServerOptions {
 
 export interface PostgresServer {
   readonly port: number;
+  /** The cluster's own folder (PGDATA), which a replica's base backup copies. */
+  readonly clusterDir: string;
   /** A connection URL for one database of this server. */
   url(database: string): string;
   /** Creates the database unless it exists. */
@@ -92,6 +94,7 @@ export async function startPostgresServer(options: PostgresServerOptions): Promi
 
   return {
     port: options.port,
+    clusterDir,
     url,
     ensureDatabase: (name) =>
       admin(async (client) => {

@@ -6,6 +6,8 @@ const HTTP_STATUSES: Record<ErrorCode, number> = {
   ALREADY_EXISTS: 422,
   NOT_FOUND: 404,
   UNAVAILABLE: 503,
+  // As gRPC-to-HTTP gateways map DEADLINE_EXCEEDED; the JSON body's code tells it from a proxy's own 504.
+  DEADLINE_EXCEEDED: 504,
   RESOURCE_EXHAUSTED: 429,
   UNAUTHENTICATED: 401,
   INTERNAL: 500,
