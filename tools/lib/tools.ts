@@ -18,6 +18,8 @@ export const TOOLS = {
   k6: { onPath: false, override: 'K6_BIN' },
   grpcurl: { onPath: false },
   openssl: { onPath: true },
+  // The machine's nginx will do when it can proxy gRPC; tools/setup/30-nginx.sh checks that.
+  nginx: { onPath: true, override: 'NGINX_BIN' },
 } satisfies Record<string, ToolSpec>;
 
 export type ToolName = keyof typeof TOOLS;

@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Admin } from '@platformatic/kafka';
+import { spawnTiedToParent } from '../lib/tied-process.ts';
 
 export interface KafkaBrokerOptions {
   /** Everything (logs, metadata, Kafka log dirs, cached classpath) lives here and persists across restarts. */
@@ -255,24 +256,6 @@ function runToFile(command: string, args: string[], outputFile: string): Promise
   } finally {
     closeSync(out);
   }
-}
-
-/**
- * Spawns the JVM with stdout/stderr going straight to `logFile`, and makes sure it does not outlive
- * this process: it is SIGKILLed on a normal exit of Node, and where util-linux's setpriv exists
- * (it execs java, so the pid stays the JVM's) the kernel also kills it if Node dies by a signal.
- */
-function spawnTiedToParent(java: string, args: string[], logFile: string): ChildProcess {
-  const out = openSync(logFile, 'a');
-  const setpriv = spawnSync('setpriv', ['--pdeathsig', 'KILL', 'true']).status === 0;
-  const child = setpriv
-    ? spawn('setpriv', ['--pdeathsig', 'KILL', java, ...args], { stdio: ['ignore', out, out] })
-    : spawn(java, args, { stdio: ['ignore', out, out] });
-  closeSync(out);
-  const killOnExit = () => child.kill('SIGKILL');
-  process.on('exit', killOnExit);
-  child.once('exit', () => process.removeListener('exit', killOnExit));
-  return child;
 }
 
 async function waitUntilServing(brokers: string, child: ChildProcess, exited: Promise<void>, logFile: string) {

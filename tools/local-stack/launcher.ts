@@ -1,108 +1,287 @@
-// `npm start`: the whole system on one machine. Starts embedded PostgreSQL and a single-node
-// Kafka broker (unless DATABASE_URL / KAFKA_BROKERS point at existing ones), then the calculator,
-// the relay and the totals service as separate processes, restarting any that dies.
-import { spawn, type ChildProcess } from 'node:child_process';
+// `npm start`: the whole system on one machine. Starts embedded PostgreSQL and Kafka (unless
+// DATABASE_URL / KAFKA_BROKERS point at existing ones), then the services as processes of their own,
+// restarting any that dies. `npm start -- --cluster` runs the scaled-out topology (topology.ts)
+// behind nginx. What runs where is kept in <data dir>/run/components.json for `summa status`.
+import { readFileSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { startKafkaBroker, type KafkaBroker } from './kafka-broker.ts';
+import { startNginxServer } from './nginx-server.ts';
 import { startPostgresServer, type PostgresServer } from './postgres-server.ts';
-import { envPort } from '../../src/platform/config.ts';
+import { startServiceProcess } from './service-process.ts';
+import { Supervisor } from './supervisor.ts';
+import { envPortOffset, planTopology, assertDistinctPorts, type ServiceInstance, type Topology } from './topology.ts';
+import { ensureTool } from '../lib/tools.ts';
+import { repoRoot } from '../lib/paths.ts';
+import { readRunState, runStateFile, writeRunState, type RunComponent, type RunState } from '../../src/cli/run-state.ts';
+import { ConfigError, envTopic } from '../../src/platform/config.ts';
 import { createLogger } from '../../src/platform/logger.ts';
-import { DEFAULT_PORTS } from '../../src/platform/ports.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const logger = createLogger('launcher');
-const env = process.env;
-const dataDir = path.resolve(env.SUMMA_DATA_DIR ?? path.join(root, '.data'));
+const USAGE = `usage: npm start [-- [--cluster] [--port-offset N]]
 
-interface ServiceSpec {
-  name: string;
-  entry: string;
+  (no option)        one of each part: PostgreSQL, a Kafka broker, a calculator, a relay, a totals service
+  --cluster          3 calculators and 3 totals services behind nginx, 2 relays (issue #11's topology)
+  --port-offset N    adds N to every default port (also SUMMA_PORT_OFFSET), to run a second system beside one
+  -h, --help         this text
+
+Settings come from the environment: SUMMA_DATA_DIR, DATABASE_URL, KAFKA_BROKERS, *_PORT (see README.md).`;
+
+interface CommandLine {
+  cluster: boolean;
+  portOffset?: string;
 }
 
+function parseCommandLine(args: string[]): CommandLine {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      strict: true,
+      allowPositionals: false,
+      options: { cluster: { type: 'boolean' }, 'port-offset': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    }).values;
+  } catch (error) {
+    console.error(`npm start: ${(error as Error).message}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  if (parsed.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  return { cluster: parsed.cluster ?? false, portOffset: parsed['port-offset'] };
+}
+
+const commandLine = parseCommandLine(process.argv.slice(2));
+const logger = createLogger('launcher');
+const env: NodeJS.ProcessEnv = { ...process.env };
+if (commandLine.portOffset !== undefined) {
+  try {
+    envPortOffset({ SUMMA_PORT_OFFSET: commandLine.portOffset });
+  } catch (error) {
+    console.error(`npm start: --port-offset: ${(error as Error).message.replace(/^SUMMA_PORT_OFFSET /, '')}\n\n${USAGE}`);
+    process.exit(2);
+  }
+  env.SUMMA_PORT_OFFSET = commandLine.portOffset;
+}
+const dataDir = path.resolve(env.SUMMA_DATA_DIR ?? path.join(repoRoot, '.data'));
 const scheme = env.TLS_CERT_FILE ? 'https' : 'http';
-const ports = {
-  grpc: envPort(env, 'CALCULATOR_GRPC_PORT', DEFAULT_PORTS.calculatorGrpc),
-  calculatorHttp: envPort(env, 'CALCULATOR_HTTP_PORT', DEFAULT_PORTS.calculatorHttp),
-  relayHttp: envPort(env, 'RELAY_HTTP_PORT', DEFAULT_PORTS.relayHttp),
-  totalsHttp: envPort(env, 'TOTALS_HTTP_PORT', DEFAULT_PORTS.totalsHttp),
-};
-
-const services: ServiceSpec[] = [
-  { name: 'calculator', entry: 'src/calculator/main.ts' },
-  { name: 'relay', entry: 'src/relay/main.ts' },
-  { name: 'totals', entry: 'src/totals/main.ts' },
-];
-
-let stopping = false;
-let postgres: PostgresServer | undefined;
-let kafka: KafkaBroker | undefined;
-const children = new Map<string, ChildProcess>();
-/** Set once every service was ready: from then on a service that exits is restarted. */
-let started = false;
 const STARTUP_TIMEOUT_MS = 120_000;
 
+let topology: Topology;
+try {
+  topology = planTopology(commandLine.cluster ? 'cluster' : 'single', env);
+  assertDistinctPorts(topology);
+  if (topology.nginx && env.TLS_CERT_FILE) {
+    throw new ConfigError('TLS_CERT_FILE is set, but in --cluster mode nginx does not terminate TLS yet; unset it, or run without --cluster');
+  }
+} catch (error) {
+  console.error(`npm start: ${(error as Error).message}`);
+  process.exit(2);
+}
+const clustered = topology.name === 'cluster';
+/** Cluster mode: nine processes on one stdout cannot be read, so each writes a log file of its own. */
+const logDir = path.join(dataDir, 'logs');
+const logFileOf = (name: string) => (clustered ? path.join(logDir, `${name}.log`) : undefined);
+
+let postgres: PostgresServer | undefined;
+let kafka: KafkaBroker | undefined;
+let databaseUrl = '';
+let kafkaBrokers = '';
+let stopping = false;
+const startedAt = new Date().toISOString();
+/** Components that are not supervised processes of the launcher (PostgreSQL, Kafka), for the run state. */
+const infrastructure: RunComponent[] = [];
+const supervisor = new Supervisor({ logger, onChange: () => saveRunState() });
+
 async function main(): Promise<void> {
-  let databaseUrl = env.DATABASE_URL;
+  await refuseSecondLauncher();
+  // Fetched first: a missing nginx should stop the start before anything else has run.
+  const nginxBinary = topology.nginx ? await ensureNginx() : undefined;
+  if (clustered) {
+    await mkdir(logDir, { recursive: true });
+    await Promise.all(topology.services.map((service) => rotate(logFileOf(service.name)!)));
+  }
+
+  databaseUrl = env.DATABASE_URL ?? '';
   if (!databaseUrl) {
-    const port = envPort(env, 'SUMMA_POSTGRES_PORT', 55432);
-    logger.info({ port, dataDir: path.join(dataDir, 'postgres') }, 'starting embedded PostgreSQL');
-    postgres = await startPostgresServer({ dataDir: path.join(dataDir, 'postgres'), port });
+    const postgresDir = path.join(dataDir, 'postgres');
+    logger.info({ port: topology.postgres.port, dataDir: postgresDir }, 'starting embedded PostgreSQL');
+    // cluster: the primary and its streaming replica (startPostgresReplica) go here, on postgres.port and postgres.replicaPort.
+    postgres = await startPostgresServer({ dataDir: postgresDir, port: topology.postgres.port });
     await postgres.ensureDatabase('summa');
     databaseUrl = postgres.url('summa');
+    infrastructure.push({
+      name: 'postgres-primary',
+      role: 'postgres-primary',
+      pid: await postgres.pid(),
+      ports: [topology.postgres.port],
+      logFile: path.join(postgresDir, 'postgres.log'),
+    });
   }
-  let brokers = env.KAFKA_BROKERS;
-  if (!brokers) {
-    const port = envPort(env, 'SUMMA_KAFKA_PORT', 9092);
-    logger.info({ port, dataDir: path.join(dataDir, 'kafka') }, 'starting Kafka (first start resolves its jars with Maven)');
-    kafka = await startKafkaBroker({ dataDir: path.join(dataDir, 'kafka'), port, controllerPort: envPort(env, 'SUMMA_KAFKA_CONTROLLER_PORT', 9093) });
-    brokers = kafka.brokers;
+  kafkaBrokers = env.KAFKA_BROKERS ?? '';
+  if (!kafkaBrokers) {
+    const kafkaDir = path.join(dataDir, 'kafka');
+    const [broker] = topology.kafka;
+    logger.info({ port: broker!.port, dataDir: kafkaDir }, 'starting Kafka (first start resolves its jars with Maven)');
+    // cluster: the 3-broker KRaft cluster with SASL_SSL (startKafkaCluster over topology.kafka) goes here.
+    kafka = await startKafkaBroker({ dataDir: kafkaDir, port: broker!.port, controllerPort: broker!.controllerPort });
+    kafkaBrokers = kafka.brokers;
+    infrastructure.push({
+      name: `kafka-${broker!.nodeId}`,
+      role: 'kafka-broker',
+      pid: kafka.pid,
+      ports: [kafka.port, kafka.controllerPort],
+      brokerId: broker!.nodeId,
+      logFile: kafka.logFile,
+    });
   }
-  const serviceEnv = { ...env, DATABASE_URL: databaseUrl, KAFKA_BROKERS: brokers };
+
+  const serviceEnv = { ...env, DATABASE_URL: databaseUrl, KAFKA_BROKERS: kafkaBrokers };
   await withTimeout(
-    Promise.all(services.map((service) => startService(service, serviceEnv))),
+    Promise.all(topology.services.map((service) => supervisor.start(serviceProcess(service, serviceEnv)))),
     STARTUP_TIMEOUT_MS,
     `the services did not become ready within ${STARTUP_TIMEOUT_MS / 1000} s`,
   );
-  started = true;
-
-  console.log(`
-Summa is running.
-  Calculator gRPC   127.0.0.1:${ports.grpc}      (summa.v1.CalculatorService/Add, reflection on)
-  Calculator HTTP   ${scheme}://127.0.0.1:${ports.calculatorHttp}/v1/sums
-  Totals REST       ${scheme}://127.0.0.1:${ports.totalsHttp}/total
-  Metrics           :${ports.calculatorHttp}/metrics  :${ports.relayHttp}/metrics  :${ports.totalsHttp}/metrics
-  PostgreSQL        ${redact(databaseUrl)}
-  Kafka             ${brokers}
-Try: npx summa add 5 10 && npx summa total
-Press Ctrl-C to stop.
-`);
+  if (topology.nginx && nginxBinary) {
+    const nginx = topology.nginx;
+    await supervisor.start({
+      name: 'nginx',
+      start: () =>
+        startNginxServer({
+          dataDir: path.join(dataDir, 'nginx'),
+          binary: nginxBinary,
+          proxies: [
+            { name: 'calculators_grpc', listenPort: nginx.grpcPort, protocol: 'grpc', upstreamPorts: nginx.calculatorGrpcPorts },
+            { name: 'calculators_http', listenPort: nginx.httpPort, protocol: 'http', upstreamPorts: nginx.calculatorHttpPorts },
+            // GET /total is safe to resend: a totals service that is starting or stalled (503) is skipped.
+            { name: 'totals_http', listenPort: nginx.totalsPort, protocol: 'http', upstreamPorts: nginx.totalsHttpPorts, retryOnStatus: [502, 503, 504] },
+          ],
+        }),
+    });
+  }
+  supervisor.restartOnExit();
+  await saveRunState();
+  console.log(banner());
 }
 
-/**
- * Starts a service's process; resolves when it says it is ready (over the IPC channel), rejects if
- * it exits first. Once the system has started, a process that exits is replaced.
- */
-function startService(service: ServiceSpec, serviceEnv: NodeJS.ProcessEnv): Promise<void> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, service.entry)], {
-    cwd: root,
-    env: serviceEnv,
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  children.set(service.name, child);
-  child.on('exit', (code, signal) => {
-    children.delete(service.name);
-    // During start-up the failure stops everything (below); restarting would only fail again.
-    if (stopping || !started) return;
-    logger.error({ service: service.name, code, signal }, 'service exited; restarting it in 1s');
-    setTimeout(() => !stopping && startService(service, serviceEnv).catch(() => {}), 1_000);
-  });
-  return new Promise((resolve, reject) => {
-    child.on('message', (message: { type?: string }) => message?.type === 'ready' && resolve());
-    child.once('exit', (code, signal) =>
-      reject(new Error(`${service.name} exited during start-up (${signal ?? `exit code ${code}`}); see its log above`)),
+function serviceProcess(service: ServiceInstance, serviceEnv: NodeJS.ProcessEnv) {
+  return {
+    name: service.name,
+    start: () =>
+      startServiceProcess({
+        name: service.name,
+        entry: service.entry,
+        env: { ...serviceEnv, ...service.env },
+        output: logFileOf(service.name) ?? 'inherit',
+      }),
+  };
+}
+
+async function ensureNginx(): Promise<string> {
+  const binary = await ensureTool('nginx');
+  if (!binary) throw new Error('--cluster needs nginx, and tools/setup/30-nginx.sh could not provide it (its reason is above)');
+  return binary;
+}
+
+/** A second launcher on the same data would fight the first over its ports and files. */
+async function refuseSecondLauncher(): Promise<void> {
+  const previous = await readRunState(dataDir).catch(() => null);
+  if (previous && previous.launcherPid !== process.pid && isLauncher(previous.launcherPid)) {
+    throw new Error(
+      `Summa is already running from ${dataDir} (launcher pid ${previous.launcherPid}); stop it, or give this one a data folder of its own (SUMMA_DATA_DIR)`,
     );
-  });
+  }
+}
+
+function isLauncher(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('tools/local-stack/launcher.ts');
+  } catch {
+    return false;
+  }
+}
+
+async function rotate(file: string): Promise<void> {
+  await rename(file, `${file}.1`).catch(() => {});
+}
+
+function runState(): RunState {
+  const services: RunComponent[] = topology.services.map((service) => ({
+    name: service.name,
+    role: service.role,
+    pid: supervisor.pid(service.name),
+    ports: service.ports,
+    healthUrl: `${scheme}://127.0.0.1:${service.httpPort}/readyz`,
+    ...(logFileOf(service.name) ? { logFile: logFileOf(service.name) } : {}),
+  }));
+  const nginx: RunComponent[] = topology.nginx
+    ? [
+        {
+          name: 'nginx',
+          role: 'nginx',
+          pid: supervisor.pid('nginx'),
+          ports: [topology.nginx.grpcPort, topology.nginx.httpPort, topology.nginx.totalsPort],
+          logFile: path.join(dataDir, 'nginx', 'error.log'),
+        },
+      ]
+    : [];
+  return {
+    topology: topology.name,
+    launcherPid: process.pid,
+    startedAt,
+    databaseUrl,
+    kafkaBrokers,
+    consumerGroup: env.TOTALS_GROUP_ID?.trim() || 'summa-totals',
+    topic: envTopic(env),
+    components: [...infrastructure, ...services, ...nginx],
+  };
+}
+
+/** Writes follow one another, so the file always ends with the latest state. */
+let runStateWrites: Promise<void> = Promise.resolve();
+function saveRunState(): Promise<void> {
+  // Nothing to say before the data is up, nor once the launcher is going away.
+  if (!databaseUrl || stopping) return runStateWrites;
+  const state = runState();
+  runStateWrites = runStateWrites
+    .then(() => writeRunState(dataDir, state))
+    .catch((error: unknown) => logger.warn({ err: error, file: runStateFile(dataDir) }, 'could not write the run state'));
+  return runStateWrites;
+}
+
+function banner(): string {
+  const { entryPoints } = topology;
+  const ports = (list: number[]) => list.map((port) => `:${port}`).join(' ');
+  const services = (role: string) => topology.services.filter((service) => service.role === role);
+  const lines = ['', `Summa is running${clustered ? ' (cluster)' : ''}.`];
+  if (topology.nginx) {
+    const nginx = topology.nginx;
+    lines.push(
+      `  Calculator gRPC   127.0.0.1:${entryPoints.grpc}      (nginx over ${ports(nginx.calculatorGrpcPorts)}; summa.v1.CalculatorService/Add)`,
+      `  Calculator HTTP   ${scheme}://127.0.0.1:${entryPoints.calculatorHttp}/v1/sums   (nginx over ${ports(nginx.calculatorHttpPorts)})`,
+      `  Totals REST       ${scheme}://127.0.0.1:${entryPoints.totalsHttp}/total   (nginx over ${ports(nginx.totalsHttpPorts)})`,
+      `  Relays            ${ports(services('relay').flatMap((service) => service.ports))}`,
+      `  Metrics           /metrics on each service's HTTP port`,
+    );
+  } else {
+    const [relay] = services('relay');
+    lines.push(
+      `  Calculator gRPC   127.0.0.1:${entryPoints.grpc}      (summa.v1.CalculatorService/Add, reflection on)`,
+      `  Calculator HTTP   ${scheme}://127.0.0.1:${entryPoints.calculatorHttp}/v1/sums`,
+      `  Totals REST       ${scheme}://127.0.0.1:${entryPoints.totalsHttp}/total`,
+      `  Metrics           :${entryPoints.calculatorHttp}/metrics  :${relay!.httpPort}/metrics  :${entryPoints.totalsHttp}/metrics`,
+    );
+  }
+  lines.push(`  PostgreSQL        ${redact(databaseUrl)}`, `  Kafka             ${kafkaBrokers}`);
+  if (clustered) lines.push(`  Logs              ${logDir}/<name>.log, nginx: ${path.join(dataDir, 'nginx', 'error.log')}`);
+  lines.push(
+    `  Components        ${runStateFile(dataDir)} (npx summa status)`,
+    'Try: npx summa add 5 10 && npx summa total',
+    'Press Ctrl-C to stop.',
+    '',
+  );
+  return lines.join('\n');
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
@@ -111,23 +290,15 @@ function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promi
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
+/** nginx first (no new requests), then the services, then Kafka, then PostgreSQL. */
 async function stop(): Promise<void> {
   stopping = true;
-  await Promise.all(
-    [...children.values()].map(
-      (child) =>
-        new Promise<void>((resolve) => {
-          const force = setTimeout(() => child.kill('SIGKILL'), 20_000);
-          child.once('exit', () => {
-            clearTimeout(force);
-            resolve();
-          });
-          child.kill('SIGTERM');
-        }),
-    ),
-  );
+  await supervisor.stop(['nginx']);
+  await supervisor.stop();
   await kafka?.stop();
   await postgres?.stop();
+  await runStateWrites;
+  if (databaseUrl) await rm(runStateFile(dataDir), { force: true });
 }
 
 function redact(url: string): string {
