@@ -4,6 +4,7 @@
 import path from 'node:path';
 import type { BaseOptions } from '@platformatic/kafka';
 import { startKafkaBroker, type KafkaBroker } from '../../tools/local-stack/kafka-broker.ts';
+import { startPostgresReplica } from '../../tools/local-stack/postgres-replica.ts';
 import { startPostgresServer, type PostgresServer } from '../../tools/local-stack/postgres-server.ts';
 import { freePort } from '../../tools/lib/free-port.ts';
 import { killPostgresCluster, waitForPortFree } from './processes.ts';
@@ -52,7 +53,14 @@ export async function startChaosStack(topology: ChaosTopology, workDir: string, 
     const postgres = await startPrimary(path.join(workDir, 'postgres'));
     teardowns.push(() => postgres.teardown());
     const targets: FaultTarget[] = [postgres.target];
-    if (topology.replica) throw new Error('the PostgreSQL replica is not available to the chaos harness yet');
+    let readDatabaseUrl: string | undefined;
+    if (topology.replica) {
+      const replica = await startReplica(postgres.server, path.join(workDir, 'postgres-replica'));
+      teardowns.push(() => replica.teardown());
+      targets.push(replica.target);
+      readDatabaseUrl = replica.url;
+      log(`PostgreSQL replica on ${replica.port}`);
+    }
     if (topology.brokers !== 1 || topology.kafkaSecurity) throw new Error('a Kafka cluster is not available to the chaos harness yet');
     const kafka = await startSingleBroker(path.join(workDir, 'kafka'), brokerNames(topology)[0]!);
     teardowns.push(() => kafka.teardown());
@@ -60,7 +68,7 @@ export async function startChaosStack(topology: ChaosTopology, workDir: string, 
     log(`PostgreSQL on ${postgres.port}, Kafka on ${kafka.brokers}`);
     return {
       databaseUrl: postgres.url,
-      readDatabaseUrl: undefined,
+      readDatabaseUrl,
       kafkaEnv: () => ({ KAFKA_BROKERS: kafka.brokers }),
       kafkaBrokers: [kafka.brokers],
       kafkaConnection: undefined,
@@ -78,9 +86,10 @@ interface Started {
   teardown(): Promise<void>;
 }
 
-async function startPrimary(dataDir: string): Promise<Started & { port: number; url: string }> {
+async function startPrimary(dataDir: string): Promise<Started & { port: number; url: string; server: PostgresServer }> {
   const port = await freePort();
-  let server: PostgresServer | undefined = await startPostgresServer({ dataDir, port });
+  const first = await startPostgresServer({ dataDir, port });
+  let server: PostgresServer | undefined = first;
   await server.ensureDatabase('summa');
   const url = server.url('summa');
   /** kill -9 of the postmaster and every backend: nothing flushed, nothing shut down. */
@@ -92,6 +101,8 @@ async function startPrimary(dataDir: string): Promise<Started & { port: number; 
   return {
     port,
     url,
+    // The replica takes its address and folder from it, which stay the same across restarts.
+    server: first,
     target: {
       name: 'postgres',
       component: 'postgres',
@@ -111,6 +122,40 @@ async function startPrimary(dataDir: string): Promise<Started & { port: number; 
       if (!down) return;
       await kill().catch(() => down.stop());
     },
+  };
+}
+
+/**
+ * A streaming replica of the primary. Its kill -9 is the postmaster's and its children's, as for
+ * the primary; it resumes streaming from its slot when started again.
+ */
+async function startReplica(primary: PostgresServer, dataDir: string): Promise<Started & { port: number; url: string }> {
+  const port = await freePort();
+  const replica = await startPostgresReplica({ primary, dataDir, port });
+  let running = true;
+  const kill = async () => {
+    if (!running) return;
+    running = false;
+    await killPostgresCluster(await replica.pid(), port);
+  };
+  return {
+    port,
+    url: replica.url('summa'),
+    target: {
+      name: 'replica',
+      component: 'replica',
+      kill,
+      stop: async () => {
+        running = false;
+        await replica.stop();
+      },
+      start: async () => {
+        await waitForPortFree(port);
+        await replica.start();
+        running = true;
+      },
+    },
+    teardown: () => kill().catch(() => replica.stop()),
   };
 }
 

@@ -4,6 +4,8 @@
 import path from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { freePort } from '../../tools/lib/free-port.ts';
+import { ensureTool } from '../../tools/lib/tools.ts';
+import { startNginxServer } from '../../tools/local-stack/nginx-server.ts';
 import type { CalculatorEndpoint } from '../../tools/load/retrying-clients.ts';
 import { ChaosService, type ServiceName } from './processes.ts';
 import { startChaosStack, type ChaosStack } from './stack.ts';
@@ -84,11 +86,41 @@ export async function startSystem(topology: ChaosTopology, workDir: string, opti
     let calculators = [...calculatorInstances.values()];
     let totalsUrl = [...totalsUrls.values()][0]!;
     if (topology.loadBalancer) {
-      throw new Error('nginx in front of the calculators is not available to the chaos harness yet');
+      const nginx = await startBalancer(path.join(workDir, 'nginx'), [...calculatorInstances.values()], [...totalsUrls.values()]);
+      teardowns.push(() => nginx.server.kill());
+      calculators = [nginx.calculator];
+      totalsUrl = nginx.totalsUrl;
+      log(`nginx: gRPC ${nginx.calculator.grpcAddress}, HTTP ${nginx.calculator.httpUrl}, totals ${nginx.totalsUrl}`);
     }
     return { topology, stack, services, calculators, calculatorInstances, totalsUrls, totalsUrl, topic: TOPIC, groupId: GROUP_ID, teardown };
   } catch (error) {
     await teardown();
     throw error;
   }
+}
+
+/**
+ * nginx as `npm start -- --cluster` runs it, on free ports: gRPC and HTTP in front of the
+ * calculators, HTTP in front of the totals services (one that answers 502-504, not ready, is passed
+ * over).
+ */
+async function startBalancer(dataDir: string, calculators: CalculatorEndpoint[], totals: string[]) {
+  const binary = await ensureTool('nginx');
+  if (!binary) throw new Error('nginx is needed in front of the calculators and could not be had (tools/setup/30-nginx.sh)');
+  const portOf = (url: string) => Number(new URL(url.includes('://') ? url : `http://${url}`).port);
+  const [grpcPort, httpPort, totalsPort] = [await freePort(), await freePort(), await freePort()];
+  const server = await startNginxServer({
+    dataDir,
+    binary,
+    proxies: [
+      { name: 'calculators_grpc', protocol: 'grpc', listenPort: grpcPort, upstreamPorts: calculators.map((c) => portOf(c.grpcAddress)) },
+      { name: 'calculators_http', protocol: 'http', listenPort: httpPort, upstreamPorts: calculators.map((c) => portOf(c.httpUrl)) },
+      { name: 'totals_http', protocol: 'http', listenPort: totalsPort, upstreamPorts: totals.map(portOf), retryOnStatus: [502, 503, 504] },
+    ],
+  });
+  return {
+    server,
+    calculator: { grpcAddress: `127.0.0.1:${grpcPort}`, httpUrl: `http://127.0.0.1:${httpPort}` },
+    totalsUrl: `http://127.0.0.1:${totalsPort}`,
+  };
 }
