@@ -16,6 +16,7 @@ import { killInCommitWindow, scrapeTotals } from '../support/commit-window.ts';
 import { sleep, type ChaosService } from './processes.ts';
 import type { FaultTarget } from './stack.ts';
 import { startSystem, type ChaosSystem } from './system.ts';
+import { TotalReaders, type TotalReadStats } from './total-readers.ts';
 import { componentsOf, targetNames, TWO_INSTANCES, type ChaosTopology, type Component } from './topology.ts';
 
 export type { Component };
@@ -77,6 +78,8 @@ export interface ChaosResult {
   totalKills: number;
   /** Kafka delivering again what a killed totals consumer had applied but not committed. */
   redelivery: Redelivery;
+  /** GET /total reads through the faults (only when the totals read from a replica). */
+  totalReads: TotalReadStats | undefined;
   /** Requests sent to both calculators at the same moment. */
   twins: { sent: number; bothAcked: number };
   /** Other numbers under a taken id: refused ones, and refused ones whose numbers were recorded anyway. */
@@ -126,6 +129,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const conflicts = { sent: 0, refused: 0, counted: 0 };
   const problems: string[] = [];
   let clients: ChaosClients | undefined;
+  let readers: TotalReaders | undefined;
   let report: InvariantReport | undefined;
   let lost = 0;
   let double = 0;
@@ -159,6 +163,12 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       pauseMs: 20,
     });
     clients.start();
+    // The replica is worth faulting only if something reads from it: GET /total through nginx.
+    if (topology.replica) {
+      const busy = clients;
+      readers = new TotalReaders({ url: system.totalsUrl, readers: 2, recentRequest: () => busy.lastAcked(), pauseMs: 100 });
+      readers.start();
+    }
 
     /** Banks a totals process's duplicates figure before it goes (and at the end). */
     const scrapeDuplicates = async (instance: ChaosService) => {
@@ -241,6 +251,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     }
 
     stamp('faults over; clients finish the requests under way');
+    await readers?.stop();
     await clients.stop();
     const { stats } = clients;
     stamp(`clients done: ${stats.attempted.size} requests, ${stats.acked.size} acknowledged, ${stats.gaveUp} given up`);
@@ -299,6 +310,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     if (double > 0) problems.push(`${double} request(s) applied more than once`);
     for (const failure of report.failures) if (!problems.includes(failure)) problems.push(`verify: ${failure}`);
     problems.push(...stats.violations.slice(0, 10).map((v) => `client: ${v}`));
+    if (readers) {
+      problems.push(...readers.stats.violations.slice(0, 10).map((v) => `reader: ${v}`));
+      if (!readers.stats.bySource.replica) problems.push('no GET /total was served by the replica');
+    }
     if (stats.acked.size === 0) problems.push('no request was acknowledged at all');
     for (const service of services) {
       if (service.crashes > 0) problems.push(`${service.name} exited on its own ${service.crashes} time(s); see ${service.logFile}`);
@@ -318,6 +333,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   } catch (error) {
     problems.push(`harness failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
   } finally {
+    await readers?.stop().catch(() => {});
     await clients?.abort().catch(() => {});
     await sql?.end().catch(() => {});
     // Everything down, hard: the data is not needed any more, only the logs.
@@ -345,6 +361,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     instanceKills,
     totalKills,
     redelivery,
+    totalReads: readers?.stats,
     twins: stats?.twins ?? { sent: 0, bothAcked: 0 },
     conflicts,
     lost,
@@ -412,11 +429,17 @@ export function describe(result: ChaosResult): string[] {
     `  totals kill -9s between the database commit and the Kafka commit: ${redelivery.landed} of ${redelivery.aimedKills}` +
       ` (${redelivery.records} records applied but not committed to Kafka; duplicates skipped: ${redelivery.duplicatesSkipped})`,
     `  client errors seen:   ${Object.entries(result.errors).map(([kind, n]) => `${kind} ×${n}`).join(', ') || 'none'}`,
+    ...(result.totalReads ? [describeReads(result.totalReads)] : []),
     `  final total:          ${result.total}`,
   ];
   if (!result.ok) lines.push('FAILED:', ...result.problems.map((p) => `  - ${p}`));
   lines.push(result.summary);
   return lines;
+}
+
+function describeReads(reads: TotalReadStats): string {
+  const counts = (record: Record<string, number>) => Object.entries(record).map(([kind, n]) => `${kind} ×${n}`).join(', ') || 'none';
+  return `  GET /total through nginx: served by ${counts(reads.bySource)} (${reads.afterAnswered} waited for a request with ?after=); failed: ${counts(reads.errors)}`;
 }
 
 export function describeTopology(topology: ChaosTopology): string {
