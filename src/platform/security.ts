@@ -20,15 +20,15 @@ export function envTlsIdentity(env: Env): TlsIdentity | undefined {
   if (!certFile && !keyFile) return undefined;
   if (!certFile) throw new ConfigError('TLS_KEY_FILE is set but TLS_CERT_FILE is not; set both to enable TLS');
   if (!keyFile) throw new ConfigError('TLS_CERT_FILE is set but TLS_KEY_FILE is not; set both to enable TLS');
-  const cert = readPem(certFile, 'TLS_CERT_FILE', 'CERTIFICATE');
-  const key = readPem(keyFile, 'TLS_KEY_FILE', 'PRIVATE KEY');
+  const cert = readPemFile(certFile, 'TLS_CERT_FILE', 'CERTIFICATE');
+  const key = readPemFile(keyFile, 'TLS_KEY_FILE', 'PRIVATE KEY');
   return Object.freeze({ cert, key });
 }
 
 /** TLS_CA_FILE: the certificate authority a client trusts (for a self-signed or private CA). */
 export function envTlsCa(env: Env): Buffer | undefined {
   const caFile = env.TLS_CA_FILE?.trim();
-  return caFile ? readPem(caFile, 'TLS_CA_FILE', 'CERTIFICATE') : undefined;
+  return caFile ? readPemFile(caFile, 'TLS_CA_FILE', 'CERTIFICATE') : undefined;
 }
 
 export const MIN_WRITE_TOKEN_LENGTH = 16;
@@ -45,7 +45,8 @@ export function envWriteToken(env: Env): string | undefined {
   return token;
 }
 
-function readPem(file: string, variable: string, label: string): Buffer {
+/** A PEM file that `variable` names, read now; a ConfigError naming the variable if it is unreadable or holds no `label`. */
+export function readPemFile(file: string, variable: string, label: string): Buffer {
   let content: Buffer;
   try {
     content = readFileSync(file);

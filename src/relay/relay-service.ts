@@ -4,6 +4,7 @@ import { readOutboxBacklog } from '../outbox/outbox-store.ts';
 import { createEventPublisher } from '../platform/kafka/publisher.ts';
 import type { Logger } from '../platform/logger.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
+import { kafkaSettingsOf } from '../platform/service/service-config.ts';
 import { ensureServiceTopics } from '../platform/service/service-topics.ts';
 import type { RelayConfig } from './config.ts';
 import { createRelayMetrics } from './metrics.ts';
@@ -28,7 +29,7 @@ export function startRelay(config: RelayConfig, logger: Logger): Promise<Running
     },
     logger,
     async ({ pool, registry }) => {
-      const kafka = { brokers: config.kafkaBrokers, clientId: 'summa-relay' };
+      const kafka = kafkaSettingsOf(config, 'summa-relay');
       await ensureServiceTopics(kafka, config, [config.topic], logger, registry);
       const publisher = createEventPublisher(kafka);
       const relay = new OutboxRelay(

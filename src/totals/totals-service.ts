@@ -4,6 +4,7 @@ import type { PartitionStall } from '../platform/kafka/partition-stalls.ts';
 import { createEventPublisher } from '../platform/kafka/publisher.ts';
 import type { Logger } from '../platform/logger.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
+import { kafkaSettingsOf } from '../platform/service/service-config.ts';
 import { ensureServiceTopics } from '../platform/service/service-topics.ts';
 import { createBatchApplier } from './batch-applier.ts';
 import type { TotalsConfig } from './config.ts';
@@ -22,7 +23,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
     { name: 'totals', config, pool: { max: 6 }, schema: { name: TOTALS_SCHEMA, migrations: TOTALS_MIGRATIONS } },
     logger,
     async ({ pool, registry, http }) => {
-      const kafka = { brokers: config.kafkaBrokers, clientId: 'summa-totals' };
+      const kafka = kafkaSettingsOf(config, 'summa-totals');
       // The dead-letter topic is not waited for: valid records do not wait for it (rejected records
       // are kept in totals.rejected_records without it).
       await ensureServiceTopics(kafka, config, [config.topic], logger, registry, [config.deadLetterTopic]);

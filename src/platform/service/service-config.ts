@@ -1,4 +1,5 @@
 import { ConfigError, envDatabaseUrl, envHost, envInteger, envKafkaBrokers, envOptionalInteger, envPort, envTopic, type Env } from '../config.ts';
+import { envKafkaSecurity, type KafkaSecurity, type KafkaSettings } from '../kafka/settings.ts';
 import { envTlsIdentity, type TlsIdentity } from '../security.ts';
 import { envShutdownSettings, type ShutdownSettings } from './shutdown.ts';
 
@@ -28,6 +29,8 @@ export function envServiceConfig(env: Env, httpPortVariable: string, defaultHttp
 /** What a service that is a Kafka client itself (the relay, the totals service) reads besides. */
 export interface KafkaConfig {
   readonly kafkaBrokers: string[];
+  /** TLS and SASL towards Kafka (KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_*, KAFKA_TLS_CA_FILE). */
+  readonly kafkaSecurity: KafkaSecurity;
   /** Partitions of the topics the service creates when they do not exist yet. */
   readonly topicPartitions: number;
   /**
@@ -51,8 +54,14 @@ export function envKafkaConfig(env: Env): KafkaConfig {
   }
   return {
     kafkaBrokers: envKafkaBrokers(env),
+    kafkaSecurity: envKafkaSecurity(env),
     topicPartitions: envInteger(env, 'KAFKA_TOPIC_PARTITIONS', 6, { min: 1, max: 1000 }),
     topicReplicationFactor,
     topicMinInsyncReplicas,
   };
+}
+
+/** The settings of the service's Kafka clients, which name themselves `clientId`. */
+export function kafkaSettingsOf(config: KafkaConfig, clientId: string): KafkaSettings {
+  return { brokers: config.kafkaBrokers, clientId, security: config.kafkaSecurity };
 }
