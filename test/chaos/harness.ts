@@ -20,8 +20,6 @@ import { TotalReaders, type TotalReadStats } from './total-readers.ts';
 import { componentsOf, targetNames, TWO_INSTANCES, type ChaosTopology, type Component } from './topology.ts';
 
 export type { Component };
-/** How long a kill -9 of a totals consumer waits for a moment between its two commits. */
-const AIM_MS = 20_000;
 
 export interface ChaosOptions {
   /** What runs; default TWO_INSTANCES. */
@@ -39,6 +37,8 @@ export interface ChaosOptions {
    * and database server; the default), or each component (one of its instances).
    */
   atLeastOnce?: 'target' | 'component';
+  /** How long a kill -9 of a totals consumer waits for a moment between its two commits (default 20 s). */
+  aimForMs?: number;
   /** Every this-many-th fault is a graceful stop (SIGTERM) instead of kill -9 (default 3); a component's first fault is always a kill -9. */
   gracefulEvery?: number;
   /** How long the pipeline may take to go quiet once the faults stop (default 120s). */
@@ -189,7 +189,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
           topic,
         },
         () => instance.kill(),
-        AIM_MS,
+        options.aimForMs ?? 20_000,
       );
       redelivery.aimedKills += 1;
       duplicatesByProcess.set(processKey, Math.max(duplicatesByProcess.get(processKey) ?? 0, kill.duplicatesSkipped));

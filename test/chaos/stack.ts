@@ -2,12 +2,14 @@
 // PostgreSQL (with a streaming replica or without), each a fault target that can be killed,
 // stopped and started again on the same data and ports.
 import path from 'node:path';
-import type { BaseOptions } from '@platformatic/kafka';
+import { Admin, type BaseOptions } from '@platformatic/kafka';
+import { baseClientOptions, type KafkaSettings } from '../../src/platform/kafka/settings.ts';
+import { startKafkaCluster, type KafkaNode } from '../../tools/local-stack/kafka-cluster.ts';
 import { startKafkaBroker, type KafkaBroker } from '../../tools/local-stack/kafka-broker.ts';
 import { startPostgresReplica } from '../../tools/local-stack/postgres-replica.ts';
 import { startPostgresServer, type PostgresServer } from '../../tools/local-stack/postgres-server.ts';
 import { freePort } from '../../tools/lib/free-port.ts';
-import { killPostgresCluster, waitForPortFree } from './processes.ts';
+import { killPostgresCluster, sleep, waitForPortFree } from './processes.ts';
 import { brokerNames, type ChaosTopology, type Component } from './topology.ts';
 
 /** Something the harness faults: killed (-9) or stopped (SIGTERM), then started again. */
@@ -44,14 +46,22 @@ export interface ChaosStack {
   teardown(): Promise<void>;
 }
 
-export async function startChaosStack(topology: ChaosTopology, workDir: string, log: (line: string) => void): Promise<ChaosStack> {
-  const teardowns: (() => Promise<void>)[] = [];
+/** What the services do on Kafka: the harness sets their topics and group up before they start. */
+export interface KafkaAccess {
+  topic: string;
+  deadLetterTopic: string;
+  groupId: string;
+}
+
+export async function startChaosStack(topology: ChaosTopology, workDir: string, access: KafkaAccess, log: (line: string) => void): Promise<ChaosStack> {
+  const teardowns: (() => Promise<unknown>)[] = [];
   const teardown = async () => {
     for (const down of teardowns.reverse()) await down().catch(() => {});
   };
   try {
     const postgres = await startPrimary(path.join(workDir, 'postgres'));
     teardowns.push(() => postgres.teardown());
+    log(`PostgreSQL on ${postgres.port}`);
     const targets: FaultTarget[] = [postgres.target];
     let readDatabaseUrl: string | undefined;
     if (topology.replica) {
@@ -61,17 +71,43 @@ export async function startChaosStack(topology: ChaosTopology, workDir: string, 
       readDatabaseUrl = replica.url;
       log(`PostgreSQL replica on ${replica.port}`);
     }
-    if (topology.brokers !== 1 || topology.kafkaSecurity) throw new Error('a Kafka cluster is not available to the chaos harness yet');
-    const kafka = await startSingleBroker(path.join(workDir, 'kafka'), brokerNames(topology)[0]!);
-    teardowns.push(() => kafka.teardown());
-    targets.unshift(kafka.target);
-    log(`PostgreSQL on ${postgres.port}, Kafka on ${kafka.brokers}`);
+    if (topology.brokers === 1) {
+      if (topology.kafkaSecurity) throw new Error('Kafka security needs the cluster of three brokers');
+      const kafka = await startSingleBroker(path.join(workDir, 'kafka'), brokerNames(topology)[0]!);
+      teardowns.push(() => kafka.teardown());
+      targets.unshift(kafka.target);
+      log(`Kafka on ${kafka.brokers}`);
+      return {
+        databaseUrl: postgres.url,
+        readDatabaseUrl,
+        kafkaEnv: () => ({ KAFKA_BROKERS: kafka.brokers }),
+        kafkaBrokers: [kafka.brokers],
+        kafkaConnection: undefined,
+        targets,
+        teardown,
+      };
+    }
+    const cluster = await startKafkaCluster({
+      dataDir: path.join(workDir, 'kafka'),
+      nodes: topology.brokers,
+      ports: Array(topology.brokers).fill(0),
+      controllerPorts: Array(topology.brokers).fill(0),
+      security: topology.kafkaSecurity ? 'sasl_ssl' : 'plaintext',
+    });
+    teardowns.push(() => Promise.all(cluster.nodes.map((node) => node.kill())));
+    // As `npm start -- --cluster`: the admin creates the topics and grants each service its ACLs.
+    await cluster.setUpServiceAccess({ ...access, partitions: topology.partitions });
+    const admin = cluster.clientSettings('summa-admin', 'summa-chaos');
+    const { tls, sasl } = baseClientOptions(admin);
+    const connection = { ...(tls ? { tls } : {}), ...(sasl ? { sasl } : {}) };
+    targets.unshift(...cluster.nodes.map((node) => brokerTarget(node, admin)));
+    log(`Kafka cluster (${cluster.security}) on ${cluster.brokers}`);
     return {
       databaseUrl: postgres.url,
       readDatabaseUrl,
-      kafkaEnv: () => ({ KAFKA_BROKERS: kafka.brokers }),
-      kafkaBrokers: [kafka.brokers],
-      kafkaConnection: undefined,
+      kafkaEnv: (user) => cluster.clientEnv(user === 'admin' ? 'summa-admin' : user === 'relay' ? 'summa-relay' : 'summa-totals'),
+      kafkaBrokers: admin.brokers,
+      kafkaConnection: connection,
       targets,
       teardown,
     };
@@ -157,6 +193,54 @@ async function startReplica(primary: PostgresServer, dataDir: string): Promise<S
     },
     teardown: () => kill().catch(() => replica.stop()),
   };
+}
+
+/** How long a broker's partitions may take to be back in sync before the next broker is faulted. */
+const IN_SYNC_TIMEOUT_MS = 90_000;
+
+/**
+ * A node of the cluster. Before it is faulted, every partition must have all its replicas in sync:
+ * one broker down at a time then always leaves two of three (min.insync.replicas) in every
+ * partition's ISR, and a quorum of controllers.
+ */
+function brokerTarget(node: KafkaNode, admin: KafkaSettings): FaultTarget {
+  return {
+    name: `kafka-${node.id}`,
+    component: 'kafka',
+    kill: () => node.kill(),
+    stop: () => node.stop(),
+    start: () => node.start(),
+    settle: async () => {
+      const behind = await waitInSync(admin, IN_SYNC_TIMEOUT_MS);
+      return behind.length === 0 ? undefined : `partitions still short of replicas after ${IN_SYNC_TIMEOUT_MS / 1000} s: ${behind.slice(0, 5).join(', ')}`;
+    },
+  };
+}
+
+/** Waits until every partition of every topic has all its replicas in sync; returns those that do not (empty when all do). */
+export async function waitInSync(settings: KafkaSettings, timeoutMs: number): Promise<string[]> {
+  const deadline = Date.now() + timeoutMs;
+  let behind: string[] = ['(metadata not read)'];
+  while (Date.now() < deadline) {
+    const admin = new Admin({ ...baseClientOptions(settings), retries: 0, connectTimeout: 2_000, timeout: 5_000 });
+    try {
+      const topics = [...(await admin.listTopics({ includeInternals: true }))];
+      const metadata = await admin.metadata({ topics, forceUpdate: true });
+      behind = [];
+      for (const [name, topic] of metadata.topics) {
+        topic.partitions.forEach((partition, index) => {
+          if (partition.leader < 0 || partition.isr.length < partition.replicas.length) behind.push(`${name}-${index}`);
+        });
+      }
+      if (behind.length === 0) return [];
+    } catch {
+      // A broker just back may refuse for a moment.
+    } finally {
+      await admin.close().catch(() => {});
+    }
+    await sleep(500);
+  }
+  return behind;
 }
 
 async function startSingleBroker(dataDir: string, name: string): Promise<Started & { brokers: string }> {

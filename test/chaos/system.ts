@@ -12,6 +12,7 @@ import { startChaosStack, type ChaosStack } from './stack.ts';
 import { componentOf, serviceInstances, type ChaosTopology } from './topology.ts';
 
 export const TOPIC = 'chaos.sums';
+export const DEAD_LETTER_TOPIC = 'chaos.sums.dlq';
 export const GROUP_ID = 'chaos-totals';
 
 export interface ChaosSystem {
@@ -50,11 +51,12 @@ export async function startSystem(topology: ChaosTopology, workDir: string, opti
     for (const down of teardowns.reverse()) await down().catch(() => {});
   };
   try {
-    const stack = await startChaosStack(topology, workDir, log);
+    const stack = await startChaosStack(topology, workDir, { topic: TOPIC, deadLetterTopic: DEAD_LETTER_TOPIC, groupId: GROUP_ID }, log);
     teardowns.push(() => stack.teardown());
     const common: Record<string, string> = {
       DATABASE_URL: stack.databaseUrl,
       KAFKA_TOPIC: TOPIC,
+      TOTALS_DEAD_LETTER_TOPIC: DEAD_LETTER_TOPIC,
       KAFKA_TOPIC_PARTITIONS: String(topology.partitions),
       TOTALS_GROUP_ID: GROUP_ID,
       LOG_LEVEL: 'warn',
