@@ -3,6 +3,7 @@ import { backoffDelay, sleep } from '../backoff.ts';
 import { blamePublishFailure } from './publish-failures.ts';
 import { toKafkaMessage, type OutgoingRecord } from './records.ts';
 import { baseClientOptions, type KafkaSettings } from './settings.ts';
+import { guardUnknownBrokers } from './unknown-broker.ts';
 
 export interface EventPublisher {
   /**
@@ -74,15 +75,17 @@ export function createEventPublisher(settings: KafkaSettings, options: EventPubl
   const closing = new AbortController();
 
   const current = () =>
-    (producer ??= new Producer({
-      ...baseClientOptions(settings),
-      idempotent: true,
-      acks: -1,
-      retries: options.retries ?? 5,
-      retryDelay: options.retryDelayMs ?? 500,
-      partitioner: compatibilityPartitioner,
-      autocreateTopics: false,
-    }));
+    (producer ??= guardUnknownBrokers(
+      new Producer({
+        ...baseClientOptions(settings),
+        idempotent: true,
+        acks: -1,
+        retries: options.retries ?? 5,
+        retryDelay: options.retryDelayMs ?? 500,
+        partitioner: compatibilityPartitioner,
+        autocreateTopics: false,
+      }),
+    ));
 
   const discardProducer = async () => {
     const old = producer;
