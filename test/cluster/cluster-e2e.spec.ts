@@ -12,6 +12,7 @@ import { auditUntilQuiet } from '../../src/cli/invariant-audit.ts';
 import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
 import { ChaosClients } from '../../tools/load/retrying-clients.ts';
 import { sleep } from '../chaos/processes.ts';
+import { missingTool } from '../support/tools.ts';
 import { startSystem, type ChaosSystem } from '../chaos/system.ts';
 import { CLUSTER } from '../chaos/topology.ts';
 
@@ -26,7 +27,7 @@ const REPEATS = 300;
 // twins sending each request twice at once), while one calculator, the broker that leads some of
 // the event topic's partitions and one totals consumer are killed (-9) and started again. Then the
 // total, read through nginx from the primary, is the exact sum of every acknowledged request.
-describe('the cluster topology end to end', () => {
+describe('the cluster topology end to end', { skip: missingTool('nginx') || missingTool('openssl') }, () => {
   let workDir: string;
   let system: ChaosSystem;
   let sql: pg.Pool;
