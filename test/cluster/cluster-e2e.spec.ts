@@ -31,12 +31,13 @@ describe('the cluster topology end to end', { skip: missingTool('nginx') || miss
   let workDir: string;
   let system: ChaosSystem;
   let sql: pg.Pool;
-  const log: string[] = [];
+  const started = Date.now();
+  const log = (line: string) => console.log(`[cluster-e2e ${((Date.now() - started) / 1000).toFixed(1).padStart(6)}s] ${line}`);
 
   before(async () => {
     workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-cluster-e2e-'));
     await chmod(workDir, 0o755);
-    system = await startSystem(CLUSTER, workDir, { env: { RELAY_LEASE_MS: '5000' }, log: (line) => log.push(line) });
+    system = await startSystem(CLUSTER, workDir, { env: { RELAY_LEASE_MS: '5000' }, log });
     sql = new pg.Pool({ connectionString: system.stack.databaseUrl, max: 4 });
     sql.on('error', () => {});
   });
@@ -72,6 +73,7 @@ describe('the cluster topology end to end', { skip: missingTool('nginx') || miss
       await sleep(1_000);
       await target.start();
       restarted.push(name);
+      log(`kill -9 ${name} and back (acked ${acked()}, retries ${clients.stats.retries})`);
     };
     try {
       await until(REQUESTS / 5);
@@ -96,6 +98,7 @@ describe('the cluster topology end to end', { skip: missingTool('nginx') || miss
     // Repeated ids once more, one after the other: each sent over one transport, and again over the
     // other once answered; the second answer is a replay of the first, with the same sum.
     const repeated = await sendEachTwice(system, REPEATS);
+    log(`${stats.acked.size} requests acknowledged, ${repeated.size} more sent twice each`);
 
     await auditUntilQuiet({ calculator: sql, totals: sql }, { waitSeconds: 120, graceSeconds: 24 * 3600, pollMs: 500 });
     const expected = [...stats.acked.values(), ...repeated.values()].reduce((sum, n) => sum + n, 0n);
@@ -149,8 +152,8 @@ async function sendEachTwice(system: ChaosSystem, count: number): Promise<Map<st
   try {
     for (let i = 0; i < count; i++) {
       const requestId = `repeat-${i}-${randomUUID()}`;
-      const num1 = BigInt(randomInt(-(2 ** 47), 2 ** 47)) * 1_000n;
-      const num2 = BigInt(randomInt(-(2 ** 47), 2 ** 47));
+      const num1 = BigInt(randomInt(-(2 ** 46), 2 ** 46)) * 1_000n;
+      const num2 = BigInt(randomInt(-(2 ** 46), 2 ** 46));
       const [first, second] = i % 2 === 0 ? [viaGrpc, viaHttp] : [viaHttp, viaGrpc];
       const one = await retried(() => first(requestId, num1, num2));
       const two = await retried(() => second(requestId, num1, num2));
