@@ -71,6 +71,9 @@ const child = spawn(process.execPath, ['--import', 'tsx', '--test', '--test-repo
     ...process.env,
     SUMMA_TEST_POSTGRES_URL: postgres.url('postgres'),
     SUMMA_TEST_KAFKA_BROKERS: kafka.brokers,
+    // For tests that describe these servers as parts of a run (summa status asks whether the pid lives).
+    SUMMA_TEST_KAFKA_PID: String(kafka.pid),
+    SUMMA_TEST_POSTGRES_PID: String(await postgres.pid()),
     SUMMA_MISSING_TOOLS: JSON.stringify(report.missing),
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn',
   },

@@ -1,5 +1,6 @@
 import { createGrpcServerMetrics } from '../platform/grpc/server-metrics.ts';
 import type { Logger } from '../platform/logger.ts';
+import { OutboxNotifier } from '../outbox/outbox-notifier.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
 import type { CalculatorConfig } from './config.ts';
 import { startCalculatorGrpcServer } from './grpc-server.ts';
@@ -27,6 +28,7 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
     },
     logger,
     ({ pool, registry, http }) => {
+      const notifier = new OutboxNotifier(pool, logger);
       const recorder = new SumRecorder(
         pool,
         {
@@ -37,6 +39,7 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
         },
         logger,
         createCalculatorMetrics(registry),
+        () => notifier.committed(),
       );
       const add = recorder.record.bind(recorder);
       registerCalculatorRoutes(http, add, { writeToken: config.writeToken });
@@ -56,11 +59,11 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
             grpcPort: grpc.port,
             // Readiness first (the gRPC health check with it), then a pause while load balancers
             // notice, then the listeners close and wait for the calls in flight; those wait on the
-            // recorder, which is drained before the pool ends.
+            // recorder, which is drained before the pool ends, and so is the relays' last wake-up.
             stopSteps: {
               beforeDelay: [() => grpc.markNotServing()],
               withHttpClose: [() => grpc.shutdown(Math.max(1_000, timeoutMs - delayMs - 1_000))],
-              afterHttpClose: [() => recorder.drain()],
+              afterHttpClose: [() => recorder.drain(), () => notifier.drain()],
             },
           };
         },

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 
 export const CALCULATOR_SCHEMA = 'calculator';
 
-/** Numbered plain-SQL migrations of the calculator schema (requests, outbox, notify trigger). */
+/** Numbered plain-SQL migrations of the calculator schema (requests, outbox, its claim columns). */
 export const CALCULATOR_MIGRATIONS = fileURLToPath(new URL('./migrations', import.meta.url));
 
 /** The idempotency records: one row per accepted request id. */
@@ -15,5 +15,5 @@ export const REQUESTS_TABLE = `${CALCULATOR_SCHEMA}.requests`;
 /** Events waiting to be published, written in the same statement as their request row. */
 export const OUTBOX_TABLE = `${CALCULATOR_SCHEMA}.outbox`;
 
-/** The NOTIFY channel the outbox trigger signals on commit (migration 001 spells it in SQL). */
+/** The NOTIFY channel that wakes the relays, sent by the calculator after its commits (OutboxNotifier). */
 export const OUTBOX_CHANNEL = 'summa_outbox';

@@ -72,6 +72,11 @@ export class SumRecorder {
     private readonly options: SumRecorderOptions,
     private readonly logger: Logger,
     private readonly metrics: CalculatorMetrics,
+    /**
+     * Called after each statement that committed new outbox events, outside its transaction: wakes
+     * the relays (OutboxNotifier). Returns at once; answers never wait for it.
+     */
+    private readonly outboxCommitted: () => void,
   ) {}
 
   record(command: AddCommand): Promise<AddResult> {
@@ -173,6 +178,7 @@ export class SumRecorder {
     try {
       accepted = await this.insert(leaders.map((pending) => pending.command), spans);
       endSpans(spans);
+      if (accepted.size > 0) this.outboxCommitted();
     } catch (error) {
       endSpans(spans, error);
       if (isDataError(error) && leaders.length > 1) {

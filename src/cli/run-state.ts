@@ -46,6 +46,8 @@ export interface RunState {
   kafkaBrokers: string;
   /** An administrator's Kafka settings (status reads metadata and the consumer group's offsets). */
   kafkaAdmin?: KafkaClientSettings;
+  /** The CA (PEM file) the services' HTTPS certificates chain to, when they serve HTTPS; status trusts it for their healthUrl. */
+  serviceCaFile?: string;
   /** The totals service's consumer group and the event topic. */
   consumerGroup: string;
   topic: string;

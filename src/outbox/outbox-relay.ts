@@ -17,7 +17,7 @@ export interface OutboxRelayOptions {
   batchSize: number;
   /** Claim-publish-delete loops run at once in this process; their batches overlap in time. */
   workers: number;
-  /** How often to look for events when no notification arrives. */
+  /** How often to look for events when no notification arrives and the last claim found none. */
   pollIntervalMs: number;
   /** How long to wait after a wake-up before claiming, so that a batch gathers several commits. */
   lingerMs: number;
@@ -92,9 +92,10 @@ export class OutboxRelay {
         await this.sleep(retryInMs);
         continue;
       }
-      if (relayed < this.options.batchSize && this.wakeups === wakeupsBefore) {
-        await this.sleep(this.options.pollIntervalMs);
-        // Under load every commit notifies; waiting a moment lets one batch carry several commits.
+      const delayMs = pollDelayAfter(relayed, this.options);
+      if (delayMs > 0 && this.wakeups === wakeupsBefore) {
+        await this.sleep(delayMs);
+        // Under load wake-ups come one after another; waiting a moment lets one batch carry several commits.
         if (this.options.lingerMs > 0 && !this.stopped) await sleep(this.options.lingerMs);
       }
     }
@@ -243,6 +244,24 @@ export class OutboxRelay {
       this.sleepers.add(done);
     });
   }
+}
+
+/**
+ * After a claim that found events, the next comes this soon even without a wake-up: while events
+ * flow more are likely to follow, and a NOTIFY is only a hint (one that failed, or a calculator of
+ * an older release that sends none, would otherwise leave them to the full poll interval).
+ */
+export const BUSY_POLL_MS = 50;
+
+/**
+ * How long a worker waits for a wake-up before its next claim: not at all after a full batch (more
+ * are waiting), BUSY_POLL_MS after a claim that found events, the poll interval after one that found
+ * none.
+ */
+export function pollDelayAfter(claimed: number, options: Pick<OutboxRelayOptions, 'batchSize' | 'pollIntervalMs'>): number {
+  if (claimed >= options.batchSize) return 0;
+  if (claimed > 0) return Math.min(BUSY_POLL_MS, options.pollIntervalMs);
+  return options.pollIntervalMs;
 }
 
 /** `rows` by topic, each topic's in claim order, the topics in the order they first appear. */

@@ -13,7 +13,11 @@ export const REPLICA_LAG_BYTES_HEADER = 'summa-replica-lag-bytes';
 
 export function registerTotalsRoutes(app: FastifyInstance, store: TotalsStore, reader: TotalReader): void {
   const total = async (request: FastifyRequest<{ Querystring: Record<string, unknown> }>, reply: FastifyReply) => {
-    const read = await reader.read(parseTotalQuery(request.query));
+    const query = parseTotalQuery(request.query);
+    // A caller that hangs up while waiting for ?after= stops the polling it asked for.
+    const hungUp = new AbortController();
+    reply.raw.once('close', () => hungUp.abort());
+    const read = await reader.read(query, hungUp.signal);
     void reply.headers(readHeaders(read));
     return read.snapshot;
   };

@@ -1,4 +1,4 @@
-import { sleep } from '../platform/backoff.ts';
+import { backoffDelay, sleep } from '../platform/backoff.ts';
 import { replicaLagOf, readReplicaLag, REPLICA_LAG_COLUMNS, type Queryable, type ReplicaLag, type ReplicaLagRow } from '../platform/db/replication-lag.ts';
 import { SummaError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
@@ -42,7 +42,7 @@ export interface TotalReaderOptions {
   /** Told of every read (for metrics). */
   onRead?: (read: TotalRead, fallback: boolean) => void;
   now?: () => number;
-  sleep?: (ms: number) => Promise<void>;
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
 /**
@@ -55,7 +55,7 @@ export class TotalReader {
   private replicaDownUntil = 0;
   private replicaUp = true;
   private readonly now: () => number;
-  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
 
   constructor(private readonly options: TotalReaderOptions) {
     this.now = options.now ?? Date.now;
@@ -66,8 +66,11 @@ export class TotalReader {
     return this.options.replica !== undefined;
   }
 
-  /** The total as `query` asks for it; with `after`, waits (polling) until that request's sum is in it. */
-  async read(query: TotalQuery): Promise<TotalRead> {
+  /**
+   * The total as `query` asks for it; with `after`, waits (polling) until that request's sum is in
+   * it. `signal` (the caller hung up) ends the wait early.
+   */
+  async read(query: TotalQuery, signal?: AbortSignal): Promise<TotalRead> {
     if (!query.after) return (await this.readOnce(query.consistency, null)).read;
     const { requestId, timeoutMs } = query.after;
     const deadline = this.now() + timeoutMs;
@@ -75,6 +78,7 @@ export class TotalReader {
       const { read, applied } = await this.readOnce(query.consistency, requestId);
       if (applied) return read;
       const left = deadline - this.now();
+      if (signal?.aborted) throw new SummaError('DEADLINE_EXCEEDED', 'the caller stopped waiting', { requestId });
       if (left <= 0) {
         throw new SummaError(
           'DEADLINE_EXCEEDED',
@@ -84,7 +88,7 @@ export class TotalReader {
         );
       }
       // Short first waits: a sum usually arrives within tens of milliseconds of its Add.
-      await this.sleep(Math.min(left, 10 * 2 ** Math.min(attempt, 4)));
+      await this.sleep(Math.min(left, backoffDelay(attempt, 10, 160)), signal);
     }
   }
 

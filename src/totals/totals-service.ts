@@ -51,9 +51,10 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
       );
       registerConsumerLagGauge(registry, () => consumer.lag());
       registerStalledPartitionsGauge(registry, () => consumer.stalled());
-      // Readiness does not follow the replica: every read falls back to the primary while it is
-      // down, so taking this instance out of the load balancer would only lose its consuming.
-      // summa_totals_replica_up and the log show it instead.
+      // Readiness does not follow the replica: while it is down every read falls back to the
+      // primary, so this instance still serves; and as all instances share one replica, failing
+      // readiness would take every one of them out of the load balancer at once.
+      // summa_totals_replica_up and the log show the outage instead.
       const readPool = config.readDatabaseUrl
         ? createPool(config.readDatabaseUrl, { max: 4, applicationName: 'summa-totals-reads', connectTimeoutMs: 1_000, queryTimeoutMs: 2_000 })
         : undefined;

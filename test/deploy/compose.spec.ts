@@ -21,8 +21,11 @@ import {
   type Yaml,
 } from './deploy-support.ts';
 import { missingTool, requireTool } from '../support/tools.ts';
+import { envKafkaConfig } from '../../src/platform/service/service-config.ts';
 
 const COMPOSE_FILE = path.join(root, 'deploy/compose/docker-compose.yml');
+/** The cluster topology: three brokers, a PostgreSQL replica, two relays, three totals behind nginx. */
+const CLUSTER_FILE = path.join(root, 'deploy/compose/docker-compose.cluster.yml');
 
 interface ComposeStack {
   readonly file: string;
@@ -32,18 +35,18 @@ interface ComposeStack {
   read(file: string): string;
 }
 
-function loadStack(): ComposeStack {
+function loadStack(file = COMPOSE_FILE): ComposeStack {
   return {
-    file: COMPOSE_FILE,
-    dir: path.dirname(COMPOSE_FILE),
-    doc: YAML.parse(readFileSync(COMPOSE_FILE, 'utf8'), { merge: true }),
+    file,
+    dir: path.dirname(file),
+    doc: YAML.parse(readFileSync(file, 'utf8'), { merge: true }),
     read: (file) => readFileSync(file, 'utf8'),
   };
 }
 
 /** A copy of the stack to break: `change` edits the parsed file, `files` replaces file contents. */
-function changedStack(change: (services: Record<string, Yaml>) => void, files: Record<string, (text: string) => string> = {}): ComposeStack {
-  const stack = loadStack();
+function changedStack(change: (services: Record<string, Yaml>) => void, files: Record<string, (text: string) => string> = {}, file = COMPOSE_FILE): ComposeStack {
+  const stack = loadStack(file);
   const doc = structuredClone(stack.doc);
   change(doc.services);
   return {
@@ -81,6 +84,10 @@ function environment(service: Yaml): Record<string, string> {
 function argv(value: Yaml): string[] | undefined {
   if (value === undefined || value === null) return undefined;
   return Array.isArray(value) ? value.map(String) : String(value).split(/\s+/).filter(Boolean);
+}
+
+function listOf(value: string | undefined): string[] {
+  return (value ?? '').split(',').map((item) => item.trim()).filter(Boolean);
 }
 
 function dependsOn(service: Yaml): string[] {
@@ -307,10 +314,9 @@ function findAll(directives: NginxDirective[], name: string): NginxDirective[] {
   return directives.flatMap((directive) => [...(directive.name === name ? [directive] : []), ...findAll(directive.block ?? [], name)]);
 }
 
-/** nginx's configuration names all three calculators, for gRPC on their gRPC port and for HTTP on their HTTP port. */
-function checkNginx(stack: ComposeStack): string[] {
-  const problems: string[] = [];
-  const calculators = containersToCheck(stack, problems, 'calculator');
+/** Each nginx service with its configuration, mounted from the repository and parsed. */
+function nginxConfigs(stack: ComposeStack, problems: string[]): { name: string; service: Yaml; config: NginxDirective[] }[] {
+  const found: { name: string; service: Yaml; config: NginxDirective[] }[] = [];
   for (const name of withImage(stack, IMAGES.nginx)) {
     const service = services(stack)[name];
     const file = mountedFrom(stack, service, '/etc/nginx/nginx.conf');
@@ -318,20 +324,45 @@ function checkNginx(stack: ComposeStack): string[] {
       problems.push(`${name}: no nginx.conf mounted from the repository at /etc/nginx/nginx.conf`);
       continue;
     }
-    let config: NginxDirective[];
     try {
-      config = parseNginx(stack.read(file));
+      found.push({ name, service, config: parseNginx(stack.read(file)) });
     } catch (error) {
       problems.push(`${name}: ${(error as Error).message}`);
-      continue;
     }
+  }
+  return found;
+}
+
+/** A Summa service nginx stands in front of, and how it passes to it. */
+interface Fronted {
+  readonly service: ServiceName;
+  readonly kind: 'grpc' | 'http';
+  readonly pass: 'grpc_pass' | 'proxy_pass';
+  readonly scheme: 'grpc' | 'http';
+}
+
+const CALCULATORS_FRONTED: Fronted[] = [
+  { service: 'calculator', kind: 'grpc', pass: 'grpc_pass', scheme: 'grpc' },
+  { service: 'calculator', kind: 'http', pass: 'proxy_pass', scheme: 'http' },
+];
+const TOTALS_FRONTED: Fronted = { service: 'totals', kind: 'http', pass: 'proxy_pass', scheme: 'http' };
+
+/**
+ * nginx's configuration names exactly the containers of each service it fronts (all three
+ * calculators, for gRPC on their gRPC port and for HTTP on their HTTP port), and publishes the port.
+ */
+function checkNginx(stack: ComposeStack, fronts: Fronted[] = CALCULATORS_FRONTED): string[] {
+  const problems: string[] = [];
+  for (const { name, service, config } of nginxConfigs(stack, problems)) {
     const upstreams = new Map(findAll(config, 'upstream').map((upstream) => [upstream.args[0], findAll(upstream.block ?? [], 'server').map((server) => server.args[0])]));
     const published = (service?.ports ?? []).map((port: Yaml) => Number(typeof port === 'object' ? port?.target : String(port).split(':').pop()));
     const servers = findAll(config, 'http').flatMap((http) => (http.block ?? []).filter((directive) => directive.name === 'server'));
-    for (const [kind, pass, scheme] of [['grpc', 'grpc_pass', 'grpc'], ['http', 'proxy_pass', 'http']] as const) {
-      const ports = new Set(calculators.map((calculator) => calculator.settings.ports[kind]));
+    for (const { service: fronted, kind, pass, scheme } of fronts) {
+      const containers = containersToCheck(stack, problems, fronted);
+      const one = fronted === 'totals' ? 'totals service' : fronted;
+      const ports = new Set(containers.map((container) => container.settings.ports[kind]));
       for (const port of ports) {
-        if (!published.includes(port)) problems.push(`${name} does not publish the calculators' ${kind} port ${port}`);
+        if (!published.includes(port)) problems.push(`${name} does not publish the ${one}s' ${kind} port ${port}`);
         const server = servers.find((candidate) => findAll(candidate.block ?? [], 'listen').some((listen) => new RegExp(`(^|:)${port}$`).test(listen.args[0] ?? '')));
         if (!server) {
           problems.push(`${name}: no server in nginx.conf listens on ${port} (${kind})`);
@@ -351,12 +382,45 @@ function checkNginx(stack: ComposeStack): string[] {
             problems.push(`${name}: ${pass} ${url} names no upstream block`);
             continue;
           }
-          const expected = calculators.filter((calculator) => calculator.settings.ports[kind] === port).map((calculator) => `${calculator.name}:${port}`);
+          const expected = containers.filter((container) => container.settings.ports[kind] === port).map((container) => `${container.name}:${port}`);
           const missing = expected.filter((member) => !members.includes(member));
           const unknown = members.filter((member) => !expected.includes(member ?? ''));
           if (missing.length > 0) problems.push(`${name}: upstream ${upstream} (${kind}) lacks ${missing.join(', ')}`);
-          if (unknown.length > 0) problems.push(`${name}: upstream ${upstream} (${kind}) has ${unknown.join(', ')}, which is no calculator's ${kind} port`);
+          if (unknown.length > 0) problems.push(`${name}: upstream ${upstream} (${kind}) has ${unknown.join(', ')}, which is no ${one}'s ${kind} port`);
         }
+      }
+    }
+  }
+  return problems;
+}
+
+/** What nginx's *_next_upstream directives accept (nginx.org, ngx_http_proxy_module and ngx_http_grpc_module). */
+const NEXT_UPSTREAM_CONDITIONS = new Set(['error', 'timeout', 'invalid_header', 'http_500', 'http_502', 'http_503', 'http_504', 'http_403', 'http_404', 'http_429', 'non_idempotent', 'off']);
+
+/**
+ * Passive health checks and safe retries: every upstream server is taken out after failures
+ * (max_fails, fail_timeout), every *_next_upstream condition is one nginx knows (an unknown one
+ * stops nginx from starting), and no location lets nginx resend a POST that already reached an
+ * upstream (non_idempotent): an Add without a request id would count twice.
+ */
+function checkNginxRetries(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  for (const { name, config } of nginxConfigs(stack, problems)) {
+    for (const upstream of findAll(config, 'upstream')) {
+      for (const server of findAll(upstream.block ?? [], 'server')) {
+        const parameter = (key: string) => server.args.find((arg) => arg.startsWith(`${key}=`))?.slice(key.length + 1);
+        const maxFails = parameter('max_fails');
+        if (maxFails === undefined || !parameter('fail_timeout')) {
+          problems.push(`${name}: upstream ${upstream.args[0]} server ${server.args[0]} sets no max_fails and fail_timeout (passive health check)`);
+        } else if (maxFails === '0') {
+          problems.push(`${name}: upstream ${upstream.args[0]} server ${server.args[0]} has max_fails=0, which never takes it out`);
+        }
+      }
+    }
+    for (const directive of [...findAll(config, 'proxy_next_upstream'), ...findAll(config, 'grpc_next_upstream')]) {
+      for (const condition of directive.args) {
+        if (!NEXT_UPSTREAM_CONDITIONS.has(condition)) problems.push(`${name}: ${directive.name} ${condition} is no condition nginx knows`);
+        if (condition === 'non_idempotent') problems.push(`${name}: ${directive.name} non_idempotent resends an Add that already reached a calculator`);
       }
     }
   }
@@ -388,40 +452,80 @@ function checkPrometheus(stack: ComposeStack): string[] {
   return problems;
 }
 
-/** The services reach PostgreSQL, Kafka and Tempo by their compose service names. */
+/** The PostgreSQL services: replicas are those that depend on another PostgreSQL service, their primary. */
+function postgresServices(stack: ComposeStack): { primaries: string[]; replicas: string[] } {
+  const all = services(stack);
+  const postgres = withImage(stack, IMAGES.postgres);
+  const replicas = postgres.filter((name) => dependsOn(all[name]).some((other) => other !== name && postgres.includes(other)));
+  return { primaries: postgres.filter((name) => !replicas.includes(name)), replicas };
+}
+
+/** Each Kafka service with the host:port listeners it advertises. */
+function kafkaBrokers(stack: ComposeStack): Map<string, string[]> {
+  const all = services(stack);
+  return new Map(
+    withImage(stack, IMAGES.kafka).map((name) => {
+      const env = environment(all[name]);
+      const advertised = (env.KAFKA_ADVERTISED_LISTENERS ?? env.KAFKA_CFG_ADVERTISED_LISTENERS ?? '')
+        .split(',')
+        .map((listener) => listener.replace(/^[A-Z_]+:\/\//, '').trim())
+        .filter(Boolean);
+      return [name, advertised];
+    }),
+  );
+}
+
+/**
+ * The services reach PostgreSQL, Kafka and Tempo by their compose service names: DATABASE_URL
+ * the primary, TOTALS_READ_DATABASE_URL (when set) a replica, KAFKA_BROKERS every broker.
+ */
 function checkConnections(stack: ComposeStack): string[] {
   const problems: string[] = [];
   const all = services(stack);
-  const postgres = withImage(stack, IMAGES.postgres)[0];
-  const kafka = withImage(stack, IMAGES.kafka)[0];
+  const { primaries, replicas } = postgresServices(stack);
+  const postgres = primaries[0];
+  const brokers = kafkaBrokers(stack);
+  const advertised = [...brokers.values()].flat();
   const tempo = withImage(stack, IMAGES.tempo);
   const postgresEnv = environment(postgres ? all[postgres] : undefined);
-  const kafkaEnv = environment(kafka ? all[kafka] : undefined);
-  const advertised = (kafkaEnv.KAFKA_ADVERTISED_LISTENERS ?? kafkaEnv.KAFKA_CFG_ADVERTISED_LISTENERS ?? '')
-    .split(',')
-    .map((listener) => listener.replace(/^[A-Z_]+:\/\//, '').trim())
-    .filter(Boolean);
+  const databaseUrl = (host: string | undefined) =>
+    `postgres://${postgresEnv.POSTGRES_USER ?? 'postgres'}:${postgresEnv.POSTGRES_PASSWORD ?? ''}@${host}:5432/${postgresEnv.POSTGRES_DB ?? postgresEnv.POSTGRES_USER ?? 'postgres'}`;
+  const leadsTo = (value: string) => {
+    const database = parseUrl(value);
+    return database && `postgres://${decodeURIComponent(database.username)}:${decodeURIComponent(database.password)}@${database.hostname}:${database.port || '5432'}${database.pathname}`;
+  };
   for (const container of containersToCheck(stack, problems)) {
     const env = environment(all[container.name]);
-    const database = parseUrl(env.DATABASE_URL);
-    if (!database) {
+    const got = env.DATABASE_URL === undefined ? undefined : leadsTo(env.DATABASE_URL);
+    if (!got) {
       problems.push(`${container.name}: DATABASE_URL is ${env.DATABASE_URL === undefined ? 'not set' : 'not a URL'}`);
     } else {
-      const wanted = `postgres://${postgresEnv.POSTGRES_USER ?? 'postgres'}:${postgresEnv.POSTGRES_PASSWORD ?? ''}@${postgres}:5432/${postgresEnv.POSTGRES_DB ?? postgresEnv.POSTGRES_USER ?? 'postgres'}`;
-      const got = `postgres://${decodeURIComponent(database.username)}:${decodeURIComponent(database.password)}@${database.hostname}:${database.port || '5432'}${database.pathname}`;
+      const wanted = databaseUrl(postgres);
       if (got !== wanted) problems.push(`${container.name}: DATABASE_URL does not lead to the compose PostgreSQL (${wanted.replace(/:[^:@/]*@/, ':…@')})`);
       if (postgres && !dependsOn(all[container.name]).includes(postgres)) problems.push(`${container.name} does not depend on ${postgres}`);
+    }
+    const read = env.TOTALS_READ_DATABASE_URL;
+    if (read !== undefined) {
+      const host = parseUrl(read)?.hostname ?? '';
+      if (!replicas.includes(host) || leadsTo(read) !== databaseUrl(host)) {
+        problems.push(`${container.name}: TOTALS_READ_DATABASE_URL does not lead to a compose PostgreSQL replica (${replicas.join(', ') || 'there is none'})`);
+      } else if (!dependsOn(all[container.name]).includes(host)) {
+        problems.push(`${container.name} does not depend on ${host}`);
+      }
     }
     const needsKafka = container.service !== 'calculator';
     if (env.KAFKA_BROKERS === undefined) {
       if (needsKafka) problems.push(`${container.name}: KAFKA_BROKERS is not set`);
     } else {
-      for (const broker of env.KAFKA_BROKERS.split(',').map((item) => item.trim())) {
-        if (!broker.startsWith(`${kafka}:`) || !advertised.includes(broker)) {
-          problems.push(`${container.name}: KAFKA_BROKERS names ${broker}, not a listener ${kafka} advertises (${advertised.join(', ')})`);
-        }
+      const named = env.KAFKA_BROKERS.split(',').map((item) => item.trim());
+      for (const broker of named) {
+        const host = broker.split(':')[0]!;
+        if (!brokers.get(host)?.includes(broker)) problems.push(`${container.name}: KAFKA_BROKERS names ${broker}, not a listener a compose broker advertises (${advertised.join(', ')})`);
+        else if (needsKafka && !dependsOn(all[container.name]).includes(host)) problems.push(`${container.name} does not depend on ${host}`);
       }
-      if (needsKafka && kafka && !dependsOn(all[container.name]).includes(kafka)) problems.push(`${container.name} does not depend on ${kafka}`);
+      // Any one broker may be down when a service starts: it bootstraps from the others.
+      const unnamed = [...brokers.keys()].filter((broker) => !named.some((item) => item.startsWith(`${broker}:`)));
+      if (unnamed.length > 0) problems.push(`${container.name}: KAFKA_BROKERS does not name ${unnamed.join(', ')}`);
     }
     const otlp = env.OTEL_EXPORTER_OTLP_ENDPOINT;
     if (otlp !== undefined && !tempo.includes(parseUrl(otlp)?.hostname ?? '')) problems.push(`${container.name}: OTEL_EXPORTER_OTLP_ENDPOINT ${otlp} is not Tempo`);
@@ -507,6 +611,157 @@ function checkLogShipping(stack: ComposeStack): string[] {
   return problems;
 }
 
+/** Where the apache/kafka image keeps a broker's log when KAFKA_LOG_DIRS is not set (docker/resources/common-scripts/configureDefaults). */
+const KAFKA_IMAGE_LOG_DIRS = '/tmp/kraft-combined-logs';
+
+/**
+ * Every broker keeps its log (records, and its KRaft metadata with the cluster id) on a volume: a
+ * log in the container's own file system is gone when the container is recreated, and with it
+ * every record the broker acknowledged.
+ */
+function checkKafkaStorage(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  for (const name of withImage(stack, IMAGES.kafka)) {
+    const service = services(stack)[name];
+    const env = environment(service);
+    for (const dir of listOf(env.KAFKA_LOG_DIRS ?? env.KAFKA_CFG_LOG_DIRS ?? KAFKA_IMAGE_LOG_DIRS)) {
+      const onVolume = mounts(service).some((mount) => {
+        const target = mount.target.replace(/\/+$/, '');
+        return dir === target || dir.startsWith(`${target}/`);
+      });
+      if (!onVolume) problems.push(`${name} keeps its log in ${dir}, which no volume holds${env.KAFKA_LOG_DIRS ? '' : ' (KAFKA_LOG_DIRS is not set)'}`);
+    }
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cluster topology
+
+/**
+ * `count` KRaft brokers that form one cluster: distinct node ids, one CLUSTER_ID, every node with
+ * the same quorum voters, and those voters exactly the controllers (id@service:controller port).
+ * The brokers keep their own topics (consumer offsets) on three replicas, and the relays and
+ * totals create the event topic with a replication factor the cluster can hold and a
+ * min.insync.replicas that survives one broker down.
+ */
+function checkKafkaCluster(stack: ComposeStack, count = 3): string[] {
+  const problems: string[] = [];
+  const all = services(stack);
+  const brokers = kafkaBrokers(stack);
+  if (brokers.size !== count) problems.push(`${count} Kafka brokers expected, found ${brokers.size}: ${[...brokers.keys()].join(', ')}`);
+  const ids = new Map<string, string>();
+  const clusterIds = new Set<string>();
+  const controllers: string[] = [];
+  for (const [name, advertised] of brokers) {
+    const env = environment(all[name]);
+    const id = env.KAFKA_NODE_ID ?? env.KAFKA_CFG_NODE_ID;
+    if (!id) problems.push(`${name}: KAFKA_NODE_ID is not set`);
+    else if (ids.has(id)) problems.push(`${name} has KAFKA_NODE_ID ${id}, as ${ids.get(id)} has`);
+    else ids.set(id, name);
+    clusterIds.add(env.CLUSTER_ID ?? '(none)');
+    for (const listener of advertised) if (!listener.startsWith(`${name}:`)) problems.push(`${name} advertises ${listener}, not a listener on its own name`);
+    if (listOf(env.KAFKA_PROCESS_ROLES).includes('controller')) {
+      const listenerName = listOf(env.KAFKA_CONTROLLER_LISTENER_NAMES)[0];
+      const port = listOf(env.KAFKA_LISTENERS).map((listener) => new RegExp(`^${listenerName}://[^:]*:(\\d+)$`).exec(listener)?.[1]).find(Boolean);
+      if (!port) problems.push(`${name}: KAFKA_LISTENERS has no ${listenerName ?? 'controller'} listener`);
+      else controllers.push(`${id}@${name}:${port}`);
+    }
+    const offsets = Number(env.KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR ?? 3);
+    if (offsets !== Math.min(3, brokers.size)) problems.push(`${name}: KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR is ${offsets}, not ${Math.min(3, brokers.size)}`);
+  }
+  if (clusterIds.size > 1) problems.push(`the brokers do not share one CLUSTER_ID: ${[...clusterIds].join(', ')}`);
+  if (controllers.length % 2 === 0) problems.push(`${controllers.length} controllers: a quorum needs an odd number`);
+  const expected = [...controllers].sort().join(',');
+  for (const name of brokers.keys()) {
+    const voters = listOf(environment(all[name]).KAFKA_CONTROLLER_QUORUM_VOTERS).sort().join(',');
+    if (voters !== expected) problems.push(`${name}: KAFKA_CONTROLLER_QUORUM_VOTERS is ${voters || '(not set)'}, not the controllers ${expected}`);
+  }
+  // A service that refuses its Kafka settings is left out of the containers: say why.
+  problems.push(...summaContainers(stack).problems);
+  for (const container of containersToCheck(stack, problems).filter((candidate) => candidate.service !== 'calculator')) {
+    let config: ReturnType<typeof envKafkaConfig>;
+    try {
+      config = envKafkaConfig(environment(all[container.name]));
+    } catch (error) {
+      problems.push(`${container.name}: ${(error as Error).message}`);
+      continue;
+    }
+    const { topicReplicationFactor: replicas, topicMinInsyncReplicas: minInsync } = config;
+    if (replicas === undefined || replicas < Math.min(3, brokers.size) || replicas > brokers.size) {
+      problems.push(`${container.name}: KAFKA_REPLICATION_FACTOR is ${replicas ?? 'not set'}, not ${Math.min(3, brokers.size)} on ${brokers.size} brokers`);
+    } else if (minInsync === undefined || minInsync < 2 || minInsync >= replicas) {
+      problems.push(`${container.name}: KAFKA_MIN_INSYNC_REPLICAS is ${minInsync ?? 'not set'}: an acknowledged event should be on 2 replicas, and writes go on with one broker down`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * A PostgreSQL replica: it waits for its primary to be healthy, takes a base backup from it with
+ * pg_basebackup, starts as a standby (-R), through the slot and as the role the primary's init
+ * script creates, which also lets replication connections in.
+ */
+function checkReplica(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  const all = services(stack);
+  const { primaries, replicas } = postgresServices(stack);
+  if (replicas.length === 0) problems.push('no PostgreSQL replica: no postgres service depends on another');
+  for (const replica of replicas) {
+    const primary = dependsOn(all[replica]).find((name) => primaries.includes(name))!;
+    if (all[replica]?.depends_on?.[primary]?.condition !== 'service_healthy') problems.push(`${replica} does not wait for ${primary} to be healthy`);
+    const script = [...(argv(all[replica]?.entrypoint) ?? []), ...(argv(all[replica]?.command) ?? [])].join(' ');
+    const option = (long: string, short: string) => new RegExp(`(?:^|\\s)(?:--${long}[= ]|-${short} ?)([^\\s;&|]+)`).exec(script)?.[1];
+    if (!/\bpg_basebackup\b/.test(script)) {
+      problems.push(`${replica} takes no base backup (pg_basebackup) of ${primary}`);
+      continue;
+    }
+    if (option('host', 'h') !== primary) problems.push(`${replica} takes its base backup from ${option('host', 'h') ?? '(no --host)'}, not ${primary}`);
+    if (!/(--write-recovery-conf|\s-R\b)/.test(script)) problems.push(`${replica} does not start as a standby of ${primary} (pg_basebackup --write-recovery-conf)`);
+    const primaryEnv = environment(all[primary]);
+    if (option('username', 'U') !== primaryEnv.REPLICATION_USER) problems.push(`${replica} connects as ${option('username', 'U')}, not the replication role ${primaryEnv.REPLICATION_USER ?? '(REPLICATION_USER not set on the primary)'}`);
+    if (option('slot', 'S') !== primaryEnv.REPLICATION_SLOT) problems.push(`${replica} streams through slot ${option('slot', 'S')}, not ${primaryEnv.REPLICATION_SLOT ?? '(REPLICATION_SLOT not set on the primary)'}`);
+    const init = mounts(all[primary]).filter((mount) => mount.bind && mount.target.startsWith('/docker-entrypoint-initdb.d/'));
+    const texts = init.map((mount) => path.resolve(stack.dir, mount.source)).filter(existsSync).map((file) => stack.read(file));
+    if (!texts.some((text) => /host\s+replication\b/.test(text) && text.includes('pg_create_physical_replication_slot') && /\bREPLICATION\b/.test(text))) {
+      problems.push(`${primary}: no init script in /docker-entrypoint-initdb.d creates the replication role and slot and admits replication in pg_hba.conf`);
+    }
+  }
+  return problems;
+}
+
+/**
+ * The number of each service: `relays` relays (any number works, they share the outbox through
+ * leases) and `totals` totals services, never more in one consumer group than the topic has
+ * partitions, since the group gives each partition to one member and the rest would sit idle.
+ */
+function checkScaling(stack: ComposeStack, expected: { relay: number; totals: number }): string[] {
+  const problems: string[] = [];
+  const all = services(stack);
+  for (const service of ['relay', 'totals'] as const) {
+    const found = ofService(stack, service);
+    if (found.length !== expected[service]) problems.push(`${expected[service]} ${service} services expected, found ${found.length}`);
+  }
+  const groups = new Map<string, { members: string[]; partitions: number }>();
+  for (const container of ofService(stack, 'totals')) {
+    let partitions: number;
+    try {
+      partitions = envKafkaConfig(environment(all[container.name])).topicPartitions;
+    } catch (error) {
+      problems.push(`${container.name}: ${(error as Error).message}`);
+      continue;
+    }
+    const group = groups.get(container.settings.groupId ?? '') ?? { members: [], partitions };
+    group.members.push(container.name);
+    group.partitions = Math.min(group.partitions, partitions);
+    groups.set(container.settings.groupId ?? '', group);
+  }
+  for (const [groupId, { members, partitions }] of groups) {
+    if (members.length > partitions) problems.push(`${members.length} totals services in consumer group ${groupId} but ${partitions} partitions: ${members.length - partitions} would sit idle`);
+  }
+  return problems;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 /** Durations as compose writes them ("35s", "1m30s", "500ms"), in ms. */
@@ -522,7 +777,7 @@ function durationMs(value: unknown): number | undefined {
  * Each Summa container has a health check on /readyz of its own HTTP port, is given longer than its
  * graceful stop before it is killed, and nginx waits for the calculators to be healthy.
  */
-function checkHealthAndStop(stack: ComposeStack): string[] {
+function checkHealthAndStop(stack: ComposeStack, behindNginx: ServiceName[] = ['calculator']): string[] {
   const problems: string[] = [];
   const all = services(stack);
   for (const { name, settings } of containersToCheck(stack, problems)) {
@@ -535,8 +790,10 @@ function checkHealthAndStop(stack: ComposeStack): string[] {
     }
   }
   const nginxDepends = all.nginx?.depends_on;
-  for (const { name } of containersToCheck(stack, problems, 'calculator')) {
-    if (nginxDepends?.[name]?.condition !== 'service_healthy') problems.push(`nginx does not wait for ${name} to be healthy`);
+  for (const service of behindNginx) {
+    for (const { name } of containersToCheck(stack, problems, service)) {
+      if (nginxDepends?.[name]?.condition !== 'service_healthy') problems.push(`nginx does not wait for ${name} to be healthy`);
+    }
   }
   return problems;
 }
@@ -593,20 +850,50 @@ describe('docker compose stack', () => {
     assertCaught(checkMounts(changedStack((s) => (s.relay.build = { context: '../..', dockerfile: 'deploy/docker/Dockerfile.missing' }))), /relay builds deploy\/docker\/Dockerfile\.missing/);
   });
 
+  it('every Kafka broker keeps its log on a volume, in both compose files', () => {
+    assertClean([...checkKafkaStorage(loadStack()), ...checkKafkaStorage(loadStack(CLUSTER_FILE))]);
+  });
+
+  it('the Kafka storage check fails on a log outside the volume', () => {
+    assertCaught(checkKafkaStorage(changedStack((s) => delete s.kafka.environment.KAFKA_LOG_DIRS)), /kafka keeps its log in \/tmp\/kraft-combined-logs, which no volume holds \(KAFKA_LOG_DIRS is not set\)/);
+    assertCaught(checkKafkaStorage(changedStack((s) => (s['kafka-2'].volumes = []), {}, CLUSTER_FILE)), /kafka-2 keeps its log in \/var\/lib\/kafka\/data, which no volume holds/);
+  });
+
   it("nginx's upstreams name all three calculators, for gRPC and for HTTP", () => {
     assertClean(checkNginx(loadStack()));
   });
 
   it('the nginx check fails when a calculator or a port is missing', () => {
     const conf = 'deploy/compose/nginx.conf';
-    assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('server calculator-3:9090;', '') })), /upstream calculators_grpc \(grpc\) lacks calculator-3:9090/);
-    assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('server calculator-2:8090;', 'server calculator-2:9090;') })), /calculators_http \(http\) lacks calculator-2:8090/);
+    assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace(/server calculator-3:9090[^;]*;/, '') })), /upstream calculators_grpc \(grpc\) lacks calculator-3:9090/);
+    assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('server calculator-2:8090 ', 'server calculator-2:9090 ') })), /calculators_http \(http\) lacks calculator-2:8090/);
     assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('grpc://calculators_grpc', 'grpc://calculators') })), /grpc_pass grpc:\/\/calculators names no upstream/);
     assertCaught(checkNginx(changedStack(() => {}, { [conf]: (text) => text.replace('listen 9090 http2;', 'listen 9090;') })), /does not speak HTTP\/2/);
     assertCaught(checkNginx(changedStack((s) => (s.nginx.ports = ['9090:9090']))), /does not publish the calculators' http port 8090/);
     assertCaught(
       checkNginx(changedStack((s) => (s['calculator-1'].environment = { ...s['calculator-1'].environment, CALCULATOR_HTTP_PORT: '8190' }))),
       /calculators_http \(http\) has calculator-1:8090, which is no calculator's http port/,
+    );
+  });
+
+  it('nginx takes a failing upstream out (max_fails, fail_timeout) and never resends a POST that reached one', () => {
+    assertClean(checkNginxRetries(loadStack()));
+  });
+
+  it('the nginx retry check fails on a missing passive health check, an unknown condition or non_idempotent', () => {
+    const conf = 'deploy/compose/nginx.conf';
+    assertCaught(
+      checkNginxRetries(changedStack(() => {}, { [conf]: (text) => text.replace('server calculator-2:8090 max_fails=2 fail_timeout=10s;', 'server calculator-2:8090;') })),
+      /upstream calculators_http server calculator-2:8090 sets no max_fails/,
+    );
+    assertCaught(checkNginxRetries(changedStack(() => {}, { [conf]: (text) => text.replace(/max_fails=2/, 'max_fails=0') })), /calculator-1:9090 has max_fails=0/);
+    assertCaught(
+      checkNginxRetries(changedStack(() => {}, { [conf]: (text) => text.replace('grpc_next_upstream error timeout;', 'grpc_next_upstream error timeout unavailable;') })),
+      /grpc_next_upstream unavailable is no condition nginx knows/,
+    );
+    assertCaught(
+      checkNginxRetries(changedStack(() => {}, { [conf]: (text) => text.replace('proxy_next_upstream error timeout', 'proxy_next_upstream error timeout non_idempotent') })),
+      /proxy_next_upstream non_idempotent resends an Add/,
     );
   });
 
@@ -674,5 +961,115 @@ describe('docker compose stack', () => {
     assertCaught(checkLogShipping(changedStack(() => {}, { 'deploy/compose/promtail.yml': (text) => text.replace('http://loki:3100', 'http://logs:3100') })), /does not push to loki/);
     assertCaught(checkLogShipping(changedStack((s) => (s.totals.labels = {}))), /totals lacks the label logging=promtail/);
     assertCaught(checkLogShipping(changedStack((s) => (s.promtail.volumes = [s.promtail.volumes[0]]))), /reads containers from unix:\/\/\/var\/run\/docker.sock, which is not mounted/);
+  });
+});
+
+describe('docker compose cluster stack (docker-compose.cluster.yml)', () => {
+  const cluster = (change: (services: Record<string, Yaml>) => void = () => {}, files: Record<string, (text: string) => string> = {}) => changedStack(change, files, CLUSTER_FILE);
+  const setEnv = (service: Yaml, values: Record<string, string | undefined>) => {
+    service.environment = { ...service.environment, ...values };
+    for (const [name, value] of Object.entries(values)) if (value === undefined) delete service.environment[name];
+  };
+
+  it('docker-compose accepts the file (config -q)', { skip: missingTool('docker-compose') }, () => {
+    assertClean(checkComposeConfig({ file: CLUSTER_FILE }));
+  });
+
+  it('has every service of the single-node stack, each with a health check, its mounts, metrics, logs and traces', () => {
+    const stack = loadStack(CLUSTER_FILE);
+    assertClean([
+      ...checkRequiredServices(stack),
+      ...checkMounts(stack),
+      ...checkHealthAndStop(stack, ['calculator', 'totals']),
+      ...checkPrometheus(stack),
+      ...checkConnections(stack),
+      ...checkGrafana(stack),
+      ...checkLogShipping(stack),
+    ]);
+  });
+
+  it('runs three KRaft brokers as one cluster, and the event topic on three replicas with min.insync.replicas 2', () => {
+    assertClean(checkKafkaCluster(loadStack(CLUSTER_FILE)));
+    assert.deepEqual([...kafkaBrokers(loadStack(CLUSTER_FILE)).keys()], ['kafka-1', 'kafka-2', 'kafka-3']);
+  });
+
+  it('the Kafka cluster check fails on a missing broker, a shared node id, wrong voters or a weak topic', () => {
+    assertCaught(checkKafkaCluster(cluster((s) => delete s['kafka-3'])), /3 Kafka brokers expected, found 2/);
+    assertCaught(checkKafkaCluster(cluster((s) => setEnv(s['kafka-2'], { KAFKA_NODE_ID: '1' }))), /kafka-2 has KAFKA_NODE_ID 1, as kafka-1 has/);
+    assertCaught(
+      checkKafkaCluster(cluster((s) => setEnv(s['kafka-3'], { KAFKA_CONTROLLER_QUORUM_VOTERS: '1@kafka-1:9093,2@kafka-2:9093' }))),
+      /kafka-3: KAFKA_CONTROLLER_QUORUM_VOTERS is 1@kafka-1:9093,2@kafka-2:9093, not the controllers 1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093/,
+    );
+    assertCaught(checkKafkaCluster(cluster((s) => setEnv(s['kafka-1'], { KAFKA_LISTENERS: 'PLAINTEXT://:9092,CONTROLLER://:9094' }))), /kafka-2: KAFKA_CONTROLLER_QUORUM_VOTERS .* not the controllers 1@kafka-1:9094/);
+    assertCaught(checkKafkaCluster(cluster((s) => setEnv(s['kafka-2'], { CLUSTER_ID: 'another' }))), /do not share one CLUSTER_ID/);
+    assertCaught(checkKafkaCluster(cluster((s) => setEnv(s['kafka-3'], { KAFKA_ADVERTISED_LISTENERS: 'PLAINTEXT://kafka-1:9092' }))), /kafka-3 advertises kafka-1:9092/);
+    assertCaught(checkKafkaCluster(cluster((s) => setEnv(s['kafka-1'], { KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR: '1' }))), /kafka-1: KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR is 1, not 3/);
+    assertCaught(checkKafkaCluster(cluster((s) => setEnv(s['relay-2'], { KAFKA_REPLICATION_FACTOR: undefined }))), /relay-2: KAFKA_REPLICATION_FACTOR is not set/);
+    assertCaught(checkKafkaCluster(cluster((s) => setEnv(s['totals-1'], { KAFKA_MIN_INSYNC_REPLICAS: '1' }))), /totals-1: KAFKA_MIN_INSYNC_REPLICAS is 1/);
+    assertCaught(checkKafkaCluster(cluster((s) => setEnv(s['totals-3'], { KAFKA_MIN_INSYNC_REPLICAS: '3' }))), /totals-3: KAFKA_MIN_INSYNC_REPLICAS is 3/);
+    assertCaught(checkKafkaCluster(cluster((s) => setEnv(s['totals-2'], { KAFKA_MIN_INSYNC_REPLICAS: '4' }))), /totals-2: .*KAFKA_MIN_INSYNC_REPLICAS \(4\) must not exceed KAFKA_REPLICATION_FACTOR/);
+  });
+
+  it('the services bootstrap from every broker, write to the primary and the totals read the replica', () => {
+    assertClean(checkConnections(loadStack(CLUSTER_FILE)));
+  });
+
+  it('the connection check fails on a broker left out, a read from the primary or a missing dependency', () => {
+    assertCaught(checkConnections(cluster((s) => setEnv(s['relay-1'], { KAFKA_BROKERS: 'kafka-1:9092,kafka-2:9092' }))), /relay-1: KAFKA_BROKERS does not name kafka-3/);
+    assertCaught(
+      checkConnections(cluster((s) => setEnv(s['totals-2'], { TOTALS_READ_DATABASE_URL: 'postgres://summa:summa@postgres-primary:5432/summa' }))),
+      /totals-2: TOTALS_READ_DATABASE_URL does not lead to a compose PostgreSQL replica \(postgres-replica\)/,
+    );
+    assertCaught(checkConnections(cluster((s) => setEnv(s['calculator-1'], { DATABASE_URL: 'postgres://summa:summa@postgres-replica:5432/summa' }))), /calculator-1: DATABASE_URL does not lead/);
+    assertCaught(
+      checkConnections(cluster((s) => (s['totals-3'].depends_on = { ...s['totals-3'].depends_on, 'postgres-replica': undefined }) && delete s['totals-3'].depends_on['postgres-replica'])),
+      /totals-3 does not depend on postgres-replica/,
+    );
+  });
+
+  it('runs a PostgreSQL streaming replica of the primary, initialised by pg_basebackup', () => {
+    assertClean(checkReplica(loadStack(CLUSTER_FILE)));
+  });
+
+  it('the replica check fails without a replica, a base backup of the primary, the standby settings or the slot', () => {
+    const entrypoint = (edit: (script: string) => string) => (s: Record<string, Yaml>) => (s['postgres-replica'].entrypoint = s['postgres-replica'].entrypoint.map((part: string) => edit(part)));
+    assertCaught(checkReplica(cluster((s) => delete s['postgres-replica'])), /no PostgreSQL replica/);
+    assertCaught(checkReplica(cluster((s) => (s['postgres-replica'].depends_on = ['postgres-primary']))), /postgres-replica does not wait for postgres-primary to be healthy/);
+    assertCaught(checkReplica(cluster(entrypoint((script) => script.replace(/pg_basebackup/g, 'pg_dump')))), /postgres-replica takes no base backup/);
+    assertCaught(checkReplica(cluster(entrypoint((script) => script.replace('--host=postgres-primary', '--host=postgres')))), /takes its base backup from postgres, not postgres-primary/);
+    assertCaught(checkReplica(cluster(entrypoint((script) => script.replace(' --write-recovery-conf', '')))), /does not start as a standby/);
+    assertCaught(checkReplica(cluster(entrypoint((script) => script.replace('--slot=replica_1', '--slot=replica_2')))), /streams through slot replica_2, not replica_1/);
+    assertCaught(checkReplica(cluster((s) => setEnv(s['postgres-primary'], { REPLICATION_USER: 'replication' }))), /connects as replicator, not the replication role replication/);
+    assertCaught(
+      checkReplica(cluster(() => {}, { 'deploy/compose/postgres-primary-init.sh': (text) => text.replace(/^echo "host replication.*$/m, '') })),
+      /postgres-primary: no init script .* admits replication in pg_hba.conf/,
+    );
+  });
+
+  it('nginx fronts exactly the three calculators (gRPC 9090, HTTP 8090) and the three totals (8080), with passive health checks and safe retries', () => {
+    const stack = loadStack(CLUSTER_FILE);
+    assertClean([...checkNginx(stack, [...CALCULATORS_FRONTED, TOTALS_FRONTED]), ...checkNginxRetries(stack)]);
+  });
+
+  it('the nginx check fails when an upstream misses a totals service or names one that does not exist', () => {
+    const conf = 'deploy/compose/nginx.cluster.conf';
+    const fronts = [...CALCULATORS_FRONTED, TOTALS_FRONTED];
+    assertCaught(checkNginx(cluster(() => {}, { [conf]: (text) => text.replace(/server totals-2:8080[^;]*;/, '') }), fronts), /upstream totals_http \(http\) lacks totals-2:8080/);
+    assertCaught(checkNginx(cluster((s) => delete s['totals-3']), fronts), /upstream totals_http \(http\) has totals-3:8080, which is no totals service's http port/);
+    assertCaught(checkNginx(cluster((s) => delete s['calculator-2']), fronts), /upstream calculators_grpc \(grpc\) has calculator-2:9090/);
+    assertCaught(checkNginx(cluster((s) => (s.nginx.ports = ['9090:9090', '8090:8090'])), fronts), /does not publish the totals services' http port 8080/);
+    assertCaught(checkHealthAndStop(cluster((s) => delete s.nginx.depends_on['totals-1']), ['calculator', 'totals']), /nginx does not wait for totals-1/);
+  });
+
+  it('runs two relays and three totals services, no more in the consumer group than the topic has partitions', () => {
+    assertClean(checkScaling(loadStack(CLUSTER_FILE), { relay: 2, totals: 3 }));
+  });
+
+  it('the scaling check fails on more totals services than partitions', () => {
+    const fewerPartitions = cluster((s) => {
+      for (const name of ['totals-1', 'totals-2', 'totals-3']) setEnv(s[name], { KAFKA_TOPIC_PARTITIONS: '2' });
+    });
+    assertCaught(checkScaling(fewerPartitions, { relay: 2, totals: 3 }), /3 totals services in consumer group summa-totals but 2 partitions: 1 would sit idle/);
+    assertCaught(checkScaling(cluster((s) => delete s['relay-2']), { relay: 2, totals: 3 }), /2 relay services expected, found 1/);
   });
 });

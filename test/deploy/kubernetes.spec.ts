@@ -20,6 +20,7 @@ import {
   type ServiceSettings,
   type Yaml,
 } from './deploy-support.ts';
+import { envKafkaConfig } from '../../src/platform/service/service-config.ts';
 
 const DIR = path.join(root, 'deploy/kubernetes');
 const NAMESPACE = 'summa';
@@ -39,6 +40,7 @@ const KINDS: Record<string, string> = {
   Service: 'v1',
   Deployment: 'apps/v1',
   PodDisruptionBudget: 'policy/v1',
+  HorizontalPodAutoscaler: 'autoscaling/v2',
 };
 
 interface Manifest {
@@ -216,6 +218,26 @@ function quantity(value: unknown): number {
   return Number(match[1]) * (match[2] ? scale[match[2]]! : 1);
 }
 
+/** The HorizontalPodAutoscalers that scale `deployment`. */
+function autoscalersOf(stack: KubeStack, deployment: Yaml): Yaml[] {
+  return ofKind(stack, 'HorizontalPodAutoscaler').filter((autoscaler) => {
+    const target = autoscaler?.spec?.scaleTargetRef;
+    return target?.apiVersion === 'apps/v1' && target?.kind === 'Deployment' && target?.name === deployment?.metadata?.name;
+  });
+}
+
+/** The pods `deployment` runs: its autoscaler's minimum when one scales it, else spec.replicas (1 when unset). */
+function replicasOf(stack: KubeStack, deployment: Yaml): number {
+  const autoscaler = autoscalersOf(stack, deployment)[0];
+  return Number(autoscaler ? (autoscaler.spec?.minReplicas ?? 1) : (deployment?.spec?.replicas ?? 1));
+}
+
+/** The most pods `deployment` may run: its autoscaler's maximum, else its replicas. */
+function maxReplicasOf(stack: KubeStack, deployment: Yaml): number {
+  const autoscaler = autoscalersOf(stack, deployment)[0];
+  return Number(autoscaler ? autoscaler.spec?.maxReplicas : replicasOf(stack, deployment));
+}
+
 // ---------------------------------------------------------------------------------------------
 // The checks: each returns its problems, none when the manifests are right.
 
@@ -256,7 +278,11 @@ function checkMetadata(stack: KubeStack): string[] {
   return problems;
 }
 
-/** A Deployment per service, running it from the image with its replicas and resources, and a PodDisruptionBudget for the calculator. */
+/**
+ * A Deployment per service, running it from the image with its replicas (an autoscaler's minimum
+ * for an autoscaled one, which then sets no replicas of its own) and resources, and a
+ * PodDisruptionBudget for every Deployment that lets some but not all of its pods go at once.
+ */
 function checkWorkloads(stack: KubeStack): string[] {
   const problems: string[] = [];
   const image = readImage();
@@ -264,7 +290,11 @@ function checkWorkloads(stack: KubeStack): string[] {
     const deployment = workload(stack, service, problems);
     if (!deployment) continue;
     const name = `Deployment ${service}`;
-    if (deployment.spec?.replicas !== REPLICAS[service]) problems.push(`${name} has ${deployment.spec?.replicas} replicas, not ${REPLICAS[service]}`);
+    const autoscalers = autoscalersOf(stack, deployment);
+    if (autoscalers.length > 0 && deployment.spec?.replicas !== undefined) {
+      problems.push(`${name} sets replicas although HorizontalPodAutoscaler ${autoscalers[0]?.metadata?.name} scales it: every apply would reset the count`);
+    }
+    if (replicasOf(stack, deployment) !== REPLICAS[service]) problems.push(`${name} has ${replicasOf(stack, deployment)} replicas, not ${REPLICAS[service]}`);
     const containers = deployment.spec?.template?.spec?.containers ?? [];
     if (containers.length !== 1) problems.push(`${name} has ${containers.length} containers, not one`);
     const container = containers[0];
@@ -280,14 +310,16 @@ function checkWorkloads(stack: KubeStack): string[] {
       else if (request > limit) problems.push(`${name} requests more ${resource} than its limit`);
     }
   }
-  const calculator = ofKind(stack, 'Deployment').find((deployment) => deployment?.metadata?.name === 'calculator');
-  const budgets = ofKind(stack, 'PodDisruptionBudget').filter((budget) => calculator && selects(budget?.spec?.selector?.matchLabels, podLabels(calculator)));
-  if (budgets.length === 0) problems.push('no PodDisruptionBudget selects the calculator pods');
-  for (const budget of budgets) {
-    const replicas = REPLICAS.calculator;
-    const { minAvailable, maxUnavailable } = budget.spec ?? {};
-    const allowed = maxUnavailable !== undefined ? Number(maxUnavailable) : minAvailable !== undefined ? replicas - Number(minAvailable) : Number.NaN;
-    if (!(allowed >= 1 && allowed < replicas)) problems.push(`PodDisruptionBudget ${budget.metadata?.name} lets ${allowed} of ${replicas} calculators go at once`);
+  for (const deployment of ofKind(stack, 'Deployment')) {
+    const name = deployment?.metadata?.name;
+    const budgets = ofKind(stack, 'PodDisruptionBudget').filter((budget) => selects(budget?.spec?.selector?.matchLabels, podLabels(deployment)));
+    if (budgets.length === 0) problems.push(`no PodDisruptionBudget selects the ${name} pods`);
+    for (const budget of budgets) {
+      const replicas = replicasOf(stack, deployment);
+      const { minAvailable, maxUnavailable } = budget.spec ?? {};
+      const allowed = maxUnavailable !== undefined ? Number(maxUnavailable) : minAvailable !== undefined ? replicas - Number(minAvailable) : Number.NaN;
+      if (!(allowed >= 1 && allowed < replicas)) problems.push(`PodDisruptionBudget ${budget.metadata?.name} lets ${allowed} of ${replicas} ${name} pods go at once`);
+    }
   }
   return problems;
 }
@@ -445,6 +477,62 @@ function checkShutdown(stack: KubeStack): string[] {
   });
 }
 
+/**
+ * The calculator is scaled by a HorizontalPodAutoscaler (autoscaling/v2) that names an existing
+ * Deployment, keeps at least two pods (one may be disrupted), has min ≤ max, and scales on
+ * resources the container requests (utilization is measured against the request).
+ */
+function checkAutoscaler(stack: KubeStack): string[] {
+  const problems: string[] = [];
+  const deployments = ofKind(stack, 'Deployment');
+  const calculator = deployments.find((deployment) => deployment?.metadata?.name === 'calculator');
+  if (!calculator || autoscalersOf(stack, calculator).length === 0) problems.push('no HorizontalPodAutoscaler scales Deployment calculator');
+  for (const autoscaler of ofKind(stack, 'HorizontalPodAutoscaler')) {
+    const name = `HorizontalPodAutoscaler ${autoscaler?.metadata?.name}`;
+    const target = deployments.find((deployment) => autoscalersOf(stack, deployment).includes(autoscaler));
+    if (!target) {
+      const ref = autoscaler?.spec?.scaleTargetRef;
+      problems.push(`${name} scales ${ref?.kind} ${ref?.name} (${ref?.apiVersion}), which is no Deployment here`);
+      continue;
+    }
+    const min = Number(autoscaler.spec?.minReplicas ?? 1);
+    const max = Number(autoscaler.spec?.maxReplicas);
+    if (!(min >= 2)) problems.push(`${name} lets ${target.metadata?.name} go down to ${min} pod(s): one disruption would stop it`);
+    if (!(min <= max)) problems.push(`${name} has minReplicas ${min} above maxReplicas ${autoscaler.spec?.maxReplicas}`);
+    const metrics: Yaml[] = autoscaler.spec?.metrics ?? [];
+    if (metrics.length === 0) problems.push(`${name} names no metric to scale on`);
+    for (const metric of metrics) {
+      if (metric?.type !== 'Resource' || metric?.resource?.target?.type !== 'Utilization') continue;
+      const resource = metric.resource.name;
+      for (const container of target.spec?.template?.spec?.containers ?? []) {
+        if (container?.resources?.requests?.[resource] === undefined) {
+          problems.push(`${name} scales ${target.metadata?.name} on ${resource} utilization, but its container ${container?.name} requests no ${resource}`);
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+/**
+ * No more totals pods than the topic has partitions, autoscaled or not: the consumer group gives
+ * each partition to one member, so the rest would sit idle.
+ */
+function checkConsumerScaling(stack: KubeStack): string[] {
+  const problems: string[] = [];
+  const totals = workload(stack, 'totals', problems);
+  if (!totals) return problems;
+  let partitions: number;
+  try {
+    partitions = envKafkaConfig(resolveEnv(stack, mainContainer(totals)).env).topicPartitions;
+  } catch (error) {
+    return [...problems, `Deployment totals: ${(error as Error).message}`];
+  }
+  const most = maxReplicasOf(stack, totals);
+  if (!(most <= partitions)) problems.push(`Deployment totals may run ${most} pods, more than the topic's ${partitions} partitions: ${most - partitions} would sit idle`);
+  return problems;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 function assertClean(problems: string[]): void {
@@ -503,12 +591,13 @@ describe('Kubernetes manifests', () => {
     assertCaught(checkMetadata(changedStack((find) => (find('Namespace', 'summa').metadata.name = 'sums'))), /no Namespace summa/);
   });
 
-  it('runs calculator ×3, relay ×2 and totals ×2 from the image, with resources, and a PodDisruptionBudget for the calculator', () => {
+  it('runs calculator ×3 (the autoscaler\'s minimum), relay ×2 and totals ×2 from the image, with resources, and a PodDisruptionBudget for each', () => {
     assertClean(checkWorkloads(loadStack()));
   });
 
   it('the workload check fails on wrong replicas, command, image, resources or budget', () => {
-    assertCaught(checkWorkloads(changedStack((find) => (find('Deployment', 'calculator').spec.replicas = 1))), /calculator has 1 replicas, not 3/);
+    assertCaught(checkWorkloads(changedStack((find) => (find('Deployment', 'relay').spec.replicas = 1))), /relay has 1 replicas, not 2/);
+    assertCaught(checkWorkloads(changedStack((find) => (find('HorizontalPodAutoscaler', 'calculator').spec.minReplicas = 1))), /calculator has 1 replicas, not 3/);
     assertCaught(checkWorkloads(changedStack((find) => (mainContainer(find('Deployment', 'relay')).args = ['src/totals/main.ts']))), /relay runs the totals service/);
     assertCaught(
       checkWorkloads(
@@ -525,7 +614,7 @@ describe('Kubernetes manifests', () => {
     assertCaught(checkWorkloads(changedStack((find) => delete mainContainer(find('Deployment', 'calculator')).resources.limits)), /calculator lacks a cpu request or limit/);
     assertCaught(checkWorkloads(changedStack((find) => (mainContainer(find('Deployment', 'relay')).resources.requests.memory = '2Gi'))), /relay requests more memory than its limit/);
     assertCaught(checkWorkloads(changedStack((find) => (find('PodDisruptionBudget', 'calculator').spec.selector.matchLabels = { app: 'calculator' }))), /no PodDisruptionBudget selects the calculator/);
-    assertCaught(checkWorkloads(changedStack((find) => (find('PodDisruptionBudget', 'calculator').spec = { ...find('PodDisruptionBudget', 'calculator').spec, maxUnavailable: 3 }))), /lets 3 of 3 calculators go/);
+    assertCaught(checkWorkloads(changedStack((find) => (find('PodDisruptionBudget', 'calculator').spec = { ...find('PodDisruptionBudget', 'calculator').spec, maxUnavailable: 3 }))), /lets 3 of 3 calculator pods go/);
   });
 
   it('a service the image does not hold is caught', () => {
@@ -605,6 +694,59 @@ describe('Kubernetes manifests', () => {
     assertCaught(checkReferences(changedStack((find) => delete find('Secret', 'summa-secrets').stringData.SUMMA_WRITE_TOKEN)), /SUMMA_WRITE_TOKEN refers to key SUMMA_WRITE_TOKEN of Secret summa-secrets/);
     assertCaught(checkReferences(changedStack((find) => (mainContainer(find('Deployment', 'relay')).envFrom = [{ configMapRef: { name: 'summa-settings' } }]))), /envFrom refers to ConfigMap summa-settings/);
     assertCaught(checkReferences(changedStack((find) => (find('ConfigMap', 'summa-config').data.KAFKA_BROKER = 'kafka:9092'))), /key KAFKA_BROKER is used by no Deployment/);
+  });
+
+  it('every Deployment has a PodDisruptionBudget that lets one pod go at a time', () => {
+    const stack = loadStack();
+    assertClean(checkWorkloads(stack));
+    assert.deepEqual(ofKind(stack, 'PodDisruptionBudget').map((budget) => budget.metadata.name).sort(), ['calculator', 'relay', 'totals']);
+  });
+
+  it('the budget check fails on a Deployment without one, or one that lets every pod go', () => {
+    const withoutBudget = (name: string) => changedStack((_find, stack) => {
+      stack.manifests.splice(stack.manifests.findIndex(({ doc }) => doc?.kind === 'PodDisruptionBudget' && doc?.metadata?.name === name), 1);
+    });
+    assertCaught(checkWorkloads(withoutBudget('relay')), /no PodDisruptionBudget selects the relay pods/);
+    assertCaught(checkWorkloads(withoutBudget('totals')), /no PodDisruptionBudget selects the totals pods/);
+    assertCaught(checkWorkloads(changedStack((find) => (find('PodDisruptionBudget', 'totals').spec = { ...find('PodDisruptionBudget', 'totals').spec, maxUnavailable: undefined, minAvailable: 0 }))), /lets 2 of 2 totals pods go/);
+  });
+
+  it('a HorizontalPodAutoscaler scales the calculator on CPU from 3 pods, within its requests', () => {
+    const stack = loadStack();
+    assertClean(checkAutoscaler(stack));
+    const calculator = ofKind(stack, 'Deployment').find((deployment) => deployment.metadata.name === 'calculator');
+    assert.equal(calculator.spec.replicas, undefined, 'the autoscaler owns the calculator count');
+    assert.ok(maxReplicasOf(stack, calculator) > replicasOf(stack, calculator));
+  });
+
+  it('the autoscaler check fails on a wrong target, min above max, one pod, no request, or replicas fixed as well', () => {
+    assertCaught(checkAutoscaler(changedStack((find) => (find('HorizontalPodAutoscaler', 'calculator').spec.scaleTargetRef.name = 'calculators'))), /no HorizontalPodAutoscaler scales Deployment calculator/);
+    assertCaught(checkAutoscaler(changedStack((find) => (find('HorizontalPodAutoscaler', 'calculator').spec.scaleTargetRef.name = 'calculators'))), /scales Deployment calculators \(apps\/v1\), which is no Deployment here/);
+    assertCaught(checkAutoscaler(changedStack((find) => (find('HorizontalPodAutoscaler', 'calculator').spec.maxReplicas = 2))), /minReplicas 3 above maxReplicas 2/);
+    assertCaught(checkAutoscaler(changedStack((find) => (find('HorizontalPodAutoscaler', 'calculator').spec.minReplicas = 1))), /lets calculator go down to 1 pod/);
+    assertCaught(checkAutoscaler(changedStack((find) => delete mainContainer(find('Deployment', 'calculator')).resources.requests.cpu)), /scales calculator on cpu utilization, but its container calculator requests no cpu/);
+    assertCaught(checkWorkloads(changedStack((find) => (find('Deployment', 'calculator').spec.replicas = 3))), /calculator sets replicas although HorizontalPodAutoscaler calculator scales it/);
+    assertCaught(checkMetadata(changedStack((find) => (find('HorizontalPodAutoscaler', 'calculator').apiVersion = 'autoscaling/v1'))), /has apiVersion autoscaling\/v1, not autoscaling\/v2/);
+  });
+
+  it('runs no more totals pods than the topic has partitions', () => {
+    assertClean(checkConsumerScaling(loadStack()));
+  });
+
+  it('the consumer scaling check fails on more totals pods, or an autoscaler reaching more, than partitions', () => {
+    assertCaught(checkConsumerScaling(changedStack((find) => (find('Deployment', 'totals').spec.replicas = 8))), /totals may run 8 pods, more than the topic's 6 partitions: 2 would sit idle/);
+    assertCaught(checkConsumerScaling(changedStack((find) => (find('ConfigMap', 'summa-config').data.KAFKA_TOPIC_PARTITIONS = '1'))), /totals may run 2 pods, more than the topic's 1 partitions/);
+    assertCaught(
+      checkConsumerScaling(
+        changedStack((find, stack) => {
+          const autoscaler = structuredClone(find('HorizontalPodAutoscaler', 'calculator'));
+          autoscaler.metadata.name = 'totals';
+          autoscaler.spec.scaleTargetRef.name = 'totals';
+          stack.manifests.push({ file: 'totals.yaml', doc: autoscaler });
+        }),
+      ),
+      /totals may run 12 pods, more than the topic's 6 partitions/,
+    );
   });
 
   it('SHUTDOWN_DELAY_MS is set and terminationGracePeriodSeconds outlasts the graceful stop', () => {

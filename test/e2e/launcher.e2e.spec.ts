@@ -1,81 +1,16 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { startPostgresServer } from '../../tools/local-stack/postgres-server.ts';
 import { sleep, waitForTotalCount } from '../../tools/load/add-load.ts';
 import { freePort } from '../../tools/lib/free-port.ts';
 import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
+import { readRunState } from '../../src/cli/run-state.ts';
+import { Launcher, listening, processesOf } from '../support/launcher-process.ts';
 import { testKafkaBrokers, createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
-
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-
-/** `npm start`, as its script runs it, with its output kept. */
-class Launcher {
-  readonly child: ChildProcess;
-  output = '';
-  readonly exited: Promise<number | null>;
-
-  constructor(env: Record<string, string>) {
-    this.child = spawn(process.execPath, ['tools/with-dependencies.mjs', 'tools/local-stack/launcher.ts'], {
-      cwd: root,
-      env: { ...process.env, LOG_LEVEL: 'info', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const keep = (chunk: Buffer) => (this.output += chunk.toString());
-    this.child.stdout!.on('data', keep);
-    this.child.stderr!.on('data', keep);
-    this.exited = new Promise((resolve) => this.child.once('exit', (code) => resolve(code)));
-  }
-
-  async waitFor(text: string, timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    while (!this.output.includes(text)) {
-      if (this.child.exitCode !== null) throw new Error(`npm start exited (${this.child.exitCode}) before "${text}":\n${this.output}`);
-      if (Date.now() > deadline) throw new Error(`no "${text}" within ${timeoutMs} ms:\n${this.output}`);
-      await sleep(100);
-    }
-  }
-
-  /** Ctrl-C, as a terminal sends it to the foreground process; resolves with the exit code. */
-  interrupt(): Promise<number | null> {
-    this.child.kill('SIGINT');
-    return this.exited;
-  }
-}
-
-/**
- * The processes of one `npm start`: those whose command line names its data folder (PostgreSQL,
- * Kafka) or that inherited it as SUMMA_DATA_DIR (the launcher and the services), with their
- * command lines.
- */
-function processesOf(dataDir: string): { pid: number; command: string }[] {
-  const found: { pid: number; command: string }[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
-    try {
-      const command = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      const environment = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
-      if (command.includes(dataDir) || environment.includes(`SUMMA_DATA_DIR=${dataDir}`)) found.push({ pid: Number(entry), command });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return found;
-}
-
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect(port, '127.0.0.1');
-    socket.once('connect', () => socket.destroy() || resolve(true));
-    socket.once('error', () => resolve(false));
-  });
-}
 
 describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeout: 300_000 }, () => {
   let dataDir: string;
@@ -119,11 +54,34 @@ describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeo
       assert.equal((await client.add({ num1: 5, num2: 10, requestId: 'launcher-1' })).sum, '15');
       assert.deepEqual(await waitForTotalCount(totalsUrl, 1, 30_000), { total: '15', count: 1 });
 
+      // What runs is in the run state, for `summa status`.
+      const state = await readRunState(dataDir);
+      assert.ok(state, 'the run state is written');
+      assert.equal(state.topology, 'single');
+      assert.deepEqual(state.components.map((c) => `${c.role}:${c.name}`), [
+        'postgres-primary:postgres-primary',
+        'kafka-broker:kafka-1',
+        'calculator:calculator',
+        'relay:relay',
+        'totals:totals',
+      ]);
+      assert.deepEqual(state.components.find((c) => c.name === 'calculator')!.ports, [ports[3], ports[4]]);
+
+      // A second start on the same data is refused while this one runs.
+      const second = new Launcher(env);
+      assert.equal(await second.exited, 1, second.output);
+      assert.match(second.output, /Summa is already running from .* \(launcher pid \d+\)/);
+
       // A service killed outright comes back by itself, and nothing is counted twice.
       const totals = processesOf(dataDir).filter((p) => p.command.includes('src/totals/main.ts'));
       assert.equal(totals.length, 1, JSON.stringify(processesOf(dataDir)));
+      assert.equal(state.components.find((c) => c.name === 'totals')!.pid, totals[0]!.pid);
       process.kill(totals[0]!.pid, 'SIGKILL');
       await first.waitFor('service exited; restarting it in 1s', 10_000);
+      await first.waitFor('service restarted', 60_000);
+      const restarted = (await readRunState(dataDir))!.components.find((c) => c.name === 'totals')!.pid;
+      assert.ok(restarted !== null && restarted !== totals[0]!.pid, `the run state has the new pid (${restarted})`);
+      assert.ok(processesOf(dataDir).some((p) => p.pid === restarted));
       assert.equal((await client.add({ num1: -3, num2: 1, requestId: 'launcher-2' })).sum, '-2');
       assert.deepEqual(await waitForTotalCount(totalsUrl, 2, 60_000), { total: '13', count: 2 });
     } finally {
@@ -135,6 +93,7 @@ describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeo
     await sleep(500);
     assert.deepEqual(processesOf(dataDir), [], 'the services, PostgreSQL and Kafka stopped with it');
     for (const port of ports) assert.equal(await listening(port), false, `port ${port} is closed`);
+    assert.equal(await readRunState(dataDir), null, 'the run state is gone with it');
 
     // The next start finds the same total and the same idempotency records.
     const second = new Launcher(env);

@@ -1,11 +1,16 @@
 import { request as httpRequest } from 'node:http';
 import assert from 'node:assert/strict';
+import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { status } from '@grpc/grpc-js';
 import pg from 'pg';
 import { startCalculator, type RunningCalculator } from '../../src/calculator/calculator-service.ts';
 import { readCalculatorConfig } from '../../src/calculator/config.ts';
+import { CALCULATOR_MIGRATIONS, CALCULATOR_SCHEMA } from '../../src/calculator/schema.ts';
 import { decodeSumAccepted } from '../../src/events/sum-accepted.ts';
+import { migrate } from '../../src/platform/db/migrate.ts';
 import { createLogger } from '../../src/platform/logger.ts';
 import { CalculatorClient, checkHealth, listServicesByReflection } from '../../tools/lib/grpc-clients.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
@@ -75,6 +80,19 @@ describe('calculator against real PostgreSQL', () => {
       return true;
     });
     assert.equal((await outboxFor('taken')).length, 1);
+  });
+
+  // A NOTIFY inside the write transaction makes its COMMIT take PostgreSQL's cluster-wide notify
+  // lock, which serialises the commits of every calculator (test/integration/notify-lock.int.spec.ts
+  // shows what that does). The relays are woken after the commit instead.
+  it('leaves no trigger on the outbox that notifies inside the write transaction', async () => {
+    const { rows } = await sql.query<{ tgname: string; source: string }>(
+      `SELECT t.tgname, p.prosrc AS source
+       FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+       WHERE t.tgrelid = 'calculator.outbox'::regclass AND NOT t.tgisinternal`,
+    );
+    const notifying = rows.filter((row) => /notify/i.test(row.source)).map((row) => row.tgname);
+    assert.deepEqual(notifying, []);
   });
 
   it('assigns a request id when the caller gives none', async () => {
@@ -243,5 +261,37 @@ describe('calculator against real PostgreSQL', () => {
       const metrics = await (await fetch(`${http}/metrics`)).text();
       assert.match(metrics, /summa_calculator_requests_total\{outcome="accepted",service="calculator"\} \d+/);
     });
+  });
+});
+
+describe('calculator schema upgrade from a database with the notify trigger', () => {
+  it('drops the trigger and its function when three instances start at once, and keeps the pending events', async () => {
+    const database = await createTestDatabase('calculator_upgrade');
+    const pools = Array.from({ length: 3 }, () => new pg.Pool({ connectionString: database.url, max: 2 }));
+    const before = await mkdtemp(path.join(os.tmpdir(), 'summa-migrations-'));
+    try {
+      const files = (await readdir(CALCULATOR_MIGRATIONS)).filter((name) => Number.parseInt(name, 10) <= 2);
+      for (const name of files) await cp(path.join(CALCULATOR_MIGRATIONS, name), path.join(before, name));
+      await migrate(pools[0]!, CALCULATOR_SCHEMA, before);
+      await pools[0]!.query(
+        `INSERT INTO calculator.outbox (event_id, topic, message_key, payload) VALUES (gen_random_uuid(), 'sums', 'pending', '{}')`,
+      );
+
+      await Promise.all(pools.map((pool) => migrate(pool, CALCULATOR_SCHEMA, CALCULATOR_MIGRATIONS)));
+      const [triggers, functions, applied, pending] = await Promise.all([
+        pools[0]!.query(`SELECT tgname FROM pg_trigger WHERE tgrelid = 'calculator.outbox'::regclass AND NOT tgisinternal`),
+        pools[0]!.query(`SELECT proname FROM pg_proc WHERE pronamespace = 'calculator'::regnamespace`),
+        pools[0]!.query<{ version: number }>('SELECT version FROM calculator.schema_migrations ORDER BY version'),
+        pools[0]!.query(`SELECT 1 FROM calculator.outbox WHERE message_key = 'pending'`),
+      ]);
+      assert.deepEqual(triggers.rows, []);
+      assert.deepEqual(functions.rows, []);
+      assert.deepEqual(applied.rows.map((row) => row.version), [1, 2, 3]);
+      assert.equal(pending.rowCount, 1);
+    } finally {
+      await rm(before, { recursive: true, force: true });
+      await Promise.all(pools.map((pool) => pool.end()));
+      await database.drop();
+    }
   });
 });

@@ -2,8 +2,10 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, afterEach, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { CALCULATOR_MIGRATIONS } from '../../src/calculator/schema.ts';
-import { encodeSumAccepted } from '../../src/events/sum-accepted.ts';
+import { startCalculator } from '../../src/calculator/calculator-service.ts';
+import { readCalculatorConfig } from '../../src/calculator/config.ts';
+import { CALCULATOR_MIGRATIONS, OUTBOX_CHANNEL } from '../../src/calculator/schema.ts';
+import { decodeSumAccepted, encodeSumAccepted } from '../../src/events/sum-accepted.ts';
 import { migrate } from '../../src/platform/db/migrate.ts';
 import { createPool, type Pool } from '../../src/platform/db/pool.ts';
 import { createBatchConsumer, type BatchConsumer } from '../../src/platform/kafka/batch-consumer.ts';
@@ -133,10 +135,35 @@ describe('outbox relay against real PostgreSQL and Kafka', () => {
     startRelay({ pollIntervalMs: 60_000 });
     await new Promise((resolve) => setTimeout(resolve, 500)); // let it go idle
     const [eventId] = await insertEvents(topic, 1);
+    await pool.query(`SELECT pg_notify($1, '')`, [OUTBOX_CHANNEL]);
     const records = await collect(topic, 1, 10_000);
     assert.deepEqual(
       records.map((r) => r.headers['summa-event-id']),
       [eventId],
+      'published long before the 60 s poll would have found it',
+    );
+  });
+
+  it("publishes a calculator's Add promptly: the calculator wakes the relays after its commit", async () => {
+    const topic = await freshTopic();
+    startRelay({ pollIntervalMs: 60_000 });
+    const calculator = await startCalculator(
+      readCalculatorConfig({ DATABASE_URL: database.url, CALCULATOR_GRPC_PORT: '0', CALCULATOR_HTTP_PORT: '0', KAFKA_TOPIC: topic }),
+      logger,
+    );
+    cleanups.push(() => calculator.stop());
+    await new Promise((resolve) => setTimeout(resolve, 500)); // let the relay go idle
+    const collected = collect(topic, 1, 10_000);
+    const answer = await fetch(`http://127.0.0.1:${calculator.httpPort}/v1/sums`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ num1: 20, num2: 22, requestId: `woken-${topic}` }),
+    });
+    assert.equal(answer.status, 201);
+    const records = await collected;
+    assert.deepEqual(
+      records.map((r) => decodeSumAccepted(r.value.toString()).requestId),
+      [`woken-${topic}`],
       'published long before the 60 s poll would have found it',
     );
   });

@@ -28,7 +28,7 @@ describe('SumRecorder against real PostgreSQL', () => {
   // The ages `summa verify` judges (a request's grace period, the oldest outbox event) are measured
   // by the database's clock, so the times they start from must come from it too.
   it("stamps accepted_at and the outbox created_at with the database's clock, not the calculator host's", async () => {
-    const recorder = new SumRecorder(sql, { topic: 'sums', maxBatchSize: 10, maxConcurrentWrites: 1, maxQueued: 10 }, pino({ level: 'silent' }), createCalculatorMetrics(new Registry()));
+    const recorder = new SumRecorder(sql, { topic: 'sums', maxBatchSize: 10, maxConcurrentWrites: 1, maxQueued: 10 }, pino({ level: 'silent' }), createCalculatorMetrics(new Registry()), () => {});
     // The calculator host's clock runs two hours fast.
     mock.timers.enable({ apis: ['Date'], now: Date.now() + 2 * 3600_000 });
     try {

@@ -82,6 +82,15 @@ describe("tools from Debian's packages, unpacked without root", { skip: apt || i
     assert.match(check.stderr, /no_such_option/);
   });
 
+  it('nginx, built with HTTP/2 and gRPC proxying', () => {
+    const dir = project();
+    const result = runSetup(dir, '30-nginx.sh', { PATH: pathWithout(['nginx']) });
+    assert.equal(result.status, 0, result.stderr);
+    const built = unpacked(dir, 'nginx', '-V');
+    assert.match(built, /--with-http_v2_module/);
+    assert.doesNotMatch(built, /--without-http_grpc_module/);
+  });
+
   it('openssl, with its library, from package lists of its own when the machine has none', () => {
     const dir = project();
     // apt as on a machine where `apt-get update` never ran.
@@ -125,6 +134,19 @@ describe('a tool that cannot be had', () => {
         `${tool} cannot be had: there is no apt-get and dpkg-deb to fetch Debian's packages with, and there is no usable ${tool} on PATH`,
       );
     }
+  });
+
+  it('nginx: a machine nginx that cannot proxy gRPC is not taken', () => {
+    const fake = path.join(scratch, 'machine-nginx');
+    mkdirSync(fake, { recursive: true });
+    writeFileSync(path.join(fake, 'nginx'), '#!/bin/sh\necho "configure arguments: --without-http_grpc_module --with-http_v2_module" >&2\n');
+    chmodSync(path.join(fake, 'nginx'), 0o755);
+    const result = runSetup(project(), '30-nginx.sh', { PATH: pathWithout(['nginx', 'apt-get', 'dpkg-deb'], [fake]) });
+    assert.equal(result.status, 1, result.stderr);
+    assert.equal(
+      result.lastLine,
+      "nginx cannot be had: there is no apt-get and dpkg-deb to fetch Debian's packages with, and there is no nginx with HTTP/2 and gRPC proxying on PATH",
+    );
   });
 
   it('a Go tool that cannot be built fails saying why', () => {

@@ -18,6 +18,11 @@ export function testKafkaBrokers(): string[] {
   return requireEnv('SUMMA_TEST_KAFKA_BROKERS').split(',');
 }
 
+/** The pids of the suite's Kafka broker (a JVM) and PostgreSQL postmaster. */
+export function testServerPids(): { kafka: number; postgres: number } {
+  return { kafka: Number(requireEnv('SUMMA_TEST_KAFKA_PID')), postgres: Number(requireEnv('SUMMA_TEST_POSTGRES_PID')) };
+}
+
 export interface TestDatabase {
   url: string;
   drop(): Promise<void>;

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { ProtocolError, UserError } from '@platformatic/kafka';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { OutboxRelay } from '../../src/outbox/outbox-relay.ts';
+import { BUSY_POLL_MS, OutboxRelay, pollDelayAfter } from '../../src/outbox/outbox-relay.ts';
 import type { OutgoingRecord } from '../../src/platform/kafka/records.ts';
 import type { OutboxRow } from '../../src/outbox/outbox-store.ts';
 import type { Pool } from '../../src/platform/db/pool.ts';
@@ -220,5 +220,20 @@ describe('OutboxRelay.relayBatch()', () => {
     assert.deepEqual(paramsOf('delete')[0]![0], ['7', '12', '8']);
     const publishedEventIds = publisher.published.flatMap((batch) => batch.records.map((r) => r.headers?.['summa-event-id'])).sort();
     assert.deepEqual(publishedEventIds, rows.map((r) => r.event_id).sort());
+  });
+});
+
+describe('pollDelayAfter()', () => {
+  const options = { batchSize: 500, pollIntervalMs: 500 };
+
+  it('claims again at once after a full batch, soon after one that found events, after the poll interval after an empty one', () => {
+    assert.equal(pollDelayAfter(500, options), 0);
+    assert.equal(pollDelayAfter(1, options), BUSY_POLL_MS);
+    assert.equal(pollDelayAfter(499, options), BUSY_POLL_MS);
+    assert.equal(pollDelayAfter(0, options), 500);
+  });
+
+  it('never waits longer after events than after none', () => {
+    assert.equal(pollDelayAfter(3, { batchSize: 500, pollIntervalMs: 20 }), 20);
   });
 });

@@ -100,13 +100,16 @@ const silentLogger = pino({ level: 'silent' });
 function setup(options: Partial<SumRecorderOptions> = {}) {
   const pool = new FakeRequestsPool();
   const metrics = createCalculatorMetrics(new Registry());
+  /** How many statements reported new outbox events as committed, so the relays be woken. */
+  const wakeups = { count: 0 };
   const recorder = new SumRecorder(
     pool as unknown as Pool,
     { topic: 'sums', maxBatchSize: 100, maxConcurrentWrites: 4, maxQueued: 1_000, ...options },
     silentLogger,
     metrics,
+    () => (wakeups.count += 1),
   );
-  return { pool, metrics, recorder };
+  return { pool, metrics, recorder, wakeups };
 }
 
 function add(requestId: string, num1: number, num2: number): AddCommand {
@@ -413,6 +416,25 @@ describe('SumRecorder', () => {
         assert.equal(error.requestId, `server-assigned-${index + 1}`);
         assert.match(error.message, new RegExp(`server-assigned-${index + 1}`));
       }
+    });
+  });
+
+  describe('waking the relays', () => {
+    it('reports each statement that committed new events, once it committed, and no statement that only replayed or failed', async () => {
+      const { pool, recorder, wakeups } = setup();
+      pool.hold = true;
+      const first = track(recorder.record(add('a', 1, 0)));
+      await until(() => pool.heldCount === 1, 'the statement');
+      assert.equal(wakeups.count, 0, 'not before the statement committed');
+      pool.release();
+      await until(() => first.settled, 'the answer');
+      assert.equal(wakeups.count, 1);
+      pool.hold = false;
+      await recorder.record(add('a', 1, 0)); // a replay commits no event
+      assert.equal(wakeups.count, 1);
+      pool.failRecord = () => new Error('connection refused');
+      await Promise.allSettled([recorder.record(add('b', 1, 0))]);
+      assert.equal(wakeups.count, 1);
     });
   });
 

@@ -21,8 +21,8 @@ function fakeDatabase(state: { total: string; count: number; applied: Set<string
         applied: requestId !== null && state.applied.has(requestId),
         in_recovery: true,
         streaming: true,
-        lag_bytes: 0,
-        lag_seconds: state.lagSeconds ?? 0,
+        lag_bytes: state.lagSeconds ? 100 : 0,
+        replay_age_seconds: state.lagSeconds ?? 0,
       };
       return { rows: [row as R] };
     },
@@ -107,5 +107,17 @@ describe('TotalReader', () => {
       return true;
     });
     assert.equal(clock.now(), 500, 'it waits the whole timeout and no longer');
+  });
+
+  it('stops waiting when the caller hangs up', async () => {
+    const clock = fakeClock();
+    const hungUp = new AbortController();
+    const primary = fakeDatabase({ total: '0', count: 0, applied: new Set() });
+    const reader = new TotalReader({ primary: primary.db, replica: undefined, logger, now: clock.now, sleep: async (ms) => {
+      await clock.sleep(ms);
+      if (clock.sleeps.length === 2) hungUp.abort();
+    } });
+    await assert.rejects(reader.read({ consistency: 'eventual', after: { requestId: 'r', timeoutMs: 30_000 } }, hungUp.signal), /the caller stopped waiting/);
+    assert.equal(primary.calls.length, 3);
   });
 });

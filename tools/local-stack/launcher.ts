@@ -8,6 +8,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startKafkaBroker, type KafkaBroker } from './kafka-broker.ts';
 import { startNginxServer } from './nginx-server.ts';
+import { startPostgresReplica, type PostgresReplica } from './postgres-replica.ts';
 import { startPostgresServer, type PostgresServer } from './postgres-server.ts';
 import { startServiceProcess } from './service-process.ts';
 import { Supervisor } from './supervisor.ts';
@@ -85,8 +86,11 @@ const logDir = path.join(dataDir, 'logs');
 const logFileOf = (name: string) => (clustered ? path.join(logDir, `${name}.log`) : undefined);
 
 let postgres: PostgresServer | undefined;
+let replica: PostgresReplica | undefined;
 let kafka: KafkaBroker | undefined;
 let databaseUrl = '';
+/** Cluster mode: where the totals services read GET /total (the streaming replica). */
+let replicaDatabaseUrl: string | undefined;
 let kafkaBrokers = '';
 let stopping = false;
 const startedAt = new Date().toISOString();
@@ -107,7 +111,6 @@ async function main(): Promise<void> {
   if (!databaseUrl) {
     const postgresDir = path.join(dataDir, 'postgres');
     logger.info({ port: topology.postgres.port, dataDir: postgresDir }, 'starting embedded PostgreSQL');
-    // cluster: the primary and its streaming replica (startPostgresReplica) go here, on postgres.port and postgres.replicaPort.
     postgres = await startPostgresServer({ dataDir: postgresDir, port: topology.postgres.port });
     await postgres.ensureDatabase('summa');
     databaseUrl = postgres.url('summa');
@@ -118,6 +121,19 @@ async function main(): Promise<void> {
       ports: [topology.postgres.port],
       logFile: path.join(postgresDir, 'postgres.log'),
     });
+    if (topology.postgres.replicaPort !== undefined) {
+      const replicaDir = path.join(dataDir, 'postgres-replica');
+      logger.info({ port: topology.postgres.replicaPort, dataDir: replicaDir }, 'starting the streaming replica (the first start copies the primary)');
+      replica = await startPostgresReplica({ primary: postgres, dataDir: replicaDir, port: topology.postgres.replicaPort });
+      replicaDatabaseUrl = replica.url('summa');
+      infrastructure.push({
+        name: 'postgres-replica',
+        role: 'postgres-replica',
+        pid: await replica.pid(),
+        ports: [topology.postgres.replicaPort],
+        logFile: path.join(replicaDir, 'postgres.log'),
+      });
+    }
   }
   kafkaBrokers = env.KAFKA_BROKERS ?? '';
   if (!kafkaBrokers) {
@@ -137,7 +153,12 @@ async function main(): Promise<void> {
     });
   }
 
-  const serviceEnv = { ...env, DATABASE_URL: databaseUrl, KAFKA_BROKERS: kafkaBrokers };
+  const serviceEnv = {
+    ...env,
+    DATABASE_URL: databaseUrl,
+    KAFKA_BROKERS: kafkaBrokers,
+    ...(replicaDatabaseUrl && !env.TOTALS_READ_DATABASE_URL ? { TOTALS_READ_DATABASE_URL: replicaDatabaseUrl } : {}),
+  };
   await withTimeout(
     Promise.all(topology.services.map((service) => supervisor.start(serviceProcess(service, serviceEnv)))),
     STARTUP_TIMEOUT_MS,
@@ -231,6 +252,7 @@ function runState(): RunState {
     launcherPid: process.pid,
     startedAt,
     databaseUrl,
+    ...(replicaDatabaseUrl ? { replicaDatabaseUrl } : {}),
     kafkaBrokers,
     consumerGroup: env.TOTALS_GROUP_ID?.trim() || 'summa-totals',
     topic: envTopic(env),
@@ -273,7 +295,9 @@ function banner(): string {
       `  Metrics           :${entryPoints.calculatorHttp}/metrics  :${relay!.httpPort}/metrics  :${entryPoints.totalsHttp}/metrics`,
     );
   }
-  lines.push(`  PostgreSQL        ${redact(databaseUrl)}`, `  Kafka             ${kafkaBrokers}`);
+  lines.push(`  PostgreSQL        ${redact(databaseUrl)}`);
+  if (replicaDatabaseUrl) lines.push(`  Replica           ${redact(replicaDatabaseUrl)}   (GET /total reads here; ?consistency=strong reads the primary)`);
+  lines.push(`  Kafka             ${kafkaBrokers}`);
   if (clustered) lines.push(`  Logs              ${logDir}/<name>.log, nginx: ${path.join(dataDir, 'nginx', 'error.log')}`);
   lines.push(
     `  Components        ${runStateFile(dataDir)} (npx summa status)`,
@@ -296,6 +320,7 @@ async function stop(): Promise<void> {
   await supervisor.stop(['nginx']);
   await supervisor.stop();
   await kafka?.stop();
+  await replica?.stop();
   await postgres?.stop();
   await runStateWrites;
   if (databaseUrl) await rm(runStateFile(dataDir), { force: true });

@@ -90,13 +90,22 @@ export async function startPostgresReplica(options: PostgresReplicaOptions): Pro
       [slotName],
     );
     return rows[0]!;
+  }).catch((error: unknown) => {
+    throw new Error(`the primary on port ${options.primary.port} does not answer; a replica is made from, and checked against, a running primary`, { cause: error });
   });
   const followedId = await readFile(primaryIdFile, 'utf8').then((text) => text.trim(), () => undefined);
-  const canFollow = existsSync(path.join(clusterDir, 'standby.signal')) && followedId === primaryId.id && primaryId.slot;
-  if (!canFollow) {
-    if (existsSync(clusterDir)) {
-      await appendFile(logFile, `\n--- made anew: ${followedId !== primaryId.id ? 'the primary is another cluster' : 'its replication slot is gone'} ---\n`);
+  const whyNotFollow = !existsSync(path.join(clusterDir, 'standby.signal'))
+    ? 'no complete copy'
+    : followedId !== primaryId.id
+      ? 'the primary is another cluster (made anew since)'
+      : !primaryId.slot
+        ? 'its replication slot is gone from the primary'
+        : undefined;
+  if (whyNotFollow) {
+    if (await runningPostmaster(clusterDir)) {
+      throw new Error(`another PostgreSQL is running on ${clusterDir} (is Summa already running from this folder?); stop it first`);
     }
+    if (existsSync(clusterDir)) await appendFile(logFile, `\n--- the replica is copied anew: ${whyNotFollow} ---\n`);
     await rm(clusterDir, { recursive: true, force: true });
     await cloneFrom(options.primary, clusterDir, slotName, owner, primaryUrl, options.port);
     await writeFile(primaryIdFile, `${primaryId.id}\n`);
@@ -172,11 +181,11 @@ async function cloneFrom(primary: PostgresServer, clusterDir: string, slotName: 
   await withClient(primary.url('postgres'), async (client) => {
     // The slot is made (reserving WAL at once) before the backup starts, so that no segment the
     // replica will ask for is recycled between the backup's checkpoint and its first connection.
-    await client.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active', [slotName]);
-    await client.query(
-      'SELECT pg_create_physical_replication_slot($1, true) WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1)',
-      [slotName],
-    );
+    const { rows: slots } = await client.query<{ active: boolean }>('SELECT active FROM pg_replication_slots WHERE slot_name = $1', [slotName]);
+    if (slots[0]?.active) throw new Error(`the replication slot ${slotName} on the primary is in use by another standby; give this replica a slot of its own`);
+    // A slot left from an earlier copy holds WAL from then; the new copy needs it from now on.
+    if (slots.length > 0) await client.query('SELECT pg_drop_replication_slot($1)', [slotName]);
+    await client.query('SELECT pg_create_physical_replication_slot($1, true)', [slotName]);
     const { rows: settings } = await client.query<{ name: string; setting: string }>('SELECT name, setting FROM pg_settings WHERE name = ANY($1)', [
       STANDBY_MINIMUM_SETTINGS,
     ]);
@@ -257,6 +266,18 @@ async function copyCluster(from: string, to: string): Promise<void> {
     }
   };
   await walk('');
+}
+
+/** Whether the postmaster.pid in `clusterDir` names a live process. */
+async function runningPostmaster(clusterDir: string): Promise<boolean> {
+  const pid = Number((await readFile(path.join(clusterDir, 'postmaster.pid'), 'utf8').catch(() => '')).split('\n')[0]);
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function ignoreMissing(error: NodeJS.ErrnoException): undefined {
@@ -345,8 +366,12 @@ class Postmaster {
     void this.exited.then(() => (exited = true));
     for (;;) {
       if (exited) throw new Error(`the replica's postmaster exited with ${child.exitCode ?? child.signalCode}`);
-      // A hot standby accepts connections once it has replayed up to a consistent state.
-      const ready = await withClient(this.adminUrl, async (client) => (await client.query('SELECT 1')).rows.length === 1).catch(() => false);
+      // A hot standby accepts connections once it has replayed up to a consistent state. Its data
+      // folder tells it from another server that holds the port (this one then fails to bind).
+      const ready = await withClient(
+        this.adminUrl,
+        async (client) => (await client.query<{ dir: string }>(`SELECT current_setting('data_directory') AS dir`)).rows[0]!.dir === this.clusterDir,
+      ).catch(() => false);
       if (ready) return;
       if (Date.now() > deadline) {
         child.kill('SIGINT');

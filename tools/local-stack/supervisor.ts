@@ -32,6 +32,8 @@ export class Supervisor {
   private restarting = false;
   private stopping = false;
   private readonly timers = new Set<NodeJS.Timeout>();
+  /** Restarts under way, which a stop waits for (a while) so that it stops what they start. */
+  private readonly restarts = new Set<Promise<void>>();
 
   constructor(private readonly options: SupervisorOptions) {}
 
@@ -50,9 +52,14 @@ export class Supervisor {
     this.watch(spec, await spec.start());
   }
 
-  /** From now on a process that exits is started again. */
+  /** From now on a process that exits is started again; one that already exited after it was ready, now. */
   restartOnExit(): void {
     this.restarting = true;
+    for (const spec of this.specs.values()) {
+      if (this.running.has(spec.name)) continue;
+      this.options.logger.error({ service: spec.name }, 'service exited during start-up of the others; restarting it');
+      this.restartLater(spec, 0);
+    }
   }
 
   private watch(spec: SupervisedProcess, process: RunningProcess): void {
@@ -77,17 +84,21 @@ export class Supervisor {
     const timer = setTimeout(() => {
       this.timers.delete(timer);
       if (this.stopping) return;
-      spec.start().then(
-        (process) => {
+      const restart = spec.start().then(
+        async (process) => {
+          if (this.stopping) return process.stop();
           this.options.logger.info({ service: spec.name, pid: process.pid }, 'service restarted');
           this.watch(spec, process);
         },
         (error: unknown) => {
+          if (this.stopping) return;
           const next = Math.min(delayMs * 2, this.options.maxRestartDelayMs ?? 10_000);
           this.options.logger.error({ service: spec.name, err: error }, `restart failed; trying again in ${next / 1000}s`);
           this.restartLater(spec, next);
         },
       );
+      this.restarts.add(restart);
+      void restart.finally(() => this.restarts.delete(restart));
     }, delayMs);
     this.timers.add(timer);
   }
@@ -105,6 +116,10 @@ export class Supervisor {
         this.running.delete(name);
       }),
     );
+    // A process still starting cannot be stopped before it is up; past this wait, the exit hook of
+    // tools/lib/tied-process.ts kills it with the launcher.
+    const waited = Promise.allSettled([...this.restarts]);
+    await Promise.race([waited, new Promise((resolve) => setTimeout(resolve, 20_000).unref())]);
     this.options.onChange();
   }
 }

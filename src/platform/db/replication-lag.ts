@@ -21,33 +21,30 @@ export interface ReplicaLag {
 
 /**
  * Written as one expression list, so that a caller can put it beside its own read in one statement
- * (and one snapshot): the totals service reads the total and the lag it was read at together.
+ * (and one snapshot): the totals service reads the total and the lag it was read at together. The
+ * WAL receiver's state is read once: pg_stat_wal_receiver is a live view, and two reads of it in
+ * one statement may disagree.
  */
 export const REPLICA_LAG_COLUMNS = `
   pg_is_in_recovery() AS in_recovery,
   coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false) AS streaming,
   pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::float8 AS lag_bytes,
-  CASE
-    WHEN NOT pg_is_in_recovery() THEN 0
-    WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()
-         AND coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false) THEN 0
-    ELSE extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8
-  END AS lag_seconds`;
+  extract(epoch FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 AS replay_age_seconds`;
 
 export interface ReplicaLagRow {
   in_recovery: boolean;
   streaming: boolean;
   lag_bytes: number | null;
-  lag_seconds: number | null;
+  replay_age_seconds: number | null;
 }
 
 export function replicaLagOf(row: ReplicaLagRow): ReplicaLag {
-  return {
-    inRecovery: row.in_recovery,
-    streaming: row.streaming,
-    bytes: row.lag_bytes === null ? null : Math.max(0, row.lag_bytes),
-    seconds: row.lag_seconds === null ? null : Math.max(0, row.lag_seconds),
-  };
+  const bytes = row.lag_bytes === null ? null : Math.max(0, row.lag_bytes);
+  // Caught up with what it received, and receiving: as fresh as the primary has sent. Otherwise the
+  // last replayed commit's age bounds how old its data may be (too high while the primary is idle).
+  const caughtUp = !row.in_recovery || (row.streaming && bytes === 0);
+  const seconds = caughtUp ? 0 : row.replay_age_seconds === null ? null : Math.max(0, row.replay_age_seconds);
+  return { inRecovery: row.in_recovery, streaming: row.streaming, bytes, seconds };
 }
 
 /** The lag of the replica `db` is connected to, read there. */

@@ -1,0 +1,107 @@
+// `summa status [--json]`: what the launcher says is running (<data dir>/run/components.json), and
+// how each part of it is doing now. Every component is asked in parallel with short timeouts, so the
+// whole command answers within about 5 seconds even when parts hang.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { envInteger } from '../platform/config.ts';
+import { readRunState, runStateFile, type RunComponent, type RunState } from './run-state.ts';
+import type { KafkaSnapshot } from './status-kafka.ts';
+import { pidAlive, portOpen, PROBE_TIMEOUT_MS, readiness } from './status-probes.ts';
+import {
+  brokerStatus,
+  exitCodeFor,
+  formatStatus,
+  portsStatus,
+  postgresStatus,
+  serviceStatus,
+  STATUS_EXIT,
+  type ComponentStatus,
+  type StatusReport,
+} from './status-report.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** The launcher's rule: SUMMA_DATA_DIR, else <repo>/.data. */
+export function dataDirOf(env: NodeJS.ProcessEnv): string {
+  return path.resolve(env.SUMMA_DATA_DIR ?? path.join(root, '.data'));
+}
+
+// The Kafka and PostgreSQL clients are loaded only once there is a run to ask: loading them takes
+// longer than everything else, and "nothing is running" should answer at once.
+const clients = async () => ({ ...(await import('./status-kafka.ts')), ...(await import('./status-postgres.ts')) });
+type Clients = Awaited<ReturnType<typeof clients>>;
+
+async function componentStatus(
+  component: RunComponent,
+  state: RunState,
+  kafka: Promise<KafkaSnapshot>,
+  ca: Buffer | undefined,
+  timeoutMs: number,
+  { probePostgres, urlOnPort }: Clients,
+): Promise<ComponentStatus> {
+  const alive = pidAlive(component.pid);
+  switch (component.role) {
+    case 'calculator':
+    case 'relay':
+    case 'totals': {
+      const url = component.healthUrl ?? `http://127.0.0.1:${component.ports.at(-1)}/readyz`;
+      return serviceStatus(component, alive, await readiness(url, { timeoutMs, ...(ca ? { ca } : {}) }));
+    }
+    case 'kafka-broker': {
+      const [open, snapshot] = await Promise.all([component.ports[0] === undefined ? true : portOpen(component.ports[0], '127.0.0.1', timeoutMs), kafka]);
+      return brokerStatus(component, alive, open, snapshot.metadata);
+    }
+    case 'postgres-primary':
+      return postgresStatus(component, alive, await probePostgres(state.databaseUrl, 'postgres-primary', timeoutMs));
+    case 'postgres-replica':
+      return postgresStatus(component, alive, await probePostgres(state.replicaDatabaseUrl ?? urlOnPort(state.databaseUrl, component.ports[0]), 'postgres-replica', timeoutMs));
+    default: {
+      const open = await Promise.all(component.ports.map(async (port) => [port, await portOpen(port, '127.0.0.1', timeoutMs)] as const));
+      return portsStatus(component, alive, open.filter(([, ok]) => !ok).map(([port]) => port));
+    }
+  }
+}
+
+/** Probes everything the run state names and puts it together. */
+export async function collectStatus(state: RunState, dataDir: string, env: NodeJS.ProcessEnv): Promise<StatusReport> {
+  const caFile = env.TLS_CA_FILE?.trim() || state.serviceCaFile;
+  const ca = caFile ? readFileSync(caFile) : undefined;
+  // Longer only for a slow link or an overloaded machine: the default keeps the whole command within about 5 s.
+  const timeoutMs = envInteger(env, 'SUMMA_STATUS_TIMEOUT_MS', PROBE_TIMEOUT_MS, { min: 100, max: 60_000 });
+  const loaded = await clients();
+  const kafka = loaded.probeKafka(state.kafkaBrokers, state.kafkaAdmin, state.topic, state.consumerGroup, timeoutMs);
+  const components = await Promise.all(state.components.map((component) => componentStatus(component, state, kafka, ca, timeoutMs, loaded)));
+  const snapshot = await kafka;
+  const launcherAlive = pidAlive(state.launcherPid) === true;
+  return {
+    topology: state.topology,
+    dataDir,
+    startedAt: state.startedAt,
+    launcher: { pid: state.launcherPid, alive: launcherAlive },
+    healthy: launcherAlive && components.every((component) => component.healthy),
+    // The fields the issue names first, as a reader of the JSON expects them.
+    components: components.map(({ name, role, pid, ports, healthy, detail, ...rest }) => ({ name, role, pid, ports, healthy, detail, ...rest })),
+    consumerGroup: state.consumerGroup,
+    topic: state.topic,
+    consumerLag: snapshot.consumerLag,
+    partitions: 'error' in snapshot.metadata ? [] : snapshot.metadata.partitions,
+    ...(snapshot.error ? { kafkaError: snapshot.error } : {}),
+  };
+}
+
+export async function runStatusCommand(env: NodeJS.ProcessEnv, options: { json: boolean }): Promise<number> {
+  const dataDir = dataDirOf(env);
+  const state = await readRunState(dataDir).catch((error: Error) => {
+    throw new Error(`cannot read the run state ${runStateFile(dataDir)}: ${error.message}`, { cause: error });
+  });
+  if (!state) {
+    const message = `nothing is running from ${dataDir}; start it with npm start`;
+    if (options.json) console.log(JSON.stringify({ running: false, dataDir, message }));
+    else console.error(`summa: ${message}`);
+    return STATUS_EXIT.notRunning;
+  }
+  const report = await collectStatus(state, dataDir, env);
+  console.log(options.json ? JSON.stringify(report, null, 2) : formatStatus(report));
+  return exitCodeFor(report);
+}

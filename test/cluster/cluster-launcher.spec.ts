@@ -1,0 +1,167 @@
+// `npm start -- --cluster` as a real process on ports of its own: nginx spreads the Adds over the
+// three calculators, a calculator killed outright costs no Add that carries a request id (a failed
+// one is sent again under its id) and comes back with a new pid in the run state, the totals behind
+// nginx show the exact total, and a clean stop leaves nothing behind.
+import assert from 'node:assert/strict';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { readRunState, type RunState } from '../../src/cli/run-state.ts';
+import { sleep, waitForTotalCount } from '../../tools/load/add-load.ts';
+import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
+import { planTopology, topologyPorts, type Topology } from '../../tools/local-stack/topology.ts';
+import { Launcher, listening, processesOf } from '../support/launcher-process.ts';
+import { missingTool } from '../support/tools.ts';
+
+/** Whether 127.0.0.1:port can be bound right now. */
+function free(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = net.createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/** A port offset under which every port of the cluster is free, so it runs beside an `npm start`. */
+async function freeOffset(): Promise<{ offset: number; topology: Topology }> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const offset = 1_000 + Math.floor(Math.random() * 9_000);
+    const topology = planTopology('cluster', { SUMMA_PORT_OFFSET: String(offset) });
+    if ((await Promise.all(topologyPorts(topology).map(free))).every(Boolean)) return { offset, topology };
+  }
+  throw new Error('found no port offset under which every port of the cluster is free');
+}
+
+/** The sum of a counter's samples whose line matches `filter`, from a service's /metrics. */
+async function counter(httpPort: number, name: string, filter: RegExp): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((line) => line.startsWith(`${name}{`) && filter.test(line))
+    .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+}
+
+async function httpAdd(port: number, num1: number, num2: number, requestId: string): Promise<string> {
+  const response = await fetch(`http://127.0.0.1:${port}/v1/sums`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'idempotency-key': requestId },
+    body: JSON.stringify({ num1, num2 }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const body = (await response.json()) as { sum?: string };
+  if (response.status !== 200 && response.status !== 201) throw new Error(`HTTP ${response.status}: ${JSON.stringify(body)}`);
+  return body.sum!;
+}
+
+describe('npm start -- --cluster', { skip: missingTool('nginx'), timeout: 240_000 }, () => {
+  let dataDir: string;
+  let topology: Topology;
+  let launcher: Launcher | undefined;
+
+  before(async () => {
+    dataDir = await mkdtemp(path.join(os.tmpdir(), 'summa-cluster-'));
+    await chmod(dataDir, 0o755); // as root, PostgreSQL runs as "postgres", which must enter it
+  });
+
+  after(async () => {
+    if (launcher && launcher.child.exitCode === null) await launcher.interrupt();
+    for (const { pid } of processesOf(dataDir)) process.kill(pid, 'SIGKILL');
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('spreads Adds over three calculators behind nginx, survives a kill -9 of one, and stops cleanly', async () => {
+    const chosen = await freeOffset();
+    topology = chosen.topology;
+    const nginx = topology.nginx!;
+    const calculators = topology.services.filter((service) => service.role === 'calculator');
+    launcher = new Launcher({ SUMMA_DATA_DIR: dataDir, SUMMA_PORT_OFFSET: String(chosen.offset) }, ['--cluster']);
+    await launcher.waitFor('Summa is running (cluster).', 180_000);
+
+    const state = (await readRunState(dataDir))!;
+    assert.equal(state.topology, 'cluster');
+    const names = state.components.map((c) => c.name);
+    for (const name of ['postgres-primary', 'postgres-replica', 'calculator-1', 'calculator-2', 'calculator-3', 'relay-1', 'relay-2', 'totals-1', 'totals-2', 'totals-3', 'nginx']) {
+      assert.ok(names.includes(name), `${name} is in the run state: ${names.join(', ')}`);
+    }
+    for (const component of state.components) assert.ok(component.pid !== null && processesOf(dataDir).some((p) => p.pid === component.pid), `${component.name} runs`);
+
+    const client = new CalculatorClient(`127.0.0.1:${nginx.grpcPort}`);
+    let expected = 0n;
+    let count = 0;
+    try {
+      // nginx spreads both kinds of Add over every calculator (round robin).
+      for (let i = 0; i < 12; i++) {
+        assert.equal((await client.add({ num1: i, num2: 1, requestId: `spread-grpc-${i}` })).sum, String(i + 1));
+        assert.equal(await httpAdd(nginx.httpPort, i, 2, `spread-http-${i}`), String(i + 2));
+        expected += BigInt(2 * i + 3);
+        count += 2;
+      }
+      for (const calculator of calculators) {
+        assert.ok((await counter(calculator.httpPort, 'grpc_server_handled_total', /grpc_method="Add"/)) > 0, `${calculator.name} served gRPC Adds`);
+        assert.ok((await counter(calculator.httpPort, 'http_requests_total', /method="POST",route="\/v1\/sums"/)) > 0, `${calculator.name} served HTTP Adds`);
+      }
+
+      // Adds keep coming while one calculator is killed outright; each one that fails is sent again
+      // under its own id until it is answered, which counts it once whatever happened to the first try.
+      const victim = state.components.find((c) => c.name === 'calculator-2')!;
+      let retried = 0;
+      const send = async (i: number): Promise<void> => {
+        const requestId = `kill-${i}`;
+        for (let attempt = 0; ; attempt++) {
+          try {
+            const sum = i % 2 === 0 ? (await client.add({ num1: i, num2: 7, requestId }, 5_000)).sum : await httpAdd(nginx.httpPort, i, 7, requestId);
+            assert.equal(sum, String(i + 7));
+            return;
+          } catch (error) {
+            if (error instanceof assert.AssertionError || attempt >= 20) throw error;
+            retried++;
+            await sleep(250);
+          }
+        }
+      };
+      const total = 300;
+      let next = 0;
+      const worker = async () => {
+        while (next < total) {
+          const i = next++;
+          if (i === 60) process.kill(victim.pid!, 'SIGKILL');
+          await send(i);
+        }
+      };
+      await Promise.all(Array.from({ length: 6 }, worker));
+      for (let i = 0; i < total; i++) expected += BigInt(i + 7);
+      count += total;
+      console.log(`# ${total} Adds while calculator-2 was killed; ${retried} tries were sent again under their id`);
+
+      // The launcher brought it back, with its new pid in the run state.
+      let restarted: RunState['components'][number] | undefined;
+      const deadline = Date.now() + 60_000;
+      while (Date.now() < deadline) {
+        restarted = (await readRunState(dataDir))?.components.find((c) => c.name === 'calculator-2');
+        if (restarted?.pid && restarted.pid !== victim.pid) break;
+        await sleep(250);
+      }
+      assert.ok(restarted?.pid && restarted.pid !== victim.pid, `calculator-2 has a new pid in the run state (${restarted?.pid})`);
+      assert.ok(processesOf(dataDir).some((p) => p.pid === restarted!.pid), 'the new pid runs');
+    } finally {
+      client.close();
+    }
+
+    // The totals services behind nginx agree on the exact total.
+    assert.deepEqual(await waitForTotalCount(`http://127.0.0.1:${nginx.totalsPort}`, count, 60_000), { total: expected.toString(), count });
+    // They read it from the streaming replica; the primary on request.
+    const eventual = await fetch(`http://127.0.0.1:${nginx.totalsPort}/total`);
+    assert.equal(eventual.headers.get('summa-read-source'), 'replica');
+    const strong = await fetch(`http://127.0.0.1:${nginx.totalsPort}/total?consistency=strong`);
+    assert.equal(strong.headers.get('summa-read-source'), 'primary');
+    assert.equal(((await strong.json()) as { total: string }).total, expected.toString());
+
+    assert.equal(await launcher.interrupt(), 0, launcher.output);
+    await sleep(500);
+    assert.deepEqual(processesOf(dataDir), [], 'nginx, the services, Kafka and PostgreSQL stopped with it');
+    for (const port of topologyPorts(topology)) assert.equal(await listening(port), false, `port ${port} is closed`);
+    assert.equal(await readRunState(dataDir), null, 'the run state is gone');
+  });
+});
