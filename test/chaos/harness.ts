@@ -184,7 +184,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
           url: totalsUrls.get(instance.name)!,
           sql: audit,
           brokers: stack.kafkaBrokers,
-          connection: stack.kafkaConnection,
+          kafkaSecurity: stack.kafkaSecurity,
           groupId,
           topic,
         },

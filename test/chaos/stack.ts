@@ -2,8 +2,8 @@
 // PostgreSQL (with a streaming replica or without), each a fault target that can be killed,
 // stopped and started again on the same data and ports.
 import path from 'node:path';
-import { Admin, type BaseOptions } from '@platformatic/kafka';
-import { baseClientOptions, type KafkaSettings } from '../../src/platform/kafka/settings.ts';
+import { Admin } from '@platformatic/kafka';
+import { baseClientOptions, type KafkaSecurity, type KafkaSettings } from '../../src/platform/kafka/settings.ts';
 import { startKafkaCluster, type KafkaNode } from '../../tools/local-stack/kafka-cluster.ts';
 import { startKafkaBroker, type KafkaBroker } from '../../tools/local-stack/kafka-broker.ts';
 import { startPostgresReplica } from '../../tools/local-stack/postgres-replica.ts';
@@ -37,9 +37,10 @@ export interface ChaosStack {
   readDatabaseUrl: string | undefined;
   /** KAFKA_BROKERS and, on a secured cluster, the security settings of `user`. */
   kafkaEnv(user: KafkaUser): Record<string, string>;
-  /** The harness's own Kafka clients (the commit window's Admin): as the admin user. */
+  /** The harness's own Kafka clients (the commit window's Admin) connect here, as the admin user. */
   kafkaBrokers: string[];
-  kafkaConnection: Pick<BaseOptions, 'sasl' | 'tls' | 'tlsServerName'> | undefined;
+  /** Unset: PLAINTEXT. */
+  kafkaSecurity: KafkaSecurity | undefined;
   /** The brokers, the primary and the replica. */
   targets: FaultTarget[];
   /** Everything down, hard. */
@@ -82,7 +83,7 @@ export async function startChaosStack(topology: ChaosTopology, workDir: string, 
         readDatabaseUrl,
         kafkaEnv: () => ({ KAFKA_BROKERS: kafka.brokers }),
         kafkaBrokers: [kafka.brokers],
-        kafkaConnection: undefined,
+        kafkaSecurity: undefined,
         targets,
         teardown,
       };
@@ -98,8 +99,6 @@ export async function startChaosStack(topology: ChaosTopology, workDir: string, 
     // As `npm start -- --cluster`: the admin creates the topics and grants each service its ACLs.
     await cluster.setUpServiceAccess({ ...access, partitions: topology.partitions });
     const admin = cluster.clientSettings('summa-admin', 'summa-chaos');
-    const { tls, sasl } = baseClientOptions(admin);
-    const connection = { ...(tls ? { tls } : {}), ...(sasl ? { sasl } : {}) };
     targets.unshift(...cluster.nodes.map((node) => brokerTarget(node, admin)));
     log(`Kafka cluster (${cluster.security}) on ${cluster.brokers}`);
     return {
@@ -107,7 +106,7 @@ export async function startChaosStack(topology: ChaosTopology, workDir: string, 
       readDatabaseUrl,
       kafkaEnv: (user) => cluster.clientEnv(user === 'admin' ? 'summa-admin' : user === 'relay' ? 'summa-relay' : 'summa-totals'),
       kafkaBrokers: admin.brokers,
-      kafkaConnection: connection,
+      kafkaSecurity: admin.security,
       targets,
       teardown,
     };

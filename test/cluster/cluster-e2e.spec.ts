@@ -9,6 +9,7 @@ import { promisify } from 'node:util';
 import { Admin } from '@platformatic/kafka';
 import pg from 'pg';
 import { auditUntilQuiet } from '../../src/cli/invariant-audit.ts';
+import { baseClientOptions } from '../../src/platform/kafka/settings.ts';
 import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
 import { ChaosClients } from '../../tools/load/retrying-clients.ts';
 import { sleep } from '../chaos/processes.ts';
@@ -170,7 +171,7 @@ async function sendEachTwice(system: ChaosSystem, count: number): Promise<Map<st
 
 /** The node id of the broker that leads `partition` of the event topic. */
 async function partitionLeader(system: ChaosSystem, partition: number): Promise<number> {
-  const admin = new Admin({ ...system.stack.kafkaConnection, clientId: 'summa-cluster-e2e', bootstrapBrokers: system.stack.kafkaBrokers });
+  const admin = new Admin(baseClientOptions({ brokers: system.stack.kafkaBrokers, clientId: 'summa-cluster-e2e', security: system.stack.kafkaSecurity }));
   try {
     const metadata = await admin.metadata({ topics: [system.topic] });
     const leader = metadata.topics.get(system.topic)?.partitions[partition]?.leader;

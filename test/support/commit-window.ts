@@ -13,8 +13,9 @@
 // delivered again.
 import { setTimeout as sleep } from 'node:timers/promises';
 import { randomInt } from 'node:crypto';
-import { Admin, type BaseOptions } from '@platformatic/kafka';
+import { Admin } from '@platformatic/kafka';
 import type pg from 'pg';
+import { baseClientOptions, type KafkaSecurity } from '../../src/platform/kafka/settings.ts';
 
 /** A partition on which PostgreSQL has applied records the Kafka group has not committed. */
 export interface CommitGap {
@@ -32,8 +33,8 @@ export interface CommitWindowTarget {
   url: string;
   sql: pg.Pool;
   brokers: string[];
-  /** How to reach a secured cluster (SASL credentials, the CA to trust); none for plaintext. */
-  connection?: Pick<BaseOptions, 'sasl' | 'tls' | 'tlsServerName'>;
+  /** How to connect to those brokers (unset: PLAINTEXT); reading the group's offsets needs DESCRIBE on it. */
+  kafkaSecurity?: KafkaSecurity;
   groupId: string;
   topic: string;
 }
@@ -57,9 +58,7 @@ export interface CommitWindowKill {
  */
 export async function killInCommitWindow(target: CommitWindowTarget, kill: () => Promise<unknown>, timeoutMs: number): Promise<CommitWindowKill> {
   const admin = new Admin({
-    ...target.connection,
-    clientId: 'summa-commit-window',
-    bootstrapBrokers: target.brokers,
+    ...baseClientOptions({ brokers: target.brokers, clientId: 'summa-commit-window', security: target.kafkaSecurity }),
     connectTimeout: 2_000,
     timeout: 5_000,
     retries: 1,
