@@ -10,7 +10,7 @@ import { missingTool } from '../support/tools.ts';
 // nginx, then the invariant checked.
 describe('chaos on the cluster topology', { skip: missingTool('nginx') || missingTool('openssl') }, () => {
   it('loses no acknowledged sum and counts none twice', { timeout: 300_000 }, async () => {
-    const result = await runChaos({ topology: CLUSTER, faultsForMs: 60_000, aimForMs: 45_000, atLeastOnce: 'component', quiesceTimeoutMs: 60_000 });
+    const result = await runChaos({ topology: CLUSTER, faultsForMs: 30_000, aimForMs: 45_000, atLeastOnce: 'component', quiesceTimeoutMs: 60_000 });
     assert.deepEqual(result.problems, []);
     assert.ok(result.ok);
     assert.equal(result.lost, 0);
