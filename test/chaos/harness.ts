@@ -1,10 +1,11 @@
 // The chaos harness: the whole system on its own PostgreSQL and Kafka, several instances of each
 // service (by default two calculators behind the clients, two relays on one outbox, two totals
 // consumers in one group; see topology.ts for the cluster), clients sending Adds all the while, and
-// every component killed (-9) or stopped (SIGTERM) and restarted over and over. A kill -9 of a totals consumer is aimed between its database commit
-// and its Kafka commit, so that Kafka really delivers applied records again. When the faults stop
-// and the pipeline has gone quiet, every acknowledged request must be applied exactly once, the
-// total must be the exact sum of every committed request, and no refused request may be in it.
+// every component killed (-9) or stopped (SIGTERM) and restarted over and over. A kill -9 of a
+// totals consumer is aimed between its database commit and its Kafka commit, so that Kafka really
+// delivers applied records again. When the faults stop and the pipeline has gone quiet, every
+// acknowledged request must be applied exactly once, the total must be the exact sum of every
+// committed request, and no refused request may be in it.
 import { randomInt } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
@@ -109,7 +110,6 @@ export interface Redelivery {
 
 /** A fault target: one service instance, or a server of the stack (a broker, the primary, the replica). */
 type Target = FaultTarget & { instance?: ChaosService };
-
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const topology = options.topology ?? TWO_INSTANCES;
@@ -228,8 +228,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       if (round.length === 0) round = shuffle([...targets]);
       const target = round.shift()!;
       const { component, instance } = target;
+      const settling = Date.now();
       const unsettled = await target.settle?.();
       if (unsettled) stamp(`${target.name}: ${unsettled}; faulted all the same`);
+      else if (Date.now() - settling > 2_000) stamp(`${target.name}: waited ${((Date.now() - settling) / 1000).toFixed(1)} s for the others to be in sync`);
       await sleep(randomInt(500, 2_000)); // traffic flows between faults
       const graceful = faults % gracefulEvery === gracefulEvery - 1 && kills[component].kill9 > 0;
       const downMs = randomInt(100, 2_000);

@@ -194,13 +194,16 @@ async function startReplica(primary: PostgresServer, dataDir: string): Promise<S
   };
 }
 
-/** How long a broker's partitions may take to be back in sync before the next broker is faulted. */
+/** How long a broker's partitions may take to be back in sync before it is faulted all the same. */
 const IN_SYNC_TIMEOUT_MS = 90_000;
+/** The topics' min.insync.replicas on three brokers: acks=all writes need this many in sync. */
+const MIN_INSYNC_REPLICAS = 2;
 
 /**
- * A node of the cluster. Before it is faulted, every partition must have all its replicas in sync:
- * one broker down at a time then always leaves two of three (min.insync.replicas) in every
- * partition's ISR, and a quorum of controllers.
+ * A node of the cluster. It is faulted only once every partition has MIN_INSYNC_REPLICAS replicas
+ * in sync besides this node: one broker down at a time then never stops acks=all writes, nor a
+ * quorum of controllers. (A follower still catching up after its own restart may be faulted again;
+ * a leader whose followers are behind waits.)
  */
 function brokerTarget(node: KafkaNode, admin: KafkaSettings): FaultTarget {
   return {
@@ -210,28 +213,32 @@ function brokerTarget(node: KafkaNode, admin: KafkaSettings): FaultTarget {
     stop: () => node.stop(),
     start: () => node.start(),
     settle: async () => {
-      const behind = await waitInSync(admin, IN_SYNC_TIMEOUT_MS);
-      return behind.length === 0 ? undefined : `partitions still short of replicas after ${IN_SYNC_TIMEOUT_MS / 1000} s: ${behind.slice(0, 5).join(', ')}`;
+      const short = await waitForReplicasBesides(admin, node.id, IN_SYNC_TIMEOUT_MS);
+      return short.length === 0 ? undefined : `partitions without ${MIN_INSYNC_REPLICAS} other replicas in sync after ${IN_SYNC_TIMEOUT_MS / 1000} s: ${short.slice(0, 5).join(', ')}`;
     },
   };
 }
 
-/** Waits until every partition of every topic has all its replicas in sync; returns those that do not (empty when all do). */
-export async function waitInSync(settings: KafkaSettings, timeoutMs: number): Promise<string[]> {
+/**
+ * Waits until every partition of every topic has MIN_INSYNC_REPLICAS in-sync replicas other than
+ * `nodeId` (or all its other replicas, for a topic with fewer); returns those that do not.
+ */
+export async function waitForReplicasBesides(settings: KafkaSettings, nodeId: number, timeoutMs: number): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
-  let behind: string[] = ['(metadata not read)'];
+  let short: string[] = ['(metadata not read)'];
   while (Date.now() < deadline) {
     const admin = new Admin({ ...baseClientOptions(settings), retries: 0, connectTimeout: 2_000, timeout: 5_000 });
     try {
       const topics = [...(await admin.listTopics({ includeInternals: true }))];
       const metadata = await admin.metadata({ topics, forceUpdate: true });
-      behind = [];
+      short = [];
       for (const [name, topic] of metadata.topics) {
         topic.partitions.forEach((partition, index) => {
-          if (partition.leader < 0 || partition.isr.length < partition.replicas.length) behind.push(`${name}-${index}`);
+          const others = partition.isr.filter((id) => id !== nodeId).length;
+          if (partition.leader < 0 || others < Math.min(MIN_INSYNC_REPLICAS, partition.replicas.length - 1)) short.push(`${name}-${index}`);
         });
       }
-      if (behind.length === 0) return [];
+      if (short.length === 0) return [];
     } catch {
       // A broker just back may refuse for a moment.
     } finally {
@@ -239,7 +246,7 @@ export async function waitInSync(settings: KafkaSettings, timeoutMs: number): Pr
     }
     await sleep(500);
   }
-  return behind;
+  return short;
 }
 
 async function startSingleBroker(dataDir: string, name: string): Promise<Started & { brokers: string }> {
