@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Runs a TypeScript entry point, installing the npm dependencies first when they are missing or
-// older than the lockfile, so that `npm start` and `npm test` work on a fresh clone.
+// older than the lockfile, so that `npm start` and `npm test` work on a fresh clone. With --build it
+// also compiles src/ into dist/ when dist/ is missing or was built from other sources (`npm start`
+// runs the compiled services).
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -8,9 +10,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const [entry, ...args] = process.argv.slice(2);
+const options = process.argv.slice(2);
+const build = options[0] === '--build';
+const [entry, ...args] = build ? options.slice(1) : options;
 if (!entry) {
-  console.error('usage: node tools/with-dependencies.mjs <entry.ts> [args...]');
+  console.error('usage: node tools/with-dependencies.mjs [--build] <entry.ts> [args...]');
   process.exit(2);
 }
 
@@ -29,6 +33,14 @@ if (!existsSync(installed) || statSync(installed).mtimeMs < statSync(lockfile).m
   if (result.status !== 0) {
     console.error('npm ci failed; see the output above.');
     process.exit(result.status ?? 1);
+  }
+}
+
+if (build) {
+  const { buildStatus } = await import('./build/build-stamp.mjs');
+  if (!buildStatus(root).fresh) {
+    const result = spawnSync(process.execPath, [path.join(root, 'tools/build/build.mjs'), '--if-stale'], { cwd: root, stdio: ['ignore', 'inherit', 'inherit'] });
+    if (result.status !== 0) process.exit(result.status ?? 1);
   }
 }
 

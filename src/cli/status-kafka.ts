@@ -1,8 +1,7 @@
 // `summa status` on Kafka: which brokers the cluster knows, who leads and who is in sync on each
 // partition of the event topic, and how far the totals consumer group is behind on each.
-import { readFileSync } from 'node:fs';
-import { Admin, type ConnectionOptions, type SASLOptions } from '@platformatic/kafka';
-import { parseBrokerList } from '../platform/kafka/settings.ts';
+import { Admin } from '@platformatic/kafka';
+import { baseClientOptions, envKafkaSecurity, kafkaSecurityEnv, parseBrokerList } from '../platform/kafka/settings.ts';
 import type { KafkaClientSettings } from './run-state.ts';
 import { PROBE_TIMEOUT_MS, within } from './status-probes.ts';
 import { consumerLag, type KafkaMetadata, type PartitionLag, type PartitionReplicas, type TopicOffsets } from './status-report.ts';
@@ -14,27 +13,17 @@ export interface KafkaSnapshot {
   error?: string;
 }
 
-const SASL_MECHANISMS = ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'] as const;
-
-/** The library's TLS and SASL options for a client with these settings (PLAINTEXT: none). */
-export function kafkaConnectionOptions(settings: KafkaClientSettings | undefined): Pick<ConnectionOptions, 'tls' | 'sasl'> {
-  const protocol = settings?.securityProtocol ?? 'PLAINTEXT';
-  const options: Pick<ConnectionOptions, 'tls' | 'sasl'> = {};
-  if (protocol === 'SSL' || protocol === 'SASL_SSL') {
-    options.tls = settings?.caFile ? { ca: readFileSync(settings.caFile) } : {};
-  }
-  if (protocol === 'SASL_PLAINTEXT' || protocol === 'SASL_SSL') {
-    const mechanism = settings?.saslMechanism ?? 'SCRAM-SHA-512';
-    if (!(SASL_MECHANISMS as readonly string[]).includes(mechanism)) {
-      throw new Error(`the run state's kafkaAdmin.saslMechanism ${JSON.stringify(mechanism)} is not one of ${SASL_MECHANISMS.join(', ')}`);
-    }
-    const sasl: SASLOptions = { mechanism: mechanism as SASLOptions['mechanism'] };
-    if (settings?.username !== undefined) sasl.username = settings.username;
-    // As KAFKA_SASL_PASSWORD_FILE is read: only the file's final newline is no part of the password.
-    if (settings?.passwordFile) sasl.password = readFileSync(settings.passwordFile, 'utf8').replace(/\r?\n$/, '');
-    options.sasl = sasl;
-  }
-  return options;
+/**
+ * The library's TLS and SASL options for a client with these settings (PLAINTEXT: none), read as a
+ * service reads its KAFKA_* variables, so that status and the services cannot disagree on them.
+ */
+export function kafkaConnectionOptions(settings: KafkaClientSettings | undefined) {
+  const { tls, sasl } = baseClientOptions({
+    brokers: ['-'],
+    clientId: 'summa-status',
+    security: envKafkaSecurity(kafkaSecurityEnv(settings ?? {})),
+  });
+  return { ...(tls ? { tls } : {}), ...(sasl ? { sasl } : {}) };
 }
 
 /** Everything status wants from Kafka, or as much of it as came within timeoutMs. */

@@ -3,6 +3,7 @@
 // one is sent again under its id) and comes back with a new pid in the run state, the totals behind
 // nginx show the exact total, and a clean stop leaves nothing behind.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -22,6 +23,17 @@ function free(port: number): Promise<boolean> {
     server.once('error', () => resolve(false));
     server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
   });
+}
+
+/** `summa status --json` on the run in dataDir: its exit code and report. */
+function status(dataDir: string): Promise<{ code: number; report: { components: { name: string; role: string; healthy: boolean; detail?: string }[] } }> {
+  const summa = path.resolve(import.meta.dirname, '../../bin/summa.mjs');
+  return new Promise((resolve, reject) =>
+    execFile(process.execPath, [summa, 'status', '--json'], { env: { ...process.env, SUMMA_DATA_DIR: dataDir, SUMMA_STATUS_TIMEOUT_MS: '10000' }, timeout: 90_000 }, (error, stdout) => {
+      if (error && typeof error.code !== 'number') return reject(error);
+      resolve({ code: typeof error?.code === 'number' ? error.code : 0, report: JSON.parse(stdout) });
+    }),
+  );
 }
 
 /** A port offset under which every port of the cluster is free, so it runs beside an `npm start`. */
@@ -82,10 +94,23 @@ describe('npm start -- --cluster', { skip: missingTool('nginx'), timeout: 240_00
     const state = (await readRunState(dataDir))!;
     assert.equal(state.topology, 'cluster');
     const names = state.components.map((c) => c.name);
-    for (const name of ['postgres-primary', 'postgres-replica', 'calculator-1', 'calculator-2', 'calculator-3', 'relay-1', 'relay-2', 'totals-1', 'totals-2', 'totals-3', 'nginx']) {
+    for (const name of ['kafka-1', 'kafka-2', 'kafka-3', 'postgres-primary', 'postgres-replica', 'calculator-1', 'calculator-2', 'calculator-3', 'relay-1', 'relay-2', 'totals-1', 'totals-2', 'totals-3', 'nginx']) {
       assert.ok(names.includes(name), `${name} is in the run state: ${names.join(', ')}`);
     }
     for (const component of state.components) assert.ok(component.pid !== null && processesOf(dataDir).some((p) => p.pid === component.pid), `${component.name} runs`);
+
+    // summa status sees every part healthy: three SASL_SSL brokers (as the admin user), the replica, nginx.
+    const first = await status(dataDir);
+    assert.deepEqual(
+      first.report.components.filter((c) => !c.healthy).map((c) => `${c.name}: ${c.detail}`),
+      [],
+      'every component is healthy',
+    );
+    assert.equal(first.code, 0);
+    assert.deepEqual(
+      [...new Set(first.report.components.map((c) => c.role))].sort(),
+      ['calculator', 'kafka-broker', 'nginx', 'postgres-primary', 'postgres-replica', 'relay', 'totals'],
+    );
 
     const client = new CalculatorClient(`127.0.0.1:${nginx.grpcPort}`);
     let expected = 0n;

@@ -829,8 +829,8 @@ describe('docker compose stack', () => {
     assertCaught(checkRequiredServices(changedStack((s) => delete s.promtail)), /^a log shipper for Loki: no service/);
     assertCaught(checkRequiredServices(changedStack((s) => delete s['kafka-ui'])), /^kafka-ui: no service/);
     assertCaught(checkRequiredServices(changedStack((s) => delete s['calculator-3'])), /three calculator instances expected, found 2/);
-    assertCaught(checkRequiredServices(changedStack((s) => (s.relay.command = ['src/relay/mian.ts']))), /relay runs "src\/relay\/mian.ts"/);
-    assertCaught(checkRequiredServices(changedStack((s) => (s.totals.command = ['node', 'src/totals/main.ts']))), /totals runs .*not the image's entrypoint/);
+    assertCaught(checkRequiredServices(changedStack((s) => (s.relay.command = ['dist/relay/mian.js']))), /relay runs "dist\/relay\/mian.js"/);
+    assertCaught(checkRequiredServices(changedStack((s) => (s.totals.command = ['node', 'dist/totals/main.js']))), /totals runs .*not the image's entrypoint/);
     assertCaught(checkRequiredServices(changedStack((s) => (s.kafka.environment = { ...s.kafka.environment, KAFKA_PROCESS_ROLES: 'broker' }))), /not in KRaft mode/);
     assertCaught(checkRequiredServices(changedStack((s) => (s.nginx.depends_on = ['calculator-1', 'calculator-2']))), /nginx does not depend on calculator-3/);
     assertCaught(

@@ -79,45 +79,85 @@ export function variablesRead(service: ServiceName): ReadonlySet<string> {
   return names;
 }
 
-/** The parts of deploy/docker/Dockerfile that decide what a container runs. */
+/** The parts of deploy/docker/Dockerfile (its last stage) that decide what a container runs. */
 export interface Image {
   readonly workdir: string;
   readonly entrypoint: string[];
   readonly cmd: string[];
-  /** COPY sources (repository paths) and their destinations in the image. */
-  readonly copies: { from: string; to: string }[];
+  /**
+   * COPY sources (repository paths) and their destinations in the image. A `compiled` copy comes
+   * from a build stage that ran `npm run build` over the sources it copied: the image holds X.js
+   * where the repository holds X.ts (and every other file as it is).
+   */
+  readonly copies: { from: string; to: string; compiled?: boolean }[];
 }
 
 export const DOCKERFILE = 'deploy/docker/Dockerfile';
 
+interface Stage {
+  name?: string;
+  workdir: string;
+  entrypoint: string[];
+  cmd: string[];
+  copies: { from: string; to: string; compiled?: boolean }[];
+  builds: boolean;
+}
+
 export function readImage(dockerfile = path.join(root, DOCKERFILE)): Image {
-  let workdir = '/';
-  let entrypoint: string[] = [];
-  let cmd: string[] = [];
-  const copies: { from: string; to: string }[] = [];
+  const stages: Stage[] = [];
+  let stage: Stage | undefined;
   for (const line of readFileSync(dockerfile, 'utf8').split('\n')) {
     const [instruction, ...rest] = line.trim().split(/\s+/);
     const argument = rest.join(' ');
+    if (instruction?.toUpperCase() === 'FROM') {
+      const as = rest.findIndex((word) => word.toUpperCase() === 'AS');
+      stage = { name: as >= 0 ? rest[as + 1] : undefined, workdir: '/', entrypoint: [], cmd: [], copies: [], builds: false };
+      stages.push(stage);
+      continue;
+    }
+    if (!stage) continue;
     switch (instruction?.toUpperCase()) {
       case 'WORKDIR':
-        workdir = path.posix.resolve(workdir, argument);
+        stage.workdir = path.posix.resolve(stage.workdir, argument);
         break;
       case 'ENTRYPOINT':
-        entrypoint = execForm(argument, 'ENTRYPOINT');
-        cmd = [];
+        stage.entrypoint = execForm(argument, 'ENTRYPOINT');
+        stage.cmd = [];
         break;
       case 'CMD':
-        cmd = execForm(argument, 'CMD');
+        stage.cmd = execForm(argument, 'CMD');
+        break;
+      case 'RUN':
+        if (/\bnpm run build\b/.test(argument)) stage.builds = true;
         break;
       case 'COPY': {
+        const fromStage = rest.find((word) => word.startsWith('--from='))?.slice('--from='.length);
         const paths = rest.filter((word) => !word.startsWith('--'));
         const to = paths.pop();
-        for (const from of paths) if (to) copies.push({ from, to: path.posix.resolve(workdir, to) });
+        if (!to) break;
+        const target = path.posix.resolve(stage.workdir, to);
+        if (fromStage === undefined) {
+          for (const from of paths) stage.copies.push({ from, to: target });
+          break;
+        }
+        const source = stages.find((candidate) => candidate.name === fromStage);
+        for (const from of paths) {
+          const inSource = path.posix.resolve(source?.workdir ?? '/', from);
+          // What `npm run build` leaves in <workdir>/dist is the stage's src/, compiled.
+          if (source?.builds && inSource === path.posix.join(source.workdir, 'dist')) {
+            const sources = source.copies.find((copy) => copy.to === path.posix.join(source.workdir, 'src'));
+            if (sources) stage.copies.push({ from: sources.from, to: target, compiled: true });
+          } else {
+            for (const copy of source?.copies ?? []) if (copy.to === inSource) stage.copies.push({ ...copy, to: target });
+          }
+        }
         break;
       }
     }
   }
-  return { workdir, entrypoint, cmd, copies };
+  const last = stages.at(-1);
+  if (!last) throw new Error(`${DOCKERFILE} has no FROM`);
+  return { workdir: last.workdir, entrypoint: last.entrypoint, cmd: last.cmd, copies: last.copies };
 }
 
 function execForm(argument: string, instruction: string): string[] {
@@ -126,6 +166,18 @@ function execForm(argument: string, instruction: string): string[] {
     throw new Error(`${DOCKERFILE}: ${instruction} is not in exec form`);
   }
   return parsed;
+}
+
+/** Whether the image holds the file at `inImage` (an absolute path in the image). */
+export function imageHolds(image: Image, inImage: string): boolean {
+  return image.copies.some(({ from, to, compiled }) => {
+    const source = path.join(root, from);
+    if (!existsSync(source)) return false;
+    if (!statSync(source).isDirectory()) return inImage === to || inImage === path.posix.join(to, path.basename(from));
+    if (!inImage.startsWith(`${to}/`)) return false;
+    const relative = path.posix.relative(to, inImage);
+    return existsSync(path.join(source, relative)) || (compiled === true && relative.endsWith('.js') && existsSync(path.join(source, relative.replace(/\.js$/, '.ts'))));
+  });
 }
 
 /**
@@ -137,27 +189,24 @@ export function containerArgv(image: Image, entrypoint: string[] | undefined, ar
   return [...image.entrypoint, ...(args ?? image.cmd)];
 }
 
+/** The compiled main module of a service, as the image runs it. */
+export const serviceScript = (service: ServiceName) => `dist/${service}/main.js`;
+
 /**
  * Which service a container runs: its command line must be the image's entrypoint followed by one
- * service's src/<service>/main.ts, a file the image holds.
+ * service's dist/<service>/main.js, a file the image holds.
  */
 export function serviceRun(image: Image, argv: string[]): { service: ServiceName } | { problem: string } {
   if (image.entrypoint.length === 0) return { problem: `${DOCKERFILE} has no ENTRYPOINT` };
   const head = argv.slice(0, image.entrypoint.length);
   const script = argv.slice(image.entrypoint.length);
   if (JSON.stringify(head) !== JSON.stringify(image.entrypoint) || script.length !== 1) {
-    return { problem: `runs ${JSON.stringify(argv)}, not the image's entrypoint ${JSON.stringify(image.entrypoint)} followed by src/<service>/main.ts` };
+    return { problem: `runs ${JSON.stringify(argv)}, not the image's entrypoint ${JSON.stringify(image.entrypoint)} followed by dist/<service>/main.js` };
   }
-  const service = SERVICES.find((name) => script[0] === `src/${name}/main.ts`);
-  if (!service) return { problem: `runs ${JSON.stringify(script[0])}, which is none of ${SERVICES.map((name) => `src/${name}/main.ts`).join(', ')}` };
+  const service = SERVICES.find((name) => script[0] === serviceScript(name));
+  if (!service) return { problem: `runs ${JSON.stringify(script[0])}, which is none of ${SERVICES.map(serviceScript).join(', ')}` };
   const inImage = path.posix.resolve(image.workdir, script[0]!);
-  const copied = image.copies.some(({ from, to }) => {
-    const source = path.join(root, from);
-    if (!existsSync(source)) return false;
-    if (statSync(source).isDirectory()) return inImage.startsWith(`${to}/`) && existsSync(path.join(source, path.posix.relative(to, inImage)));
-    return inImage === to || inImage === path.posix.join(to, path.basename(from));
-  });
-  if (!copied) {
+  if (!imageHolds(image, inImage)) {
     return { problem: `runs ${inImage}, which ${DOCKERFILE} does not copy into the image` };
   }
   return { service };

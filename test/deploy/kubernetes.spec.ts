@@ -10,6 +10,7 @@ import YAML from 'yaml';
 import {
   containerArgv,
   describeProblems,
+  imageHolds,
   readImage,
   root,
   serviceRun,
@@ -598,18 +599,18 @@ describe('Kubernetes manifests', () => {
   it('the workload check fails on wrong replicas, command, image, resources or budget', () => {
     assertCaught(checkWorkloads(changedStack((find) => (find('Deployment', 'relay').spec.replicas = 1))), /relay has 1 replicas, not 2/);
     assertCaught(checkWorkloads(changedStack((find) => (find('HorizontalPodAutoscaler', 'calculator').spec.minReplicas = 1))), /calculator has 1 replicas, not 3/);
-    assertCaught(checkWorkloads(changedStack((find) => (mainContainer(find('Deployment', 'relay')).args = ['src/totals/main.ts']))), /relay runs the totals service/);
+    assertCaught(checkWorkloads(changedStack((find) => (mainContainer(find('Deployment', 'relay')).args = ['dist/totals/main.js']))), /relay runs the totals service/);
     assertCaught(
       checkWorkloads(
         changedStack((find) => {
           const container = mainContainer(find('Deployment', 'totals'));
-          container.command = ['node', 'src/totals/main.ts'];
+          container.command = ['node', '--import', 'tsx', 'dist/totals/main.js'];
           delete container.args;
         }),
       ),
-      /totals runs \["node","src\/totals\/main.ts"\], not the image's entrypoint/,
+      /totals runs \["node","--import","tsx","dist\/totals\/main.js"\], not the image's entrypoint/,
     );
-    assertCaught(checkWorkloads(changedStack((find) => (mainContainer(find('Deployment', 'totals')).args = ['src/totals/main.js']))), /totals runs "src\/totals\/main.js"/);
+    assertCaught(checkWorkloads(changedStack((find) => (mainContainer(find('Deployment', 'totals')).args = ['src/totals/main.ts']))), /totals runs "src\/totals\/main.ts"/);
     assertCaught(checkWorkloads(changedStack((find) => (mainContainer(find('Deployment', 'relay')).image = 'node:20'))), /relay runs the image node:20/);
     assertCaught(checkWorkloads(changedStack((find) => delete mainContainer(find('Deployment', 'calculator')).resources.limits)), /calculator lacks a cpu request or limit/);
     assertCaught(checkWorkloads(changedStack((find) => (mainContainer(find('Deployment', 'relay')).resources.requests.memory = '2Gi'))), /relay requests more memory than its limit/);
@@ -619,9 +620,26 @@ describe('Kubernetes manifests', () => {
 
   it('a service the image does not hold is caught', () => {
     const image = readImage();
-    assert.deepEqual(serviceRun(image, [...image.entrypoint, 'src/relay/main.ts']), { service: 'relay' });
+    assert.deepEqual(serviceRun(image, [...image.entrypoint, 'dist/relay/main.js']), { service: 'relay' });
     const withoutSources = { ...image, copies: image.copies.filter((copy) => copy.from !== 'src') };
-    assert.match(String(Object.values(serviceRun(withoutSources, [...image.entrypoint, 'src/relay/main.ts']))[0]), /does not copy into the image/);
+    assert.match(String(Object.values(serviceRun(withoutSources, [...image.entrypoint, 'dist/relay/main.js']))[0]), /does not copy into the image/);
+    const notCompiled = { ...image, copies: image.copies.map((copy) => ({ ...copy, compiled: false })) };
+    assert.match(String(Object.values(serviceRun(notCompiled, [...image.entrypoint, 'dist/relay/main.js']))[0]), /does not copy into the image/);
+  });
+
+  it('the image runs the compiled services with plain node, and holds the proto files and migrations they read', () => {
+    const image = readImage();
+    assert.deepEqual(image.entrypoint, ['node'], 'no TypeScript loader at run time');
+    const inImage = (file: string) => path.posix.join(image.workdir, file);
+    for (const file of ['proto/summa/v1/calculator.proto', 'proto/calculator_compat.proto', 'proto/grpc/health/v1/health.proto']) {
+      assert.ok(imageHolds(image, inImage(file)), `the image lacks ${file}`);
+    }
+    for (const schema of ['calculator', 'totals']) {
+      for (const migration of readdirSync(path.join(root, 'src', schema, 'migrations'))) {
+        assert.ok(imageHolds(image, inImage(`dist/${schema}/migrations/${migration}`)), `the image lacks dist/${schema}/migrations/${migration}`);
+      }
+    }
+    assert.ok(!imageHolds(image, inImage('src/relay/main.ts')), 'the image holds the TypeScript sources');
   });
 
   it("each Deployment's selector matches its pods, and its own Service selects them", () => {

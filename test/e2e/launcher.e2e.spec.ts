@@ -9,7 +9,8 @@ import { sleep, waitForTotalCount } from '../../tools/load/add-load.ts';
 import { freePort } from '../../tools/lib/free-port.ts';
 import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
 import { readRunState } from '../../src/cli/run-state.ts';
-import { Launcher, listening, processesOf } from '../support/launcher-process.ts';
+import { repoRoot } from '../../tools/lib/paths.ts';
+import { Launcher, listening, processesOf, startedAs } from '../support/launcher-process.ts';
 import { testKafkaBrokers, createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 
 describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeout: 300_000 }, () => {
@@ -67,19 +68,32 @@ describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeo
       ]);
       assert.deepEqual(state.components.find((c) => c.name === 'calculator')!.ports, [ports[3], ports[4]]);
 
+      // The services run as they ship: compiled by the build `npm start` ran, with plain node.
+      for (const role of ['calculator', 'relay', 'totals']) {
+        const { pid } = state.components.find((c) => c.role === role)!;
+        const { argv, nodeOptions } = startedAs(pid!);
+        assert.deepEqual(argv.slice(1), [path.join(repoRoot, 'dist', role, 'main.js')], `${role} runs ${JSON.stringify(argv)}`);
+        assert.doesNotMatch(`${argv.join(' ')} ${nodeOptions}`, /tsx/, `${role} has no TypeScript loader`);
+      }
+
       // A second start on the same data is refused while this one runs.
       const second = new Launcher(env);
       assert.equal(await second.exited, 1, second.output);
       assert.match(second.output, /Summa is already running from .* \(launcher pid \d+\)/);
 
       // A service killed outright comes back by itself, and nothing is counted twice.
-      const totals = processesOf(dataDir).filter((p) => p.command.includes('src/totals/main.ts'));
+      const totals = processesOf(dataDir).filter((p) => p.command.includes('dist/totals/main.js'));
       assert.equal(totals.length, 1, JSON.stringify(processesOf(dataDir)));
       assert.equal(state.components.find((c) => c.name === 'totals')!.pid, totals[0]!.pid);
       process.kill(totals[0]!.pid, 'SIGKILL');
       await first.waitFor('service exited; restarting it in 1s', 10_000);
       await first.waitFor('service restarted', 60_000);
-      const restarted = (await readRunState(dataDir))!.components.find((c) => c.name === 'totals')!.pid;
+      // The launcher logs the restart before its write of the run state is done.
+      let restarted: number | null = null;
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline; await sleep(100)) {
+        restarted = (await readRunState(dataDir))!.components.find((c) => c.name === 'totals')!.pid;
+        if (restarted !== null && restarted !== totals[0]!.pid) break;
+      }
       assert.ok(restarted !== null && restarted !== totals[0]!.pid, `the run state has the new pid (${restarted})`);
       assert.ok(processesOf(dataDir).some((p) => p.pid === restarted));
       assert.equal((await client.add({ num1: -3, num2: 1, requestId: 'launcher-2' })).sum, '-2');

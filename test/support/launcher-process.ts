@@ -12,7 +12,7 @@ export class Launcher {
   readonly exited: Promise<number | null>;
 
   constructor(env: Record<string, string>, args: string[] = []) {
-    this.child = spawn(process.execPath, ['tools/with-dependencies.mjs', 'tools/local-stack/launcher.ts', ...args], {
+    this.child = spawn(process.execPath, ['tools/with-dependencies.mjs', '--build', 'tools/local-stack/launcher.ts', ...args], {
       cwd: repoRoot,
       env: { ...process.env, LOG_LEVEL: 'info', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -37,6 +37,14 @@ export class Launcher {
     this.child.kill('SIGINT');
     return this.exited;
   }
+}
+
+/** The command line and the NODE_OPTIONS of a process, to tell what it loaded at start. */
+export function startedAs(pid: number): { argv: string[]; nodeOptions: string } {
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
+  const environment = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+  const nodeOptions = environment.find((variable) => variable.startsWith('NODE_OPTIONS='))?.slice('NODE_OPTIONS='.length) ?? '';
+  return { argv, nodeOptions };
 }
 
 /**

@@ -22,6 +22,9 @@ import type { KafkaClientSettings } from '../../src/cli/run-state.ts';
 import { baseClientOptions, envKafkaSecurity, kafkaSecurityEnv, type KafkaSettings } from '../../src/platform/kafka/settings.ts';
 import type { TopicDurability } from '../../src/platform/kafka/topics.ts';
 
+export { KAFKA_USERS, type KafkaUser } from './kafka-credentials.ts';
+export type { ServiceAccess } from './kafka-acls.ts';
+
 export interface KafkaClusterOptions {
   /** Every node's storage and logs (a folder per node), the ports chosen and the cluster id persist here. */
   dataDir: string;

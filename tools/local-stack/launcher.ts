@@ -7,6 +7,7 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startKafkaBroker, type KafkaBroker } from './kafka-broker.ts';
+import { startKafkaCluster, type KafkaCluster, type KafkaUser } from './kafka-cluster.ts';
 import { startNginxServer } from './nginx-server.ts';
 import { startPostgresReplica, type PostgresReplica } from './postgres-replica.ts';
 import { startPostgresServer, type PostgresServer } from './postgres-server.ts';
@@ -16,7 +17,7 @@ import { envPortOffset, planTopology, assertDistinctPorts, type ServiceInstance,
 import { ensureTool } from '../lib/tools.ts';
 import { repoRoot } from '../lib/paths.ts';
 import { readRunState, runStateFile, writeRunState, type RunComponent, type RunState } from '../../src/cli/run-state.ts';
-import { ConfigError, envTopic } from '../../src/platform/config.ts';
+import { ConfigError, envInteger, envTopic, envTopicName } from '../../src/platform/config.ts';
 import { createLogger } from '../../src/platform/logger.ts';
 
 const USAGE = `usage: npm start [-- [--cluster] [--port-offset N]]
@@ -88,6 +89,7 @@ const logFileOf = (name: string) => (clustered ? path.join(logDir, `${name}.log`
 let postgres: PostgresServer | undefined;
 let replica: PostgresReplica | undefined;
 let kafka: KafkaBroker | undefined;
+let kafkaCluster: KafkaCluster | undefined;
 let databaseUrl = '';
 /** Cluster mode: where the totals services read GET /total (the streaming replica). */
 let replicaDatabaseUrl: string | undefined;
@@ -136,11 +138,11 @@ async function main(): Promise<void> {
     }
   }
   kafkaBrokers = env.KAFKA_BROKERS ?? '';
-  if (!kafkaBrokers) {
+  if (!kafkaBrokers && clustered) await startClusterKafka();
+  else if (!kafkaBrokers) {
     const kafkaDir = path.join(dataDir, 'kafka');
     const [broker] = topology.kafka;
     logger.info({ port: broker!.port, dataDir: kafkaDir }, 'starting Kafka (first start resolves its jars with Maven)');
-    // cluster: the 3-broker KRaft cluster with SASL_SSL (startKafkaCluster over topology.kafka) goes here.
     kafka = await startKafkaBroker({ dataDir: kafkaDir, port: broker!.port, controllerPort: broker!.controllerPort });
     kafkaBrokers = kafka.brokers;
     infrastructure.push({
@@ -193,10 +195,57 @@ function serviceProcess(service: ServiceInstance, serviceEnv: NodeJS.ProcessEnv)
       startServiceProcess({
         name: service.name,
         entry: service.entry,
-        env: { ...serviceEnv, ...service.env },
+        env: { ...serviceEnv, ...kafkaEnvOf(service), ...service.env },
         output: logFileOf(service.name) ?? 'inherit',
       }),
   };
+}
+
+/**
+ * The 3-node KRaft cluster with SASL_SSL listeners. The admin creates the topics and grants each
+ * service's user what it needs (only the relays' user may write the event topic), so the services
+ * find their topics in place and cannot create others.
+ */
+async function startClusterKafka(): Promise<void> {
+  const kafkaDir = path.join(dataDir, 'kafka-cluster');
+  logger.info({ ports: topology.kafka.map((node) => node.port), dataDir: kafkaDir }, 'starting the 3-node Kafka cluster (first start resolves its jars with Maven)');
+  kafkaCluster = await startKafkaCluster({
+    dataDir: kafkaDir,
+    nodes: topology.kafka.length,
+    ports: topology.kafka.map((node) => node.port),
+    controllerPorts: topology.kafka.map((node) => node.controllerPort),
+    security: 'sasl_ssl',
+  });
+  const topic = envTopic(env);
+  await kafkaCluster.setUpServiceAccess({
+    topic,
+    deadLetterTopic: envTopicName(env, 'TOTALS_DEAD_LETTER_TOPIC', `${topic}.dlq`),
+    groupId: consumerGroup(),
+    partitions: envInteger(env, 'KAFKA_TOPIC_PARTITIONS', 6, { min: 1, max: 1000 }),
+  });
+  kafkaBrokers = kafkaCluster.brokers;
+  for (const node of kafkaCluster.nodes) {
+    infrastructure.push({
+      name: `kafka-${node.id}`,
+      role: 'kafka-broker',
+      pid: node.pid(),
+      ports: [node.port, node.controllerPort],
+      brokerId: node.id,
+      logFile: node.logFile,
+    });
+  }
+}
+
+/** In the cluster each service talks to Kafka as its own user; the calculator does not talk to Kafka. */
+function kafkaEnvOf(service: ServiceInstance): Record<string, string> {
+  if (!kafkaCluster) return {};
+  const users: Partial<Record<ServiceInstance['role'], KafkaUser>> = { relay: 'summa-relay', totals: 'summa-totals' };
+  const user = users[service.role];
+  return user ? kafkaCluster.clientEnv(user) : {};
+}
+
+function consumerGroup(): string {
+  return env.TOTALS_GROUP_ID?.trim() || 'summa-totals';
 }
 
 async function ensureNginx(): Promise<string> {
@@ -254,7 +303,8 @@ function runState(): RunState {
     databaseUrl,
     ...(replicaDatabaseUrl ? { replicaDatabaseUrl } : {}),
     kafkaBrokers,
-    consumerGroup: env.TOTALS_GROUP_ID?.trim() || 'summa-totals',
+    ...(kafkaCluster ? { kafkaAdmin: kafkaCluster.admin } : {}),
+    consumerGroup: consumerGroup(),
     topic: envTopic(env),
     components: [...infrastructure, ...services, ...nginx],
   };
@@ -297,7 +347,7 @@ function banner(): string {
   }
   lines.push(`  PostgreSQL        ${redact(databaseUrl)}`);
   if (replicaDatabaseUrl) lines.push(`  Replica           ${redact(replicaDatabaseUrl)}   (GET /total reads here; ?consistency=strong reads the primary)`);
-  lines.push(`  Kafka             ${kafkaBrokers}`);
+  lines.push(`  Kafka             ${kafkaBrokers}${kafkaCluster ? `   (SASL_SSL; users and CA in ${path.join(dataDir, 'kafka-cluster')})` : ''}`);
   if (clustered) lines.push(`  Logs              ${logDir}/<name>.log, nginx: ${path.join(dataDir, 'nginx', 'error.log')}`);
   lines.push(
     `  Components        ${runStateFile(dataDir)} (npx summa status)`,
@@ -320,6 +370,7 @@ async function stop(): Promise<void> {
   await supervisor.stop(['nginx']);
   await supervisor.stop();
   await kafka?.stop();
+  await kafkaCluster?.stop();
   await replica?.stop();
   await postgres?.stop();
   await runStateWrites;

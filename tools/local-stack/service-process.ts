@@ -1,4 +1,5 @@
 // One of Summa's services (calculator, relay, totals) as a process of its own, tied to the launcher.
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../lib/paths.ts';
 import { hasExited, spawnTiedToParent } from '../lib/tied-process.ts';
@@ -6,7 +7,7 @@ import type { RunningProcess } from './supervisor.ts';
 
 export interface ServiceProcessOptions {
   name: string;
-  /** Its main module, relative to the project. */
+  /** Its compiled main module, relative to the project (dist/, which `npm run build` writes). */
   entry: string;
   env: NodeJS.ProcessEnv;
   /** A file its output is appended to, or 'inherit' for the launcher's own stdout and stderr. */
@@ -20,7 +21,10 @@ export interface ServiceProcessOptions {
  * exits first. It stops by itself when the launcher's IPC channel closes.
  */
 export function startServiceProcess(options: ServiceProcessOptions): Promise<RunningProcess> {
-  const child = spawnTiedToParent(process.execPath, ['--import', 'tsx', path.join(repoRoot, options.entry)], options.output, {
+  const entry = path.join(repoRoot, options.entry);
+  // Plain node, no TypeScript loader: the services run as they ship. `npm start` builds dist/ first.
+  if (!existsSync(entry)) return Promise.reject(new Error(`${options.name}: ${options.entry} is missing; run \`npm run build\` (npm start does)`));
+  const child = spawnTiedToParent(process.execPath, [entry], options.output, {
     cwd: repoRoot,
     env: options.env,
     ipc: true,

@@ -11,7 +11,7 @@ export interface ServiceInstance {
   /** Unique within the run: "calculator" in single-node mode, "calculator-2" in a cluster. */
   name: string;
   role: ServiceRole;
-  /** Its main module, relative to the project. */
+  /** Its compiled main module, relative to the project (run with plain node). */
   entry: string;
   /** The *_PORT variables it listens by. */
   env: Record<string, string>;
@@ -119,7 +119,7 @@ function calculator(name: string, grpc: number, http: number): ServiceInstance {
   return {
     name,
     role: 'calculator',
-    entry: 'src/calculator/main.ts',
+    entry: 'dist/calculator/main.js',
     env: { CALCULATOR_GRPC_PORT: String(grpc), CALCULATOR_HTTP_PORT: String(http) },
     ports: [grpc, http],
     httpPort: http,
@@ -127,11 +127,11 @@ function calculator(name: string, grpc: number, http: number): ServiceInstance {
 }
 
 function relay(name: string, http: number): ServiceInstance {
-  return { name, role: 'relay', entry: 'src/relay/main.ts', env: { RELAY_HTTP_PORT: String(http) }, ports: [http], httpPort: http };
+  return { name, role: 'relay', entry: 'dist/relay/main.js', env: { RELAY_HTTP_PORT: String(http) }, ports: [http], httpPort: http };
 }
 
 function totals(name: string, http: number): ServiceInstance {
-  return { name, role: 'totals', entry: 'src/totals/main.ts', env: { TOTALS_HTTP_PORT: String(http) }, ports: [http], httpPort: http };
+  return { name, role: 'totals', entry: 'dist/totals/main.js', env: { TOTALS_HTTP_PORT: String(http) }, ports: [http], httpPort: http };
 }
 
 /** Every port the topology listens on (for a test that looks for a free range, and for checks). */
