@@ -102,15 +102,17 @@ describe("the relay's publisher on a 3-node SASL_SSL Kafka cluster that fails un
     const events = Array.from({ length: 60 }, (_, index) => `event-${index}`);
     const failures: string[] = [];
     let killedAt = 0;
+    let killing: Promise<void> | undefined;
     try {
-      // As the relay: one publish at a time, a failed one retried after a pause.
+      // As the relay: one publish at a time, a failed one retried after a pause. The leader is
+      // killed while they go on, so that some send is in flight to it.
       for (const [index, event] of events.entries()) {
         if (index === 10) {
           const leaderIds = await leaders(admin);
           const victimId = leaderIds[0]!;
-          await cluster!.nodes.find((node) => node.id === victimId)!.kill();
           killedAt = Date.now();
-          console.log(`killed node ${victimId}, leader of partitions ${leaderIds.flatMap((leader, p) => (leader === victimId ? [p] : [])).join(',')}`);
+          killing = cluster!.nodes.find((node) => node.id === victimId)!.kill();
+          console.log(`killing node ${victimId}, leader of partitions ${leaderIds.flatMap((leader, p) => (leader === victimId ? [p] : [])).join(',')}`);
         }
         for (;;) {
           const startedAt = Date.now();
@@ -128,6 +130,7 @@ describe("the relay's publisher on a 3-node SASL_SSL Kafka cluster that fails un
       }
       console.log(`all ${events.length} published ${Date.now() - killedAt}ms after the kill; ${failures.length} failed publish(es):\n${failures.join('\n')}`);
     } finally {
+      await killing;
       await settled(publisher.close(), 'close');
     }
 
