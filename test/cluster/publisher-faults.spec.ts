@@ -1,7 +1,9 @@
 // The relay's publisher against a real 3-node SASL_SSL Kafka cluster when Kafka fails under it: a
-// partition leader killed mid-stream, and a login that is refused. Regression: @platformatic/kafka
-// 1.35's idempotent producer could leave a send unsettled for good in both cases, which stalled the
-// relay's claim loop (one send in flight at a time) until the process restarted.
+// partition leader killed mid-stream, and a login that is refused. @platformatic/kafka 1.35's
+// idempotent producer left a send unsettled for good in both cases when told 0 retries (it takes
+// that for "forever"); one send in flight at a time, that stalled the relay's claim loop. The
+// publisher passes 5 and bounds each publish by its timeout besides (test/unit/publisher-deadline.spec.ts
+// is the test that fails without that bound); here every publish must settle within it.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';

@@ -47,7 +47,7 @@ export const DEFAULT_PUBLISH_TIMEOUT_MS = 20_000;
  */
 export class PublishTimeoutError extends Error {
   constructor(readonly timeoutMs: number) {
-    super(`Kafka has not acknowledged the publish: not acknowledged within ${timeoutMs} ms (whether it was written is unknown; it is to be sent again)`);
+    super(`Kafka did not acknowledge the publish within ${timeoutMs} ms; whether it was written is unknown, and it is to be sent again`);
     this.name = 'PublishTimeoutError';
   }
 }
@@ -93,10 +93,11 @@ const MAX_COALESCED_BYTES = 512 * 1024;
  * here instead of turning into a stream of new producer ids.
  *
  * Every publish settles within `publishTimeoutMs` of the call. The library's own retries and
- * timeouts do not bound a send: an idempotent producer told 0 or 1 retries retries forever, and a
- * send was seen to never settle right after a partition leader was killed and when the login was
- * refused. With one send in flight at a time, such a send would hold up every later publish (and
- * the relay's claim loop with it). So a send still unanswered when the earliest deadline of its
+ * timeouts do not bound a send well: an idempotent producer told 0 or 1 retries retries forever
+ * (which is how sends were seen never to settle right after a partition leader was killed, and
+ * when the login was refused), and each attempt may wait for its connection and its request
+ * timeouts. With one send in flight at a time, a send that hangs would hold up every later publish
+ * (and the relay's claim loop with it). So a send still unanswered when the earliest deadline of its
  * publishes passes is abandoned as failed, its producer closed and replaced like after any failed
  * send, and a publish whose deadline passes while it waits behind another fails then.
  */
