@@ -31,7 +31,7 @@ export function startRelay(config: RelayConfig, logger: Logger): Promise<Running
     async ({ pool, registry }) => {
       const kafka = kafkaSettingsOf(config, 'summa-relay');
       await ensureServiceTopics(kafka, config, [config.topic], logger, registry);
-      const publisher = createEventPublisher(kafka);
+      const publisher = createEventPublisher(kafka, { publishTimeoutMs: config.publishTimeoutMs });
       const relay = new OutboxRelay(
         pool,
         config.databaseUrl,

@@ -27,7 +27,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
       // The dead-letter topic is not waited for: valid records do not wait for it (rejected records
       // are kept in totals.rejected_records without it).
       await ensureServiceTopics(kafka, config, [config.topic], logger, registry, [config.deadLetterTopic]);
-      const deadLetterPublisher = createEventPublisher(kafka);
+      const deadLetterPublisher = createEventPublisher(kafka, { publishTimeoutMs: config.publishTimeoutMs });
 
       const store = new TotalsStore(pool);
       const metrics = createTotalsMetrics(registry, store);

@@ -1,41 +1,45 @@
-// The chaos harness: the whole system on its own PostgreSQL and Kafka, two instances of each service
-// (two calculators behind the clients, two relays on one outbox, two totals consumers in one
-// group), clients sending Adds all the while, and every component killed (-9) or stopped (SIGTERM)
-// and restarted over and over. A kill -9 of a totals consumer is aimed between its database commit
-// and its Kafka commit, so that Kafka really delivers applied records again. When the faults stop
-// and the pipeline has gone quiet, every acknowledged request must be applied exactly once, the
-// total must be the exact sum of every committed request, and no refused request may be in it.
+// The chaos harness: the whole system on its own PostgreSQL and Kafka, several instances of each
+// service (by default two calculators behind the clients, two relays on one outbox, two totals
+// consumers in one group; see topology.ts for the cluster), clients sending Adds all the while, and
+// every component killed (-9) or stopped (SIGTERM) and restarted over and over. A kill -9 of a
+// totals consumer is aimed between its database commit and its Kafka commit, so that Kafka really
+// delivers applied records again. When the faults stop and the pipeline has gone quiet, every
+// acknowledged request must be applied exactly once, the total must be the exact sum of every
+// committed request, and no refused request may be in it.
 import { randomInt } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { startKafkaBroker, type KafkaBroker } from '../../tools/local-stack/kafka-broker.ts';
-import { startPostgresServer, type PostgresServer } from '../../tools/local-stack/postgres-server.ts';
 import { auditInvariant, auditUntilQuiet, formatReport, type InvariantReport } from '../../src/cli/invariant-audit.ts';
-import { freePort } from '../../tools/lib/free-port.ts';
-import { ChaosClients, type CalculatorEndpoint, type Refusal } from '../../tools/load/retrying-clients.ts';
+import { ChaosClients, type Refusal } from '../../tools/load/retrying-clients.ts';
 import { killInCommitWindow, scrapeTotals } from '../support/commit-window.ts';
-import { ChaosService, killPostgresCluster, sleep, waitForPortFree, type ServiceName } from './processes.ts';
+import { sleep, type ChaosService } from './processes.ts';
+import type { FaultTarget } from './stack.ts';
+import { startSystem, type ChaosSystem } from './system.ts';
+import { TotalReaders, type TotalReadStats } from './total-readers.ts';
+import { componentsOf, targetNames, TWO_INSTANCES, type ChaosTopology, type Component } from './topology.ts';
 
-export const COMPONENTS = ['calculator', 'relay', 'totals', 'kafka', 'postgres'] as const;
-export type Component = (typeof COMPONENTS)[number];
-export const SERVICES: readonly ServiceName[] = ['calculator', 'relay', 'totals'];
-/** Instances of each service, named e.g. totals-1 and totals-2. */
-export const INSTANCES = 2;
-export const SERVICE_INSTANCES: readonly string[] = SERVICES.flatMap((service) => Array.from({ length: INSTANCES }, (_, i) => `${service}-${i + 1}`));
-/** How long a kill -9 of a totals consumer waits for a moment between its two commits. */
-const AIM_MS = 20_000;
+export type { Component };
 
 export interface ChaosOptions {
-  /** How long faults are injected. At least one fault per service instance, the broker and the database happens whatever this says. */
+  /** What runs; default TWO_INSTANCES. */
+  topology?: ChaosTopology;
+  /** How long faults are injected. Each target (see atLeastOnce) is faulted once whatever this says. */
   faultsForMs: number;
   grpcClients?: number;
   httpClients?: number;
-  /** Pairs of clients sending each request to both calculators at the same moment (default 1). */
+  /** Pairs of clients sending each request to two calculators (or twice through nginx) at the same moment (default 1). */
   twinPairs?: number;
   /** Clients sending other numbers under taken ids (default 1). */
   conflictClients?: number;
+  /**
+   * What the run faults at least once, however short: every target (each service instance, broker
+   * and database server; the default), or each component (one of its instances).
+   */
+  atLeastOnce?: 'target' | 'component';
+  /** How long a kill -9 of a totals consumer waits for a moment between its two commits (default 20 s). */
+  aimForMs?: number;
   /** Every this-many-th fault is a graceful stop (SIGTERM) instead of kill -9 (default 3); a component's first fault is always a kill -9. */
   gracefulEvery?: number;
   /** How long the pipeline may take to go quiet once the faults stop (default 120s). */
@@ -65,13 +69,18 @@ export interface ChaosResult {
   gaveUp: number;
   /** Requests committed (in calculator.requests) though no client saw the acknowledgement. */
   committedUnacked: number;
-  /** Faults by component (both instances of a service together). */
+  topology: ChaosTopology;
+  /** The topology's components, each faulted at least once. */
+  components: Component[];
+  /** Faults by component (every instance of a service, every broker together). */
   kills: Record<Component, FaultCount>;
-  /** Faults by service instance (calculator-1, ..., totals-2). */
+  /** Faults by target: service instance (calculator-1, ..., totals-2), broker (kafka, or kafka-1...), postgres, replica. */
   instanceKills: Record<string, FaultCount>;
   totalKills: number;
   /** Kafka delivering again what a killed totals consumer had applied but not committed. */
   redelivery: Redelivery;
+  /** GET /total reads through the faults (only when the totals read from a replica). */
+  totalReads: TotalReadStats | undefined;
   /** Requests sent to both calculators at the same moment. */
   twins: { sent: number; bothAcked: number };
   /** Other numbers under a taken id: refused ones, and refused ones whose numbers were recorded anyway. */
@@ -99,24 +108,11 @@ export interface Redelivery {
   duplicatesSkipped: number;
 }
 
-/** A fault target: one service instance, or the broker, or the database. */
-type Target = { component: 'kafka' | 'postgres' } | { component: ServiceName; instance: ChaosService };
-
-interface Topology {
-  postgres: PostgresServer | undefined;
-  postgresPort: number;
-  kafka: KafkaBroker | undefined;
-  kafkaPort: number;
-  kafkaControllerPort: number;
-  services: ChaosService[];
-  /** Where totals-N serves HTTP. */
-  totalsUrls: Map<string, string>;
-  /** Reads totals.consumer_offsets while aiming; created once the database is up. */
-  sql: pg.Pool | undefined;
-  env: Record<string, string>;
-}
+/** A fault target: one service instance, or a server of the stack (a broker, the primary, the replica). */
+type Target = FaultTarget & { instance?: ChaosService };
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
+  const topology = options.topology ?? TWO_INSTANCES;
   const log = options.log ?? ((line: string) => console.log(line));
   const startedAt = new Date();
   const t0 = Date.now();
@@ -124,80 +120,40 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-chaos-'));
   // As root, PostgreSQL runs as the 'postgres' user, which must be able to reach its data directory.
   await chmod(workDir, 0o755);
-  const dirs = { postgres: path.join(workDir, 'postgres'), kafka: path.join(workDir, 'kafka'), logs: path.join(workDir, 'logs') };
-  await mkdir(dirs.logs, { recursive: true });
   stamp(`work directory ${workDir}`);
 
-  const kills = Object.fromEntries(COMPONENTS.map((c) => [c, { kill9: 0, sigterm: 0 }])) as Record<Component, FaultCount>;
-  const instanceKills: Record<string, FaultCount> = Object.fromEntries(SERVICE_INSTANCES.map((name) => [name, { kill9: 0, sigterm: 0 }]));
+  const components = componentsOf(topology);
+  const kills = Object.fromEntries(components.map((c) => [c, { kill9: 0, sigterm: 0 }])) as Record<Component, FaultCount>;
+  const instanceKills: Record<string, FaultCount> = Object.fromEntries(targetNames(topology).map((name) => [name, { kill9: 0, sigterm: 0 }]));
   const redelivery: Redelivery = { aimedKills: 0, landed: 0, records: 0, duplicatesSkipped: 0 };
   const conflicts = { sent: 0, refused: 0, counted: 0 };
   const problems: string[] = [];
   let clients: ChaosClients | undefined;
+  let readers: TotalReaders | undefined;
   let report: InvariantReport | undefined;
   let lost = 0;
   let double = 0;
   let committedUnacked = 0;
   let measured = false;
   let total = '?';
-  const topology: Topology = {
-    postgres: undefined,
-    postgresPort: await freePort(),
-    kafka: undefined,
-    kafkaPort: 0,
-    kafkaControllerPort: 0,
-    services: [],
-    totalsUrls: new Map(),
-    sql: undefined,
-    env: {},
-  };
+  let system: ChaosSystem | undefined;
+  /** Reads totals.consumer_offsets while aiming, and audits at the end. */
+  let sql: pg.Pool | undefined;
   // The duplicates each totals process had skipped by its last scrape: a killed one keeps its figure.
   const duplicatesByProcess = new Map<string, number>();
 
   try {
-    topology.postgres = await startPostgresServer({ dataDir: dirs.postgres, port: topology.postgresPort });
-    await topology.postgres.ensureDatabase('summa');
-    const databaseUrl = topology.postgres.url('summa');
-    topology.kafka = await startKafkaBroker({ dataDir: dirs.kafka, port: 0 });
-    topology.kafkaPort = topology.kafka.port;
-    topology.kafkaControllerPort = topology.kafka.controllerPort;
-    stamp(`PostgreSQL on ${topology.postgresPort}, Kafka on ${topology.kafka.brokers}`);
-
+    system = await startSystem(topology, workDir, { log: stamp });
+    const { stack, services, totalsUrls, groupId, topic } = system;
     // Three connections at least: the audit's snapshot on each side, and its second read of lost candidates.
-    topology.sql = new pg.Pool({ connectionString: databaseUrl, max: 4 });
+    const audit = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
+    sql = audit;
     // PostgreSQL is killed too: an idle connection that breaks must not take the harness down.
-    topology.sql.on('error', () => {});
-    topology.env = {
-      DATABASE_URL: databaseUrl,
-      KAFKA_BROKERS: topology.kafka.brokers,
-      KAFKA_TOPIC: 'chaos.sums',
-      KAFKA_TOPIC_PARTITIONS: '3',
-      TOTALS_GROUP_ID: 'chaos-totals',
-      LOG_LEVEL: 'warn',
-    };
-    const calculators: CalculatorEndpoint[] = [];
-    for (const name of SERVICE_INSTANCES) {
-      const service = name.slice(0, name.lastIndexOf('-')) as ServiceName;
-      const [httpPort, grpcPort] = await Promise.all([freePort(), freePort()]);
-      const env: Record<string, string> = { ...topology.env };
-      if (service === 'calculator') {
-        Object.assign(env, { CALCULATOR_HTTP_PORT: String(httpPort), CALCULATOR_GRPC_PORT: String(grpcPort) });
-        calculators.push({ grpcAddress: `127.0.0.1:${grpcPort}`, httpUrl: `http://127.0.0.1:${httpPort}` });
-      }
-      if (service === 'relay') env.RELAY_HTTP_PORT = String(httpPort);
-      if (service === 'totals') {
-        env.TOTALS_HTTP_PORT = String(httpPort);
-        topology.totalsUrls.set(name, `http://127.0.0.1:${httpPort}`);
-      }
-      topology.services.push(new ChaosService(service, name, env, `http://127.0.0.1:${httpPort}/readyz`, path.join(dirs.logs, `${name}.log`)));
-    }
-    // The first calculator creates the schemas; the others start together.
-    await topology.services[0]!.start();
-    await Promise.all(topology.services.slice(1).map((service) => service.start()));
-    stamp(`services up (${topology.services.map((s) => s.name).join(', ')}); clients start`);
+    audit.on('error', () => {});
+    stamp('clients start');
 
     clients = new ChaosClients({
-      calculators,
+      calculators: system.calculators,
       grpcClients: options.grpcClients ?? 4,
       httpClients: options.httpClients ?? 2,
       twinPairs: options.twinPairs ?? 1,
@@ -207,77 +163,102 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       pauseMs: 20,
     });
     clients.start();
+    // The replica is worth faulting only if something reads from it: GET /total through nginx.
+    if (topology.replica) {
+      const busy = clients;
+      readers = new TotalReaders({ url: system.totalsUrl, readers: 2, recentRequest: () => busy.lastAcked(), pauseMs: 100 });
+      readers.start();
+    }
 
     /** Banks a totals process's duplicates figure before it goes (and at the end). */
     const scrapeDuplicates = async (instance: ChaosService) => {
-      const scrape = instance.running ? await scrapeTotals(topology.totalsUrls.get(instance.name)!).catch(() => undefined) : undefined;
+      const scrape = instance.running ? await scrapeTotals(totalsUrls.get(instance.name)!).catch(() => undefined) : undefined;
       if (scrape) duplicatesByProcess.set(`${instance.name}/${instance.pid}`, scrape.duplicatesSkipped);
     };
+    /** kill -9 of a totals consumer, aimed between its database commit and its Kafka commit. */
+    const aimedKill = async (instance: ChaosService): Promise<string> => {
+      const processKey = `${instance.name}/${instance.pid}`;
+      const kill = await killInCommitWindow(
+        {
+          pid: instance.pid,
+          url: totalsUrls.get(instance.name)!,
+          sql: audit,
+          brokers: stack.kafkaBrokers,
+          kafkaSecurity: stack.kafkaSecurity,
+          groupId,
+          topic,
+        },
+        () => instance.kill(),
+        options.aimForMs ?? 20_000,
+      );
+      redelivery.aimedKills += 1;
+      duplicatesByProcess.set(processKey, Math.max(duplicatesByProcess.get(processKey) ?? 0, kill.duplicatesSkipped));
+      if (kill.landed) {
+        redelivery.landed += 1;
+        redelivery.records += kill.records;
+      }
+      return kill.landed
+        ? ` between its commits (after ${kill.attempts} freeze(s); ${kill.records} record(s) applied, not committed to Kafka)`
+        : ` outside its commit window (${kill.attempts} freeze(s) found none)`;
+    };
 
-    // Faults one after another, in shuffled rounds that each hit every instance, the broker and the
-    // database once. Every gracefulEvery-th fault is a SIGTERM, except a component's first.
+    // Faults one after another, in shuffled rounds that each hit every service instance, broker and
+    // database server once. Every gracefulEvery-th fault is a SIGTERM, except a component's first.
+    // One at a time, and each target back before the next fault: a cluster keeps a quorum of
+    // brokers, and the replica and the primary are never down together.
     const targets: Target[] = [
-      ...topology.services.map((instance) => ({ component: instance.service, instance })),
-      { component: 'kafka' as const },
-      { component: 'postgres' as const },
+      ...services.map((instance) => ({
+        name: instance.name,
+        component: instance.service,
+        instance,
+        kill: () => instance.kill(),
+        stop: () => instance.stop(),
+        start: () => instance.start(),
+      })),
+      ...stack.targets,
     ];
     const faultsUntil = Date.now() + options.faultsForMs;
     const gracefulEvery = options.gracefulEvery ?? 3;
-    let round: Target[] = [];
+    const everyTarget = (options.atLeastOnce ?? 'target') === 'target';
+    // With only each component's faulting promised, the first round is one target of each.
+    let round: Target[] = everyTarget ? [] : shuffle(components.map((c) => shuffle(targets.filter((t) => t.component === c))[0]!));
+    const firstRound = everyTarget ? targets.length : round.length;
     let faults = 0;
-    while (Date.now() < faultsUntil || faults < targets.length) {
+    while (Date.now() < faultsUntil || faults < firstRound) {
       if (round.length === 0) round = shuffle([...targets]);
       const target = round.shift()!;
-      const { component } = target;
-      const label = 'instance' in target ? target.instance.name : component;
+      const { component, instance } = target;
+      const settling = Date.now();
+      const unsettled = await target.settle?.();
+      if (unsettled) stamp(`${target.name}: ${unsettled}; faulted all the same`);
+      else if (Date.now() - settling > 2_000) stamp(`${target.name}: waited ${((Date.now() - settling) / 1000).toFixed(1)} s for the others to be in sync`);
       await sleep(randomInt(500, 2_000)); // traffic flows between faults
       const graceful = faults % gracefulEvery === gracefulEvery - 1 && kills[component].kill9 > 0;
       const downMs = randomInt(100, 2_000);
       const began = Date.now();
       let aimed = '';
-      if ('instance' in target) {
-        const { instance } = target;
-        if (instance.service === 'totals') await scrapeDuplicates(instance);
-        if (graceful) await instance.stop();
-        else if (instance.service !== 'totals') await instance.kill();
-        else {
-          const processKey = `${instance.name}/${instance.pid}`;
-          const kill = await killInCommitWindow(
-            { pid: instance.pid, url: topology.totalsUrls.get(instance.name)!, sql: topology.sql, brokers: [topology.kafka!.brokers], groupId: topology.env.TOTALS_GROUP_ID!, topic: topology.env.KAFKA_TOPIC! },
-            () => instance.kill(),
-            AIM_MS,
-          );
-          redelivery.aimedKills += 1;
-          duplicatesByProcess.set(processKey, Math.max(duplicatesByProcess.get(processKey) ?? 0, kill.duplicatesSkipped));
-          if (kill.landed) {
-            redelivery.landed += 1;
-            redelivery.records += kill.records;
-          }
-          aimed = kill.landed
-            ? ` between its commits (after ${kill.attempts} freeze(s); ${kill.records} record(s) applied, not committed to Kafka)`
-            : ` outside its commit window (${kill.attempts} freeze(s) found none)`;
-        }
-        await sleep(downMs);
-        await instance.start();
-        instanceKills[instance.name]![graceful ? 'sigterm' : 'kill9'] += 1;
-      } else {
-        await inject(topology, target.component, graceful, downMs, dirs);
-      }
+      if (instance?.service === 'totals') await scrapeDuplicates(instance);
+      if (graceful) await target.stop();
+      else if (instance?.service === 'totals') aimed = await aimedKill(instance);
+      else await target.kill();
+      await sleep(downMs);
+      await target.start();
+      instanceKills[target.name]![graceful ? 'sigterm' : 'kill9'] += 1;
       kills[component][graceful ? 'sigterm' : 'kill9'] += 1;
       faults += 1;
       stamp(
-        `${graceful ? 'SIGTERM' : 'kill -9'} ${label}${aimed}, down ${downMs} ms, back after ${Date.now() - began} ms` +
+        `${graceful ? 'SIGTERM' : 'kill -9'} ${target.name}${aimed}, down ${downMs} ms, back after ${Date.now() - began} ms` +
           ` (acked ${clients.stats.acked.size}, retries ${clients.stats.retries})`,
       );
     }
 
     stamp('faults over; clients finish the requests under way');
+    await readers?.stop();
     await clients.stop();
     const { stats } = clients;
     stamp(`clients done: ${stats.attempted.size} requests, ${stats.acked.size} acknowledged, ${stats.gaveUp} given up`);
 
     // Quiet: the outbox drained and every committed request applied. Until then nothing counts as lost.
-    const sql = topology.sql;
     const quiesceSeconds = (options.quiesceTimeoutMs ?? 120_000) / 1000;
     await auditUntilQuiet({ calculator: sql, totals: sql }, { waitSeconds: quiesceSeconds, graceSeconds: 24 * 3600, pollMs: 500 });
     report = await auditInvariant({ calculator: sql, totals: sql }, { graceSeconds: 0 });
@@ -331,13 +312,17 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     if (double > 0) problems.push(`${double} request(s) applied more than once`);
     for (const failure of report.failures) if (!problems.includes(failure)) problems.push(`verify: ${failure}`);
     problems.push(...stats.violations.slice(0, 10).map((v) => `client: ${v}`));
+    if (readers) {
+      problems.push(...readers.stats.violations.slice(0, 10).map((v) => `reader: ${v}`));
+      if (!readers.stats.bySource.replica) problems.push('no GET /total was served by the replica');
+    }
     if (stats.acked.size === 0) problems.push('no request was acknowledged at all');
-    for (const service of topology.services) {
+    for (const service of services) {
       if (service.crashes > 0) problems.push(`${service.name} exited on its own ${service.crashes} time(s); see ${service.logFile}`);
     }
 
     // What the run was meant to exercise, and did.
-    for (const instance of topology.services.filter((s) => s.service === 'totals')) await scrapeDuplicates(instance);
+    for (const instance of services.filter((s) => s.service === 'totals')) await scrapeDuplicates(instance);
     redelivery.duplicatesSkipped = [...duplicatesByProcess.values()].reduce((n, d) => n + d, 0);
     if (redelivery.aimedKills > 0 && redelivery.landed === 0) {
       problems.push(`none of the ${redelivery.aimedKills} kill -9s of a totals consumer landed between its database commit and its Kafka commit`);
@@ -350,13 +335,15 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   } catch (error) {
     problems.push(`harness failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}`);
   } finally {
+    await readers?.stop().catch(() => {});
     await clients?.abort().catch(() => {});
-    await topology.sql?.end().catch(() => {});
-    await teardown(topology);
+    await sql?.end().catch(() => {});
+    // Everything down, hard: the data is not needed any more, only the logs.
+    await system?.teardown();
   }
 
   const stats = clients?.stats;
-  const totalKills = COMPONENTS.reduce((n, c) => n + kills[c].kill9 + kills[c].sigterm, 0);
+  const totalKills = components.reduce((n, c) => n + kills[c].kill9 + kills[c].sigterm, 0);
   const outcome = { ok: problems.length === 0, measured, acked: stats?.acked.size ?? 0, retries: stats?.retries ?? 0, totalKills, lost, double };
   const result: ChaosResult = {
     ok: problems.length === 0,
@@ -370,10 +357,13 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     replays: stats?.replays ?? 0,
     gaveUp: stats?.gaveUp ?? 0,
     committedUnacked,
+    topology,
+    components,
     kills,
     instanceKills,
     totalKills,
     redelivery,
+    totalReads: readers?.stats,
     twins: stats?.twins ?? { sent: 0, bothAcked: 0 },
     conflicts,
     lost,
@@ -389,43 +379,6 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   if (result.ok && !options.keepWorkDir) await rm(workDir, { recursive: true, force: true }).catch(() => {});
   else log(`servers' data and logs kept in ${workDir}`);
   return result;
-}
-
-async function inject(topology: Topology, component: 'kafka' | 'postgres', graceful: boolean, downMs: number, dirs: { postgres: string; kafka: string }) {
-  switch (component) {
-    case 'kafka': {
-      const broker = topology.kafka!;
-      topology.kafka = undefined;
-      await (graceful ? broker.stop() : broker.kill());
-      await sleep(downMs);
-      await waitForPortFree(topology.kafkaPort);
-      topology.kafka = await startKafkaBroker({ dataDir: dirs.kafka, port: topology.kafkaPort, controllerPort: topology.kafkaControllerPort });
-      return;
-    }
-    case 'postgres': {
-      const server = topology.postgres!;
-      topology.postgres = undefined;
-      if (graceful) await server.stop();
-      else await killPostgresCluster(await server.pid(), topology.postgresPort);
-      await sleep(downMs);
-      await waitForPortFree(topology.postgresPort);
-      topology.postgres = await startPostgresServer({ dataDir: dirs.postgres, port: topology.postgresPort });
-      return;
-    }
-  }
-}
-
-/** Everything down, hard: the data is not needed any more, only the logs. */
-async function teardown(topology: Topology): Promise<void> {
-  await Promise.allSettled(topology.services.map((service) => service.kill()));
-  await topology.kafka?.kill().catch(() => {});
-  if (topology.postgres) {
-    const server = topology.postgres;
-    await server
-      .pid()
-      .then((pid) => killPostgresCluster(pid, topology.postgresPort))
-      .catch(() => server.stop());
-  }
 }
 
 /**
@@ -456,12 +409,14 @@ export function chaosSummary(outcome: Pick<ChaosResult, 'ok' | 'measured' | 'ack
 
 export function describe(result: ChaosResult): string[] {
   const { redelivery, twins, conflicts } = result;
+  const instancesOf = (component: Component) => Object.keys(result.instanceKills).filter((name) => name.startsWith(`${component}-`));
   const byInstance = (component: Component) =>
-    SERVICE_INSTANCES.filter((name) => name.startsWith(`${component}-`))
+    instancesOf(component)
       .map((name) => `${name}: ${result.instanceKills[name]!.kill9} + ${result.instanceKills[name]!.sigterm}`)
       .join(', ');
   const lines = [
     `chaos run of ${(result.durationMs / 1000).toFixed(0)} s (faults for ${(result.faultsForMs / 1000).toFixed(0)} s), started ${result.startedAt.toISOString()}`,
+    `  topology:             ${describeTopology(result.topology)}`,
     `  requests sent:        ${result.requests}`,
     `  acknowledged:         ${result.acked} (${result.replays} answers were replays of an earlier commit)`,
     `  sent to both calculators at once: ${twins.sent} (both clients answered for ${twins.bothAcked})`,
@@ -469,18 +424,35 @@ export function describe(result: ChaosResult): string[] {
     `  retries:              ${result.retries}`,
     `  given up by clients:  ${result.gaveUp} (committed without the client seeing it: ${result.committedUnacked})`,
     `  faults:               ${result.totalKills}`,
-    ...COMPONENTS.map((c) => {
-      const instances = (SERVICES as readonly string[]).includes(c) ? ` (kill -9 + SIGTERM by instance: ${byInstance(c)})` : '';
+    ...result.components.map((c) => {
+      const instances = instancesOf(c).length > 0 ? ` (kill -9 + SIGTERM by instance: ${byInstance(c)})` : '';
       return `    ${c.padEnd(11)} ${result.kills[c].kill9} kill -9, ${result.kills[c].sigterm} SIGTERM${instances}`;
     }),
     `  totals kill -9s between the database commit and the Kafka commit: ${redelivery.landed} of ${redelivery.aimedKills}` +
       ` (${redelivery.records} records applied but not committed to Kafka; duplicates skipped: ${redelivery.duplicatesSkipped})`,
     `  client errors seen:   ${Object.entries(result.errors).map(([kind, n]) => `${kind} ×${n}`).join(', ') || 'none'}`,
+    ...(result.totalReads ? [describeReads(result.totalReads)] : []),
     `  final total:          ${result.total}`,
   ];
   if (!result.ok) lines.push('FAILED:', ...result.problems.map((p) => `  - ${p}`));
   lines.push(result.summary);
   return lines;
+}
+
+function describeReads(reads: TotalReadStats): string {
+  const counts = (record: Record<string, number>) => Object.entries(record).map(([kind, n]) => `${kind} ×${n}`).join(', ') || 'none';
+  return `  GET /total through nginx: served by ${counts(reads.bySource)} (${reads.afterAnswered} waited for a request with ?after=); failed: ${counts(reads.errors)}`;
+}
+
+export function describeTopology(topology: ChaosTopology): string {
+  const { calculator, relay, totals } = topology.instances;
+  return [
+    `${calculator} calculator(s)${topology.loadBalancer ? ' behind nginx' : ''}`,
+    `${relay} relay(s)`,
+    `${totals} totals consumer(s)`,
+    `${topology.brokers} Kafka broker(s)${topology.kafkaSecurity ? ' (SASL_SSL)' : ''}, ${topology.partitions} partitions`,
+    `PostgreSQL${topology.replica ? ' primary + streaming replica' : ''}`,
+  ].join(', ');
 }
 
 function shuffle<T>(items: T[]): T[] {

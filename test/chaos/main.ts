@@ -1,9 +1,11 @@
-// `npm run chaos -- --minutes N`: a soak run of the chaos harness (see docs/reliability.md).
+// `npm run chaos -- [--cluster] --minutes N`: a soak run of the chaos harness (see docs/reliability.md).
 import { parseArgs } from 'node:util';
 import { runChaos } from './harness.ts';
+import { CLUSTER, TWO_INSTANCES } from './topology.ts';
 
 const { values } = parseArgs({
   options: {
+    cluster: { type: 'boolean', default: false },
     minutes: { type: 'string', default: '5' },
     'grpc-clients': { type: 'string', default: '4' },
     'http-clients': { type: 'string', default: '2' },
@@ -15,7 +17,7 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  console.log(`usage: npm run chaos -- [--minutes N] [--grpc-clients N] [--http-clients N]
+  console.log(`usage: npm run chaos -- [--cluster] [--minutes N] [--grpc-clients N] [--http-clients N]
                         [--twin-pairs N] [--conflict-clients N] [--keep]
 
 Starts its own PostgreSQL and Kafka in a temporary directory and two instances of each of the three
@@ -23,7 +25,12 @@ services as processes, sends Adds from the clients (spread over both calculators
 each request to both at once; conflict clients send other numbers under taken ids) while it kills
 (-9) and stops (SIGTERM) every instance, the broker and the database in turn for N minutes, then
 checks that every acknowledged request was applied exactly once and no refused one was counted.
-Exits 1 otherwise.`);
+Exits 1 otherwise.
+
+--cluster runs the same rounds on the topology of \`npm start -- --cluster\`: 3 Kafka brokers
+(SASL_SSL, one at a time faulted so that 2 of 3 stay up), PostgreSQL primary and streaming replica
+(the totals read from it; both faulted), 3 calculators behind nginx (the clients send through it),
+2 relays and 3 totals consumers in one group.`);
   process.exit(0);
 }
 
@@ -37,6 +44,9 @@ function count(name: string, raw: string, min: number): number {
 }
 
 const result = await runChaos({
+  topology: values.cluster ? CLUSTER : TWO_INSTANCES,
+  // Each of three consumers gets a third of the load, so its commits are further apart: more time to aim.
+  aimForMs: values.cluster ? 45_000 : 20_000,
   faultsForMs: count('minutes', values.minutes!, 0) * 60_000,
   grpcClients: count('grpc-clients', values['grpc-clients']!, 0),
   httpClients: count('http-clients', values['http-clients']!, 0),

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MultipleErrors, NetworkError, ProtocolError, TimeoutError, UserError } from '@platformatic/kafka';
+import { AuthenticationError, MultipleErrors, NetworkError, ProtocolError, TimeoutError, UserError } from '@platformatic/kafka';
 import { blamePublishFailure } from '../../src/platform/kafka/publish-failures.ts';
+import { PublishTimeoutError } from '../../src/platform/kafka/publisher.ts';
 
 describe('blamePublishFailure', () => {
   it('blames the topic when it does not exist or may not be written, however deeply the client nests the reason', () => {
@@ -24,6 +25,12 @@ describe('blamePublishFailure', () => {
       new ProtocolError('NOT_ENOUGH_REPLICAS'),
       new ProtocolError('NOT_LEADER_OR_FOLLOWER'),
       new UserError('Client is closed.'),
+      // A send abandoned at the publisher's deadline, and a refused login as the library reports it.
+      new PublishTimeoutError(20_000),
+      new MultipleErrors('initProducerId failed 6 times.', [
+        new MultipleErrors('Cannot connect to any broker.', [new NetworkError('Connection to 127.0.0.1:9092 failed.', { cause: new AuthenticationError('SASL authentication failed.') })]),
+      ]),
+      new Error('Kafka refused the login of summa-relay (SASL authentication failed)', { cause: new AuthenticationError('SASL authentication failed.') }),
       new Error('something else'),
       'a string',
       undefined,

@@ -8,7 +8,7 @@ describe('the Kafka settings of the relay and totals services', () => {
   it('leaves replication unset unless configured, and reads it when it is', () => {
     assert.deepEqual(
       { ...envKafkaConfig({}), kafkaBrokers: undefined, kafkaSecurity: undefined },
-      { kafkaBrokers: undefined, kafkaSecurity: undefined, topicPartitions: 6, topicReplicationFactor: undefined, topicMinInsyncReplicas: undefined },
+      { kafkaBrokers: undefined, kafkaSecurity: undefined, topicPartitions: 6, topicReplicationFactor: undefined, topicMinInsyncReplicas: undefined, publishTimeoutMs: 20_000 },
     );
     const config = envKafkaConfig({ KAFKA_REPLICATION_FACTOR: '3', KAFKA_MIN_INSYNC_REPLICAS: '2' });
     assert.equal(config.topicReplicationFactor, 3);

@@ -117,6 +117,11 @@ export class ChaosClients {
     for (let i = 0; i < this.options.conflictClients; i++) this.workers.push(this.conflictLoop(`conflict-${i}`, i % n));
   }
 
+  /** The request id acknowledged last, if any. */
+  lastAcked(): string | undefined {
+    return this.ackedIds.at(-1);
+  }
+
   /** No new requests; those under way are retried until answered or given up. */
   async stop(): Promise<void> {
     this.stopping = true;

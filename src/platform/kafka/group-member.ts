@@ -1,5 +1,6 @@
 import { Consumer } from '@platformatic/kafka';
 import { baseClientOptions, type KafkaSettings } from './settings.ts';
+import { guardUnknownBrokers } from './unknown-broker.ts';
 
 export interface MemberOptions extends KafkaSettings {
   groupId: string;
@@ -46,19 +47,21 @@ export function createMembership(options: MemberOptions): Membership {
 
 function createMember(options: MemberOptions): Member {
   const sessionTimeout = options.sessionTimeoutMs;
-  const consumer = new Consumer({
-    ...baseClientOptions(options),
-    groupId: options.groupId,
-    autocommit: false,
-    sessionTimeout,
-    rebalanceTimeout: sessionTimeout,
-    heartbeatInterval: Math.min(1_000, Math.floor(sessionTimeout / 3)),
-    // An idle fetch returns after this long; it bounds how quickly close() gets through.
-    maxWaitTime: 500,
-    highWaterMark: Math.max(1024, 2 * options.maxBatchSize),
-    retries: 3,
-    retryDelay: 500,
-  });
+  const consumer = guardUnknownBrokers(
+    new Consumer({
+      ...baseClientOptions(options),
+      groupId: options.groupId,
+      autocommit: false,
+      sessionTimeout,
+      rebalanceTimeout: sessionTimeout,
+      heartbeatInterval: Math.min(1_000, Math.floor(sessionTimeout / 3)),
+      // An idle fetch returns after this long; it bounds how quickly close() gets through.
+      maxWaitTime: 500,
+      highWaterMark: Math.max(1024, 2 * options.maxBatchSize),
+      retries: 3,
+      retryDelay: 500,
+    }),
+  );
   const created: Member = { consumer, broken: null, onBreak: null };
   // Emitted when rejoining the group failed for good; without a listener it would crash the process.
   consumer.on('error', (error: Error) => {

@@ -3,6 +3,7 @@ import { backoffDelay, sleep } from '../backoff.ts';
 import { blamePublishFailure } from './publish-failures.ts';
 import { toKafkaMessage, type OutgoingRecord } from './records.ts';
 import { baseClientOptions, type KafkaSettings } from './settings.ts';
+import { guardUnknownBrokers } from './unknown-broker.ts';
 
 export interface EventPublisher {
   /**
@@ -15,7 +16,10 @@ export interface EventPublisher {
 }
 
 export interface EventPublisherOptions {
-  /** Attempts of one produce request after the first fails (default 5). */
+  /**
+   * Attempts of one produce request after the first fails (default 5). Not 1: the library turns
+   * an idempotent producer's 0 or 1 into "retry forever"; 0 is passed on as no retry at all.
+   */
   retries?: number;
   /** Pause between those attempts (default 500ms). */
   retryDelayMs?: number;
@@ -26,6 +30,26 @@ export interface EventPublisherOptions {
    */
   minProducerBackoffMs?: number;
   maxProducerBackoffMs?: number;
+  /**
+   * How long a publish may take from the call on, waiting for the sends ahead of it included, before
+   * it fails with a PublishTimeoutError (default 20 s; KAFKA_PUBLISH_TIMEOUT_MS in the services).
+   */
+  publishTimeoutMs?: number;
+}
+
+export const DEFAULT_PUBLISH_TIMEOUT_MS = 20_000;
+
+/**
+ * Kafka did not acknowledge a publish in time: whether its records were written is unknown. Like
+ * any failure that is not the records' own, it blames Kafka (see publish-failures.ts), so the
+ * records are to be sent again; a copy that was written after all is a duplicate, which the
+ * consumer skips by event id.
+ */
+export class PublishTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`Kafka did not acknowledge the publish within ${timeoutMs} ms; whether it was written is unknown, and it is to be sent again`);
+    this.name = 'PublishTimeoutError';
+  }
 }
 
 interface Pending {
@@ -33,6 +57,10 @@ interface Pending {
   bytes: number;
   /** Sent in a request of its own: it failed together with others, and each is to learn its own fate. */
   alone?: boolean;
+  /** Date.now() after which it fails with a PublishTimeoutError. */
+  deadline: number;
+  /** Fails it once the deadline passed while it still waits to be sent. */
+  timer: NodeJS.Timeout;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -63,8 +91,23 @@ const MAX_COALESCED_BYTES = 512 * 1024;
  * for every id that wrote. So the producer that replaces a failed one is created only after a
  * backoff that grows with consecutive failed sends: during a long outage the callers' retries wait
  * here instead of turning into a stream of new producer ids.
+ *
+ * Every publish settles within `publishTimeoutMs` of the call. The library's own retries and
+ * timeouts do not bound a send well: an idempotent producer told 0 or 1 retries retries forever
+ * (which is how sends were seen never to settle right after a partition leader was killed, and
+ * when the login was refused), and each attempt may wait for its connection and its request
+ * timeouts. With one send in flight at a time, a send that hangs would hold up every later publish
+ * (and the relay's claim loop with it). So a send still unanswered when the earliest deadline of its
+ * publishes passes is abandoned as failed, its producer closed and replaced like after any failed
+ * send, and a publish whose deadline passes while it waits behind another fails then.
  */
 export function createEventPublisher(settings: KafkaSettings, options: EventPublisherOptions = {}): EventPublisher {
+  const retries = options.retries ?? 5;
+  if (!Number.isInteger(retries) || retries < 0 || retries === 1) {
+    throw new Error(`EventPublisher: retries must be 0 or a whole number of at least 2, got ${retries} (given 1, the library retries an idempotent producer's sends forever)`);
+  }
+  const publishTimeoutMs = options.publishTimeoutMs ?? DEFAULT_PUBLISH_TIMEOUT_MS;
+  if (!Number.isInteger(publishTimeoutMs) || publishTimeoutMs <= 0) throw new Error(`EventPublisher: publishTimeoutMs must be a positive whole number, got ${publishTimeoutMs}`);
   let producer: Producer | null = null;
   let pending: Pending[] = [];
   let draining: Promise<void> | null = null;
@@ -74,21 +117,32 @@ export function createEventPublisher(settings: KafkaSettings, options: EventPubl
   const closing = new AbortController();
 
   const current = () =>
-    (producer ??= new Producer({
-      ...baseClientOptions(settings),
-      idempotent: true,
-      acks: -1,
-      retries: options.retries ?? 5,
-      retryDelay: options.retryDelayMs ?? 500,
-      partitioner: compatibilityPartitioner,
-      autocreateTopics: false,
-    }));
+    (producer ??= guardUnknownBrokers(
+      new Producer({
+        ...baseClientOptions(settings),
+        idempotent: true,
+        acks: -1,
+        // false is the library's "no retry" for an idempotent producer; it takes 0 for "forever".
+        retries: retries === 0 ? false : retries,
+        retryDelay: options.retryDelayMs ?? 500,
+        partitioner: compatibilityPartitioner,
+        autocreateTopics: false,
+      }),
+    ));
 
   const discardProducer = async () => {
     const old = producer;
     producer = null;
-    // Forced: nothing of ours is in flight, and a broken connection must not keep it open.
-    await new Promise<void>((resolve) => (old ? old.close(true, () => resolve()) : resolve()));
+    if (!old) return;
+    // Forced: nothing of ours is in flight but an abandoned send, and a broken connection must not
+    // keep it open. Nor is the next send to wait on a producer that hangs in closing too.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, CLOSE_WAIT_MS);
+      old.close(true, () => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
   };
 
   const takeBatch = (): Pending[] => {
@@ -108,9 +162,12 @@ export function createEventPublisher(settings: KafkaSettings, options: EventPubl
         // Publishes that arrive meanwhile join the next batch. close() cuts the wait short.
         await sleep(backoffDelay(failedSends - 1, options.minProducerBackoffMs ?? 100, options.maxProducerBackoffMs ?? 5_000), closing.signal);
       }
+      // Those whose deadline passed during the wait have failed already.
       const batch = takeBatch();
+      if (batch.length === 0) continue;
       try {
-        await current().send({ messages: batch.flatMap((p) => p.messages) });
+        const deadline = Math.min(...batch.map((p) => p.deadline));
+        await beforeDeadline(current().send({ messages: batch.flatMap((p) => p.messages) }), deadline, publishTimeoutMs);
         failedSends = 0;
         for (const p of batch) p.resolve();
       } catch (error) {
@@ -119,10 +176,12 @@ export function createEventPublisher(settings: KafkaSettings, options: EventPubl
         if (batch.length > 1 && blamePublishFailure(error) !== 'unavailable') {
           // Records that were written before the failure are written again: duplicates, which the
           // consumer absorbs, where failing the innocent publishes would count against their events.
-          pending.unshift(...batch.map((p) => ({ ...p, alone: true })));
+          for (const p of batch) p.alone = true;
+          pending.unshift(...batch);
           continue;
         }
-        for (const p of batch) p.reject(error);
+        const reported = explainFailure(error, settings);
+        for (const p of batch) p.reject(reported);
       }
     }
     draining = null;
@@ -135,7 +194,27 @@ export function createEventPublisher(settings: KafkaSettings, options: EventPubl
       return new Promise<void>((resolve, reject) => {
         const messages = records.map((record) => toKafkaMessage(topic, record));
         const bytes = messages.reduce((sum, m) => sum + (m.key?.length ?? 0) + (m.value?.length ?? 0) + 64, 0);
-        pending.push({ messages, bytes, resolve, reject });
+        const entry: Pending = {
+          messages,
+          bytes,
+          deadline: Date.now() + publishTimeoutMs,
+          timer: setTimeout(() => {
+            // Still waiting to be sent; one in flight is failed by its send's deadline instead.
+            const at = pending.indexOf(entry);
+            if (at < 0) return;
+            pending.splice(at, 1);
+            entry.reject(new PublishTimeoutError(publishTimeoutMs));
+          }, publishTimeoutMs),
+          resolve: () => {
+            clearTimeout(entry.timer);
+            resolve();
+          },
+          reject: (error) => {
+            clearTimeout(entry.timer);
+            reject(error);
+          },
+        };
+        pending.push(entry);
         draining ??= drain();
       });
     },
@@ -146,4 +225,42 @@ export function createEventPublisher(settings: KafkaSettings, options: EventPubl
       await discardProducer();
     },
   };
+}
+
+// How long a producer being discarded may take to close before the next one is made regardless.
+const CLOSE_WAIT_MS = 5_000;
+
+/** `work`, or a PublishTimeoutError at `deadline` (a Date.now() value) if it has not settled by then. */
+function beforeDeadline<T>(work: Promise<T>, deadline: number, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new PublishTimeoutError(timeoutMs)), Math.max(0, deadline - Date.now()));
+  });
+  // The abandoned send settles once its producer is closed; race() has handled its rejection.
+  return Promise.race([work, expired]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The library reports a refused login as a network error that it retried, with the refusal deep
+ * among the causes; an operator reading the relay's log is to see it first.
+ */
+function explainFailure(error: unknown, settings: KafkaSettings): unknown {
+  if (!findCause(error, 'PLT_KFK_AUTHENTICATION')) return error;
+  const user = settings.security?.sasl?.username;
+  return new Error(
+    `Kafka refused the login${user ? ` of ${user}` : ''} (SASL authentication failed): check KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD or KAFKA_SASL_PASSWORD_FILE`,
+    { cause: error },
+  );
+}
+
+/** The error, or one it aggregates or was caused by, that carries `code`. */
+function findCause(error: unknown, code: string, depth = 0): unknown {
+  if (typeof error !== 'object' || error === null || depth > 8) return undefined;
+  if ((error as { code?: unknown }).code === code) return error;
+  const { errors, cause } = error as { errors?: unknown; cause?: unknown };
+  for (const nested of Array.isArray(errors) ? errors : []) {
+    const found = findCause(nested, code, depth + 1);
+    if (found) return found;
+  }
+  return findCause(cause, code, depth + 1);
 }

@@ -1,4 +1,5 @@
 import { ConfigError, envDatabaseUrl, envHost, envInteger, envKafkaBrokers, envOptionalInteger, envPort, envTopic, type Env } from '../config.ts';
+import { DEFAULT_PUBLISH_TIMEOUT_MS } from '../kafka/publisher.ts';
 import { envKafkaSecurity, type KafkaSecurity, type KafkaSettings } from '../kafka/settings.ts';
 import { envTlsIdentity, type TlsIdentity } from '../security.ts';
 import { envShutdownSettings, type ShutdownSettings } from './shutdown.ts';
@@ -40,6 +41,12 @@ export interface KafkaConfig {
    */
   readonly topicReplicationFactor: number | undefined;
   readonly topicMinInsyncReplicas: number | undefined;
+  /**
+   * How long a publish to Kafka may take before it fails as Kafka being unavailable (its events are
+   * sent again later); see EventPublisherOptions.publishTimeoutMs. The relay shortens the default
+   * to fit its lease (src/relay/config.ts).
+   */
+  readonly publishTimeoutMs: number;
 }
 
 export function envKafkaConfig(env: Env): KafkaConfig {
@@ -58,6 +65,7 @@ export function envKafkaConfig(env: Env): KafkaConfig {
     topicPartitions: envInteger(env, 'KAFKA_TOPIC_PARTITIONS', 6, { min: 1, max: 1000 }),
     topicReplicationFactor,
     topicMinInsyncReplicas,
+    publishTimeoutMs: envInteger(env, 'KAFKA_PUBLISH_TIMEOUT_MS', DEFAULT_PUBLISH_TIMEOUT_MS, { min: 1_000, max: 600_000 }),
   };
 }
 

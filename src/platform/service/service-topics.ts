@@ -14,7 +14,7 @@ import type { KafkaConfig } from './service-config.ts';
  */
 export async function ensureServiceTopics(
   kafka: KafkaSettings,
-  config: Omit<KafkaConfig, 'kafkaBrokers' | 'kafkaSecurity'>,
+  config: Pick<KafkaConfig, 'topicPartitions' | 'topicReplicationFactor' | 'topicMinInsyncReplicas'>,
   topics: readonly string[],
   logger: Logger,
   registry: Registry,
