@@ -200,10 +200,10 @@ const IN_SYNC_TIMEOUT_MS = 60_000;
 const MIN_INSYNC_REPLICAS = 2;
 
 /**
- * A node of the cluster. It is faulted only once every partition has MIN_INSYNC_REPLICAS replicas
- * in sync besides this node: one broker down at a time then never stops acks=all writes, nor a
- * quorum of controllers. (A follower still catching up after its own restart may be faulted again;
- * a leader whose followers are behind waits.)
+ * A node of the cluster. It is faulted only once every partition of the services' topics has
+ * MIN_INSYNC_REPLICAS replicas in sync besides this node: one broker down at a time then never
+ * stops acks=all writes, nor a quorum of controllers. (A follower still catching up after its own
+ * restart may be faulted again; a leader whose followers are behind waits.)
  */
 function brokerTarget(node: KafkaNode, admin: KafkaSettings): FaultTarget {
   return {
@@ -220,8 +220,8 @@ function brokerTarget(node: KafkaNode, admin: KafkaSettings): FaultTarget {
 }
 
 /**
- * Waits until every partition of every topic has MIN_INSYNC_REPLICAS in-sync replicas other than
- * `nodeId` (or all its other replicas, for a topic with fewer); returns those that do not.
+ * Waits until every partition of the services' topics has MIN_INSYNC_REPLICAS in-sync replicas
+ * other than `nodeId` (or all its other replicas, for a topic with fewer); returns those that do not.
  */
 export async function waitForReplicasBesides(settings: KafkaSettings, nodeId: number, timeoutMs: number): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
@@ -239,7 +239,9 @@ export async function waitForReplicasBesides(settings: KafkaSettings, nodeId: nu
 async function partitionsShortBesides(settings: KafkaSettings, nodeId: number): Promise<string[]> {
   const admin = new Admin({ ...baseClientOptions(settings), retries: 0, connectTimeout: 2_000, timeout: 5_000 });
   try {
-    const topics = [...(await admin.listTopics({ includeInternals: true }))];
+    // The services' topics: this client's metadata() cannot read Kafka's internal ones (it fails
+    // on __consumer_offsets), whose replicas the brokers keep the same way.
+    const topics = [...(await admin.listTopics())];
     const metadata = await admin.metadata({ topics, forceUpdate: true });
     const short: string[] = [];
     for (const [name, topic] of metadata.topics) {
