@@ -5,7 +5,7 @@ import { repoRoot } from '../lib/paths.ts';
 
 export interface BenchProcessOptions {
   name: string;
-  /** Entry point, relative to the repository root. */
+  /** Entry point, relative to the repository root: TypeScript (run through tsx) or compiled JavaScript. */
   entry: string;
   env: Record<string, string>;
   /** Resolves true once the process serves. */
@@ -30,6 +30,11 @@ export class BenchProcess {
     return pid;
   }
 
+  /** Whether it has been started and has not exited. */
+  get running(): boolean {
+    return this.child?.pid !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
   get logs(): string {
     return this.output;
   }
@@ -38,7 +43,8 @@ export class BenchProcess {
     const profile = this.options.cpuProfileDir
       ? ['--cpu-prof', `--cpu-prof-dir=${this.options.cpuProfileDir}`, `--cpu-prof-name=${this.options.name}-${Date.now()}.cpuprofile`]
       : [];
-    const child = spawn(process.execPath, [...profile, '--import', 'tsx', path.join(repoRoot, this.options.entry)], {
+    const loader = this.options.entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
+    const child = spawn(process.execPath, [...profile, ...loader, path.join(repoRoot, this.options.entry)], {
       cwd: repoRoot,
       env: { ...process.env, LOG_LEVEL: 'warn', ...this.options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,9 +1,11 @@
-// `npm run bench [-- --quick] [--cpu-prof] [--vus N] [--kafka-os-flush]`
+// `npm run bench [-- --quick] [--cpu-prof] [--vus N] [--kafka-os-flush] [--cluster]`
 //
 // One run, one machine, one load generator (k6, tools/load/k6/add.js) against:
 //   R1  a bare grpc-js server with Summa's proto that answers Add in memory (the ceiling);
 //   P   the whole pipeline (calculator → PostgreSQL outbox → relay → Kafka → totals) as real
-//       processes on an embedded PostgreSQL and Kafka in a temp dir.
+//       processes on an embedded PostgreSQL and Kafka in a temp dir;
+//   C   with --cluster, `npm start -- --cluster` behind nginx, and the apply throughput of 1 and
+//       3 totals consumers draining a backlog (cluster-phase.ts).
 // Prints a table and writes tools/bench/results/latest.json.
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -15,7 +17,9 @@ import { startPostgresServer, type PostgresServer } from '../local-stack/postgre
 import { ensureK6 } from '../load/k6-binary.ts';
 import { freePort } from '../lib/free-port.ts';
 import { repoRoot } from '../lib/paths.ts';
+import { appliedEvents } from './applied-events.ts';
 import { BenchProcess, httpReady } from './bench-process.ts';
+import { runClusterPhase, type ClusterFigures } from './cluster-phase.ts';
 import { runLoad, type LoadResult } from './k6-load.ts';
 import { cpuSeconds, peakRssMb, processTree, treeCpuSeconds } from './process-stats.ts';
 
@@ -27,6 +31,7 @@ const { values: flags } = parseArgs({
     // Kafka as it is by default, flushing to disk when the OS does: measures what flushing each
     // record before its ack (the local broker's setting) costs.
     'kafka-os-flush': { type: 'boolean', default: false },
+    cluster: { type: 'boolean', default: false },
   },
 });
 const VUS = Number(flags.vus);
@@ -58,7 +63,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 /** The command line's options as given, for the record of the run. */
 function benchArguments(): string {
-  const given = [flags.quick && '--quick', flags['vus'] !== '64' && `--vus ${flags.vus}`, flags['kafka-os-flush'] && '--kafka-os-flush'].filter(Boolean);
+  const given = [
+    flags.quick && '--quick',
+    flags['vus'] !== '64' && `--vus ${flags.vus}`,
+    flags['kafka-os-flush'] && '--kafka-os-flush',
+    flags.cluster && '--cluster',
+  ].filter(Boolean);
   return given.length > 0 ? ` -- ${given.join(' ')}` : '';
 }
 
@@ -141,16 +151,7 @@ async function main(): Promise<void> {
   const postmaster = await postgres.pid();
   const target = `127.0.0.1:${grpcPort}`;
 
-  const appliedCount = async () => Number((await sql.query<{ count: string }>('SELECT count::text FROM totals.total WHERE id = 1')).rows[0]!.count);
-  /** Waits until `count` events are applied; the seconds it took. */
-  const waitApplied = async (count: number, timeoutMs = 600_000) => {
-    const since = performance.now();
-    while ((await appliedCount()) < count) {
-      if (performance.now() - since > timeoutMs) throw new Error(`fewer than ${count} events applied after ${timeoutMs} ms`);
-      await sleep(50);
-    }
-    return (performance.now() - since) / 1000;
-  };
+  const { appliedCount, waitApplied, endToEnd, appliedBetween } = appliedEvents(sql);
   const walFsyncs = await walFsyncCounter(sql);
   const snapshot = async (): Promise<Snapshot> => {
     await sleep(STATS_FLUSH_MS);
@@ -165,18 +166,6 @@ async function main(): Promise<void> {
       },
     };
   };
-  /** Percentiles of accepted → applied (ms) for events accepted in [from, to), from the database's own timestamps. */
-  const endToEnd = async (from: Date, to: Date) => {
-    const { rows } = await sql.query<{ p50: number | null; p99: number | null; max: number | null }>(
-      `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99, max(ms) AS max
-       FROM (SELECT extract(epoch FROM applied_at - accepted_at) * 1000 AS ms FROM totals.applied_events
-             WHERE accepted_at >= $1 AND accepted_at < $2) AS e`,
-      [from, to],
-    );
-    return { p50: rows[0]!.p50 ?? NaN, p99: rows[0]!.p99 ?? NaN, max: rows[0]!.max ?? NaN };
-  };
-  const appliedBetween = async (from: Date, to: Date) =>
-    Number((await sql.query<{ n: string }>('SELECT count(*)::text AS n FROM totals.applied_events WHERE applied_at >= $1 AND applied_at < $2', [from, to])).rows[0]!.n);
 
   let expected = 0;
   log(`P: warming up (${plan.warmupSeconds}s)`);
@@ -244,6 +233,15 @@ async function main(): Promise<void> {
   const pgVersion = (await sql.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
   await Promise.all([calculator.stop(), relay.stop(), totals.stop()]);
 
+  let cluster: ClusterFigures | undefined;
+  if (flags.cluster) {
+    // P's PostgreSQL and Kafka would only take memory and CPU from the cluster.
+    await sql.end();
+    await kafka.stop();
+    await postgres.stop();
+    cluster = await runClusterPhase({ k6, runId, vus: VUS, plan, workDir, log, onCleanUp: (cleanup) => cleanups.push(cleanup) });
+  }
+
   const perRequest = (from: Snapshot, to: Snapshot, requests: number) => {
     const ms = Object.fromEntries(Object.keys(to.cpu).map((name) => [name, round(((to.cpu[name]! - from.cpu[name]!) * 1000) / requests, 3)]));
     return { ...ms, all: round(Object.values(ms).reduce((a, b) => a + b, 0), 3) };
@@ -292,11 +290,13 @@ async function main(): Promise<void> {
       drain: { backlog: fill.acked, fill_rps: round(fill.ackedPerSecond, 0), seconds_including_relay_start: round(drainTotalSeconds, 2) },
       infra_rss_mb: infraRssMb,
     },
+    ...(cluster ? { cluster } : {}),
   };
 
   await mkdir(RESULTS_DIR, { recursive: true });
   await writeFile(path.join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
   printTable(results);
+  if (cluster) printClusterTable(results, cluster);
   if (flags['cpu-prof']) log(`CPU profiles: ${path.relative(repoRoot, PROFILE_DIR)}/*.cpuprofile (open in Chrome DevTools → Performance)`);
 }
 
@@ -341,6 +341,31 @@ function printTable(r: {
     console.log(`${row[0].padEnd(widths[0]!)}  ${row[1].padStart(widths[1]!)}  ${row[2].padStart(widths[2]!)}  ${row[3]}`);
   }
   console.log(`\nwritten to tools/bench/results/latest.json`);
+}
+
+/** The cluster's figures next to the single node's (P) of the same run. */
+function printClusterTable(
+  p: { pipeline_rps: number; ack_p50_ms: number; ack_p99_ms: number; e2e_p50_ms: number; e2e_p99_ms: number; drain_rps: number; details: { cpu_ms_per_request_at_half_load: Record<string, number>; cpu_ms_per_request_at_saturation: Record<string, number> } },
+  c: ClusterFigures,
+): void {
+  const [one, three] = c.details.drain;
+  const rows: [string, string, string, string][] = [
+    ['Add/s (closed loop, saturated)', String(p.pipeline_rps), String(c.cluster_rps), c.consumer_kept_up ? 'consumers kept up' : 'consumers fell behind at saturation'],
+    ['ack latency p50 / p99 @50% load (ms)', `${p.ack_p50_ms} / ${p.ack_p99_ms}`, `${c.ack_p50_ms} / ${c.ack_p99_ms}`, ''],
+    ['end-to-end p50 / p99 @50% load (ms)', `${p.e2e_p50_ms} / ${p.e2e_p99_ms}`, `${c.e2e_p50_ms} / ${c.e2e_p99_ms}`, ''],
+    ['CPU ms per request, saturated', String(p.details.cpu_ms_per_request_at_saturation.all), String(c.cpu_ms_per_request_at_saturation.all), JSON.stringify(c.cpu_ms_per_request_at_saturation)],
+    ['CPU ms per request @50% load', String(p.details.cpu_ms_per_request_at_half_load.all), String(c.cpu_ms_per_request_at_half_load.all), JSON.stringify(c.cpu_ms_per_request_at_half_load)],
+    ['cores busy, idle', '', String(c.idle_cores_busy.all), JSON.stringify(c.idle_cores_busy)],
+    ['cores busy, saturated (ours / machine)', '', `${c.cores_busy_at_saturation.all} / ${c.machine_cores_busy_at_saturation}`, JSON.stringify(c.cores_busy_at_saturation)],
+    ['drain, 1 consumer (events/s)', `${p.drain_rps} (relay → totals)`, `${one!.events_per_second} (steady ${one!.steady_events_per_second})`, `${one!.backlog} events; consumer CPU ${one!.steady_consumer_cpu_ms_per_event} ms/event; machine ${one!.machine_cores_busy} cores busy`],
+    ['drain, 3 consumers (events/s)', '', `${three!.events_per_second} (steady ${three!.steady_events_per_second})`, `consumers' CPU ${three!.steady_consumer_cpu_ms_per_event} ms/event; machine ${three!.machine_cores_busy} cores busy`],
+  ];
+  const header: [string, string, string, string] = ['', 'P (single node)', `C (cluster, Kafka ${c.topology.kafka_brokers} broker(s), ${c.topology.kafka_security})`, ''];
+  const widths = [0, 1, 2].map((i) => Math.max(...[header, ...rows].map((row) => row[i]!.length)));
+  console.log('');
+  for (const row of [header, ...rows]) {
+    console.log(`${row[0].padEnd(widths[0]!)}  ${row[1].padStart(widths[1]!)}  ${row[2].padStart(widths[2]!)}  ${row[3]}`);
+  }
 }
 
 let exitCode = 0;

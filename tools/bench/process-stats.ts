@@ -74,3 +74,11 @@ export function peakRssMb(pid: number): number {
     return 0;
   }
 }
+
+/** CPU seconds the whole machine has spent busy (every core, every process), from /proc/stat. */
+export function machineBusyCpuSeconds(): number {
+  const [, ...fields] = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!.trim().split(/\s+/);
+  // user nice system idle iowait irq softirq steal (guest time is already in user)
+  const [user, nice, system, , , irq, softirq, steal] = fields.map(Number);
+  return (user! + nice! + system! + irq! + softirq! + steal!) / TICKS_PER_SECOND;
+}
