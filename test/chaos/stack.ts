@@ -195,15 +195,15 @@ async function startReplica(primary: PostgresServer, dataDir: string): Promise<S
 }
 
 /** How long a broker's partitions may take to be back in sync before it is faulted all the same. */
-const IN_SYNC_TIMEOUT_MS = 90_000;
+const IN_SYNC_TIMEOUT_MS = 60_000;
 /** The topics' min.insync.replicas on three brokers: acks=all writes need this many in sync. */
 const MIN_INSYNC_REPLICAS = 2;
 
 /**
- * A node of the cluster. It is faulted only once every partition has MIN_INSYNC_REPLICAS replicas
- * in sync besides this node: one broker down at a time then never stops acks=all writes, nor a
- * quorum of controllers. (A follower still catching up after its own restart may be faulted again;
- * a leader whose followers are behind waits.)
+ * A node of the cluster. It is faulted only once every partition of the services' topics has
+ * MIN_INSYNC_REPLICAS replicas in sync besides this node: one broker down at a time then never
+ * stops acks=all writes, nor a quorum of controllers. (A follower still catching up after its own
+ * restart may be faulted again; a leader whose followers are behind waits.)
  */
 function brokerTarget(node: KafkaNode, admin: KafkaSettings): FaultTarget {
   return {
@@ -220,33 +220,40 @@ function brokerTarget(node: KafkaNode, admin: KafkaSettings): FaultTarget {
 }
 
 /**
- * Waits until every partition of every topic has MIN_INSYNC_REPLICAS in-sync replicas other than
- * `nodeId` (or all its other replicas, for a topic with fewer); returns those that do not.
+ * Waits until every partition of the services' topics has MIN_INSYNC_REPLICAS in-sync replicas
+ * other than `nodeId` (or all its other replicas, for a topic with fewer); returns those that do not.
  */
 export async function waitForReplicasBesides(settings: KafkaSettings, nodeId: number, timeoutMs: number): Promise<string[]> {
   const deadline = Date.now() + timeoutMs;
   let short: string[] = ['(metadata not read)'];
   while (Date.now() < deadline) {
-    const admin = new Admin({ ...baseClientOptions(settings), retries: 0, connectTimeout: 2_000, timeout: 5_000 });
-    try {
-      const topics = [...(await admin.listTopics({ includeInternals: true }))];
-      const metadata = await admin.metadata({ topics, forceUpdate: true });
-      short = [];
-      for (const [name, topic] of metadata.topics) {
-        topic.partitions.forEach((partition, index) => {
-          const others = partition.isr.filter((id) => id !== nodeId).length;
-          if (partition.leader < 0 || others < Math.min(MIN_INSYNC_REPLICAS, partition.replicas.length - 1)) short.push(`${name}-${index}`);
-        });
-      }
-      if (short.length === 0) return [];
-    } catch {
-      // A broker just back may refuse for a moment.
-    } finally {
-      await admin.close().catch(() => {});
-    }
+    // Each look bounded on its own: a call that hangs must not use up the whole wait.
+    const found = await Promise.race([partitionsShortBesides(settings, nodeId), sleep(10_000).then(() => undefined)]).catch(() => undefined);
+    if (found) short = found;
+    if (found?.length === 0) return [];
     await sleep(500);
   }
   return short;
+}
+
+async function partitionsShortBesides(settings: KafkaSettings, nodeId: number): Promise<string[]> {
+  const admin = new Admin({ ...baseClientOptions(settings), retries: 0, connectTimeout: 2_000, timeout: 5_000 });
+  try {
+    // The services' topics: this client's metadata() cannot read Kafka's internal ones (it fails
+    // on __consumer_offsets), whose replicas the brokers keep the same way.
+    const topics = [...(await admin.listTopics())];
+    const metadata = await admin.metadata({ topics, forceUpdate: true });
+    const short: string[] = [];
+    for (const [name, topic] of metadata.topics) {
+      topic.partitions.forEach((partition, index) => {
+        const others = partition.isr.filter((id) => id !== nodeId).length;
+        if (partition.leader < 0 || others < Math.min(MIN_INSYNC_REPLICAS, partition.replicas.length - 1)) short.push(`${name}-${index}`);
+      });
+    }
+    return short;
+  } finally {
+    void admin.close().catch(() => {});
+  }
 }
 
 async function startSingleBroker(dataDir: string, name: string): Promise<Started & { brokers: string }> {

@@ -23,6 +23,26 @@ export interface SessionOptions {
 }
 
 /** One message stream of a member; replaced when it fails. */
+/** The group's coordinator is elsewhere now. */
+const STALE_COORDINATOR_ERRORS = ['NOT_COORDINATOR', 'COORDINATOR_NOT_AVAILABLE'];
+
+/**
+ * Whether a failed join was sent to a broker that no longer coordinates the group. @platformatic/kafka
+ * (1.35) looks the coordinator up once per consumer and keeps it for the consumer's life, so such a
+ * member would ask the same broker forever (seen when the coordinator of a 3-node cluster was
+ * killed: every totals consumer stuck on "This is not the correct coordinator"). A member broken
+ * for it is replaced by a new consumer, which looks the coordinator up again.
+ */
+export function staleCoordinator(error: unknown): boolean {
+  const find = (error as { findBy?: (property: string, value: unknown) => unknown } | null)?.findBy;
+  if (typeof find !== 'function') return false;
+  return STALE_COORDINATOR_ERRORS.some((apiId) => find.call(error, 'apiId', apiId) != null);
+}
+
+function toError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
 export class ConsumerSession {
   /** Set once the stream or the membership broke. */
   private broken: Error | null = null;
@@ -54,6 +74,7 @@ export class ConsumerSession {
       // consume() tracked the topic before the join failed; untracking it makes the next consume()
       // join again (under the same member id) instead of streaming without a membership.
       member.consumer.topics.untrack(options.topic);
+      if (staleCoordinator(error)) member.broken ??= toError(error);
       throw error;
     }
     let topicId: string | undefined;
