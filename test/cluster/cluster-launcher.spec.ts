@@ -5,25 +5,15 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { readRunState, type RunState } from '../../src/cli/run-state.ts';
 import { sleep, waitForTotalCount } from '../../tools/load/add-load.ts';
 import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
-import { planTopology, topologyPorts, type Topology } from '../../tools/local-stack/topology.ts';
+import { freeClusterPortOffset, topologyPorts, type Topology } from '../../tools/local-stack/topology.ts';
 import { Launcher, listening, processesOf } from '../support/launcher-process.ts';
 import { missingTool } from '../support/tools.ts';
-
-/** Whether 127.0.0.1:port can be bound right now. */
-function free(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
 
 /** `summa status --json` on the run in dataDir: its exit code and report. */
 function status(dataDir: string): Promise<{ code: number; report: { components: { name: string; role: string; healthy: boolean; detail?: string }[] } }> {
@@ -34,16 +24,6 @@ function status(dataDir: string): Promise<{ code: number; report: { components: 
       resolve({ code: typeof error?.code === 'number' ? error.code : 0, report: JSON.parse(stdout) });
     }),
   );
-}
-
-/** A port offset under which every port of the cluster is free, so it runs beside an `npm start`. */
-async function freeOffset(): Promise<{ offset: number; topology: Topology }> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const offset = 1_000 + Math.floor(Math.random() * 9_000);
-    const topology = planTopology('cluster', { SUMMA_PORT_OFFSET: String(offset) });
-    if ((await Promise.all(topologyPorts(topology).map(free))).every(Boolean)) return { offset, topology };
-  }
-  throw new Error('found no port offset under which every port of the cluster is free');
 }
 
 /** The sum of a counter's samples whose line matches `filter`, from a service's /metrics. */
@@ -84,7 +64,7 @@ describe('npm start -- --cluster', { skip: missingTool('nginx'), timeout: 240_00
   });
 
   it('spreads Adds over three calculators behind nginx, survives a kill -9 of one, and stops cleanly', async () => {
-    const chosen = await freeOffset();
+    const chosen = await freeClusterPortOffset();
     topology = chosen.topology;
     const nginx = topology.nginx!;
     const calculators = topology.services.filter((service) => service.role === 'calculator');

@@ -3,12 +3,11 @@
 // Kafka and PostgreSQL the launcher runs, the benchmark learns them from its run state.
 import { spawnSync, type ChildProcess } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { readRunState, type ComponentRole, type KafkaClientSettings, type RunState } from '../../src/cli/run-state.ts';
 import { repoRoot } from '../lib/paths.ts';
 import { hasExited, spawnTiedToParent } from '../lib/tied-process.ts';
-import { planTopology, topologyPorts, type Topology } from '../local-stack/topology.ts';
+import { freeClusterPortOffset, type Topology } from '../local-stack/topology.ts';
 import { cpuSeconds, treeCpuSeconds } from './process-stats.ts';
 
 /** The parts whose CPU the benchmark reports apart. */
@@ -44,7 +43,7 @@ export async function startClusterStack(options: { dataDir: string; startTimeout
   // The launcher runs the services compiled (dist/), as `npm start` does after building them.
   const build = spawnSync(process.execPath, [path.join(repoRoot, 'tools/build/build.mjs'), '--if-stale'], { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit'] });
   if (build.status !== 0) throw new Error(`npm run build failed (${build.status ?? build.signal}); see its output above`);
-  const { offset, topology } = await freeOffset();
+  const { offset, topology } = await freeClusterPortOffset();
   const logFile = path.join(options.dataDir, 'launcher.log');
   const child = spawnTiedToParent(
     process.execPath,
@@ -124,20 +123,3 @@ async function waitForBanner(child: ChildProcess, logFile: string, timeoutMs: nu
   }
 }
 
-function free(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
-/** A port offset under which every port of the cluster is free, so it runs beside an `npm start`. */
-async function freeOffset(): Promise<{ offset: number; topology: Topology }> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const offset = 1_000 + Math.floor(Math.random() * 9_000);
-    const topology = planTopology('cluster', { SUMMA_PORT_OFFSET: String(offset) });
-    if ((await Promise.all(topologyPorts(topology).map(free))).every(Boolean)) return { offset, topology };
-  }
-  throw new Error('found no port offset under which every port of the cluster is free');
-}

@@ -3,6 +3,7 @@
 import type { ComponentRole } from '../../src/cli/run-state.ts';
 import { ConfigError, envInteger, envPort, type Env } from '../../src/platform/config.ts';
 import { DEFAULT_PORTS } from '../../src/platform/ports.ts';
+import { portIsFree } from '../lib/free-port.ts';
 
 export type TopologyName = 'single' | 'cluster';
 export type ServiceRole = Extract<ComponentRole, 'calculator' | 'relay' | 'totals'>;
@@ -153,4 +154,17 @@ export function assertDistinctPorts(topology: Topology): void {
     if (port !== 0 && seen.has(port)) throw new ConfigError(`port ${port} is given to two parts of the ${topology.name} topology; set its variables apart`);
     seen.add(port);
   }
+}
+
+/**
+ * A port offset under which every port of the cluster is free right now, so that a second cluster
+ * (a test's, the benchmark's) runs beside an `npm start`.
+ */
+export async function freeClusterPortOffset(): Promise<{ offset: number; topology: Topology }> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const offset = 1_000 + Math.floor(Math.random() * 9_000);
+    const topology = planTopology('cluster', { SUMMA_PORT_OFFSET: String(offset) });
+    if ((await Promise.all(topologyPorts(topology).map(portIsFree))).every(Boolean)) return { offset, topology };
+  }
+  throw new Error('found no port offset under which every port of the cluster is free');
 }
