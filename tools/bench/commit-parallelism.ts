@@ -27,6 +27,7 @@ import { freePort } from '../lib/free-port.ts';
 import { repoRoot } from '../lib/paths.ts';
 import { BenchProcess, httpReady } from './bench-process.ts';
 import { cpuSeconds, treeCpuSeconds } from './process-stats.ts';
+import { benchCleanups } from './cleanups.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -94,17 +95,7 @@ const log = (message: string) => console.error(`[bench:commits ${new Date().toIS
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const round = (value: number, digits = 2) => Number(value.toFixed(digits));
 
-const cleanups: (() => Promise<unknown>)[] = [];
-async function cleanUp(): Promise<void> {
-  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-  cleanups.length = 0;
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    log(`${signal}: stopping`);
-    void cleanUp().finally(() => process.exit(130));
-  });
-}
+const { cleanups, cleanUp } = benchCleanups(log);
 
 /** Closed-loop callers over HTTP, spread over `targets`, until `until`; returns the Adds acknowledged. */
 async function addLoad(targets: string[], callers: number, prefix: string, until: number): Promise<number> {

@@ -22,6 +22,7 @@ import { BenchProcess, httpReady } from './bench-process.ts';
 import { runClusterPhase, type ClusterFigures } from './cluster-phase.ts';
 import { runLoad, type LoadResult } from './k6-load.ts';
 import { cpuSeconds, peakRssMb, processTree, treeCpuSeconds } from './process-stats.ts';
+import { benchCleanups } from './cleanups.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -49,17 +50,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const round = (value: number, digits = 2) => Number(value.toFixed(digits));
 const loadAverage = () => os.loadavg().map((value) => round(value));
 
-const cleanups: (() => Promise<unknown>)[] = [];
-async function cleanUp(): Promise<void> {
-  for (const cleanup of cleanups.reverse()) await cleanup().catch(() => {});
-  cleanups.length = 0;
-}
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    log(`${signal}: stopping`);
-    void cleanUp().finally(() => process.exit(130));
-  });
-}
+const { cleanups, cleanUp } = benchCleanups(log);
 
 /** The command line's options as given, for the record of the run. */
 function benchArguments(): string {
