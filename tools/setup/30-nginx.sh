@@ -18,15 +18,7 @@ proxies_grpc "$command" && exit 0
 if found="$(command -v nginx)" && proxies_grpc "$found"; then exit 0; fi
 
 if DEBIAN_DEPENDS='libssl[0-9.]*' debian_unpack nginx nginx; then
-  mkdir -p "$project_bin"
-  cat >"$command" <<'LAUNCHER'
-#!/bin/sh
-# Debian's nginx, unpacked by tools/setup/30-nginx.sh with its TLS library. exec keeps the pid nginx's.
-unpacked="$(cd "$(dirname "$0")/../debian/nginx" && pwd)"
-LD_LIBRARY_PATH="$(for dir in "$unpacked"/usr/lib/*-linux-gnu; do printf '%s:' "$dir"; done)${LD_LIBRARY_PATH:-}" \
-  exec "$unpacked/usr/sbin/nginx" "$@"
-LAUNCHER
-  chmod +x "$command"
+  debian_command nginx usr/sbin/nginx
   if proxies_grpc "$command"; then
     echo "nginx: unpacked $(grep '^nginx=' "$debian_dir/nginx/packages.txt") into $debian_dir/nginx" >&2
     exit 0

@@ -12,15 +12,7 @@ runs "$command" && exit 0
 if found="$(command -v openssl)" && runs "$found"; then exit 0; fi
 
 if DEBIAN_DEPENDS='libssl[0-9.]*' debian_unpack openssl openssl; then
-  mkdir -p "$project_bin"
-  cat >"$command" <<'LAUNCHER'
-#!/bin/sh
-# Debian's openssl, unpacked by tools/setup/50-openssl.sh with its library.
-unpacked="$(cd "$(dirname "$0")/../debian/openssl" && pwd)"
-LD_LIBRARY_PATH="$(for dir in "$unpacked"/usr/lib/*-linux-gnu; do printf '%s:' "$dir"; done)${LD_LIBRARY_PATH:-}" \
-  OPENSSL_CONF="$unpacked/etc/ssl/openssl.cnf" exec "$unpacked/usr/bin/openssl" "$@"
-LAUNCHER
-  chmod +x "$command"
+  debian_command openssl usr/bin/openssl 'OPENSSL_CONF="$unpacked/etc/ssl/openssl.cnf"'
   if runs "$command"; then
     echo "openssl: unpacked $(grep '^openssl=' "$debian_dir/openssl/packages.txt") into $debian_dir/openssl" >&2
     exit 0

@@ -108,3 +108,23 @@ machine_tool() {
   fi
   return 1
 }
+
+# debian_command NAME PROGRAM [VAR=VALUE...]: writes $project_bin/NAME, a launcher for PROGRAM (a path
+# inside $debian_dir/NAME) that finds the unpacked libraries, with the given extra environment; a
+# VALUE may use $unpacked for that folder. exec keeps the pid the program's own.
+debian_command() {
+  local name="$1" program="$2"
+  shift 2
+  local extra_env=""
+  local assignment
+  for assignment in "$@"; do extra_env+="$assignment "; done
+  mkdir -p "$project_bin"
+  cat >"$project_bin/$name" <<LAUNCHER
+#!/bin/sh
+# Debian's $name, unpacked by tools/setup with its libraries.
+unpacked="\$(cd "\$(dirname "\$0")/../debian/$name" && pwd)"
+LD_LIBRARY_PATH="\$(for dir in "\$unpacked"/usr/lib/*-linux-gnu; do printf '%s:' "\$dir"; done)\${LD_LIBRARY_PATH:-}" \\
+  ${extra_env}exec "\$unpacked/$program" "\$@"
+LAUNCHER
+  chmod +x "$project_bin/$name"
+}
