@@ -14,6 +14,21 @@ export interface TotalsConfig extends ServiceConfig, KafkaConfig {
    * fallback, and serves ?consistency=strong).
    */
   readonly readDatabaseUrl: string | undefined;
+  /** What the console page at / reaches beyond this service's own database and Kafka. */
+  readonly console: ConsoleConfig;
+}
+
+export interface ConsoleConfig {
+  /**
+   * The calculator's HTTP API (http://127.0.0.1:8090), to which the console forwards the Adds sent
+   * from its form; undefined: the form answers that no calculator is configured.
+   */
+  readonly calculatorUrl: string | undefined;
+  /**
+   * The data folder of an `npm start`, whose run state (run/components.json) names every component:
+   * the console shows their health as `summa status` does. Undefined: it shows this service's own.
+   */
+  readonly runDataDir: string | undefined;
 }
 
 export function readTotalsConfig(env: Env = process.env): TotalsConfig {
@@ -25,6 +40,10 @@ export function readTotalsConfig(env: Env = process.env): TotalsConfig {
     deadLetterTopic: envDeadLetterTopic(env),
     stallAfterMs: envInteger(env, 'TOTALS_STALL_AFTER_MS', 10_000, { min: 100, max: 3_600_000 }),
     readDatabaseUrl: envOptionalDatabaseUrl(env, 'TOTALS_READ_DATABASE_URL'),
+    console: Object.freeze({
+      calculatorUrl: envOptionalHttpUrl(env, 'TOTALS_CONSOLE_CALCULATOR_URL'),
+      runDataDir: env.TOTALS_CONSOLE_DATA_DIR?.trim() || undefined,
+    }),
   });
 }
 
@@ -32,4 +51,17 @@ function envDeadLetterTopic(env: Env): string {
   const topic = envTopicName(env, 'TOTALS_DEAD_LETTER_TOPIC', `${envTopic(env)}.dlq`);
   if (topic === envTopic(env)) throw new ConfigError('TOTALS_DEAD_LETTER_TOPIC must differ from KAFKA_TOPIC');
   return topic;
+}
+
+function envOptionalHttpUrl(env: Env, name: string): string | undefined {
+  const raw = env[name]?.trim();
+  if (!raw) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${name} must be an http:// or https:// URL, got ${JSON.stringify(raw)}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ConfigError(`${name} must be an http:// or https:// URL, got ${JSON.stringify(raw)}`);
+  return url.origin;
 }

@@ -2,6 +2,9 @@ import { createPool } from '../platform/db/pool.ts';
 import { createBatchConsumer } from '../platform/kafka/batch-consumer.ts';
 import type { PartitionStall } from '../platform/kafka/partition-stalls.ts';
 import { createEventPublisher } from '../platform/kafka/publisher.ts';
+import { baseClientOptions, parseBrokerList } from '../platform/kafka/settings.ts';
+import { readRunState } from '../cli/run-state.ts';
+import { kafkaConnectionOptions } from '../cli/status-kafka.ts';
 import type { Logger } from '../platform/logger.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
 import { kafkaSettingsOf } from '../platform/service/service-config.ts';
@@ -14,6 +17,10 @@ import { createTotalsMetrics, registerConsumerLagGauge, registerReplicaReadMetri
 import { TotalReader } from './total-reads.ts';
 import { TOTALS_MIGRATIONS, TOTALS_SCHEMA } from './schema.ts';
 import { TotalsStore } from './totals-store.ts';
+import { registerConsoleRoutes } from './console/console-routes.ts';
+import { PipelineSampler } from './console/pipeline-sampler.ts';
+import { pipelineStatus } from './console/pipeline-status.ts';
+import { TopicBrowser, type BrowserClientOptions } from './console/topic-browser.ts';
 
 export type RunningTotals = RunningService;
 
@@ -61,14 +68,32 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
       const onRead = registerReplicaReadMetrics(registry, readPool && (() => reader.readReplicaLag()));
       const reader = new TotalReader({ primary: pool, replica: readPool, logger, onRead });
       registerTotalsRoutes(http, store, reader);
+      let started = false;
+      const sampler = new PipelineSampler({
+        pool,
+        store,
+        logger,
+        status: pipelineStatus({
+          runDataDir: config.console.runDataDir,
+          ownLag: () => consumer.lag(),
+          ownProblem: () => (started ? describeStalls(consumer.stalled()) : 'starting'),
+        }),
+      });
+      const browser = new TopicBrowser({
+        clientOptions: () => consoleKafkaOptions(config.console.runDataDir, baseClientOptions(kafkaSettingsOf(config, 'summa-console'))),
+        topic: config.topic,
+        groupId: config.groupId,
+      });
+      registerConsoleRoutes(http, { pool, sampler, browser, calculatorUrl: config.console.calculatorUrl });
       return {
         async start() {
           await consumer.start();
+          started = true;
           return {
             notReadyReason: () => describeStalls(consumer.stalled()),
             // The batch in flight is applied and committed, and the group left, before reads stop
             // being served; a successor resumes from that commit.
-            stopSteps: { beforeDelay: [() => consumer.close(), () => deadLetterPublisher.close()], afterHttpClose: [async () => readPool?.end()] },
+            stopSteps: { beforeDelay: [() => sampler.stop(), () => consumer.close(), () => deadLetterPublisher.close(), () => browser.close()], afterHttpClose: [async () => readPool?.end()] },
           };
         },
       };
@@ -80,4 +105,15 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
 function describeStalls(stalls: PartitionStall[]): string | undefined {
   if (stalls.length === 0) return undefined;
   return stalls.map((stall) => `partition ${stall.partition} stalled at offset ${stall.offset} (${stall.reason}): ${stall.detail}`).join('; ');
+}
+
+/**
+ * The console browses Kafka as the launcher's administrator when a run state names one (in a
+ * cluster this service's own user may only read its topic); otherwise as this service.
+ */
+async function consoleKafkaOptions(runDataDir: string | undefined, own: BrowserClientOptions): Promise<BrowserClientOptions> {
+  const state = runDataDir === undefined ? null : await readRunState(runDataDir).catch(() => null);
+  if (!state?.kafkaAdmin) return own;
+  const { tls, sasl } = kafkaConnectionOptions(state.kafkaAdmin);
+  return { clientId: own.clientId, bootstrapBrokers: parseBrokerList(state.kafkaBrokers), connectTimeout: own.connectTimeout, timeout: own.timeout, ...(tls ? { tls } : {}), ...(sasl ? { sasl } : {}) };
 }
