@@ -20,6 +20,8 @@ export const TOOLS = {
   openssl: { onPath: true },
   // The machine's nginx will do when it can proxy gRPC; tools/setup/30-nginx.sh checks that.
   nginx: { onPath: true, override: 'NGINX_BIN' },
+  // The console's browser test drives it with playwright-core; any recent Chromium will do.
+  chromium: { onPath: true, override: 'CHROMIUM_BIN' },
 } satisfies Record<string, ToolSpec>;
 
 export type ToolName = keyof typeof TOOLS;

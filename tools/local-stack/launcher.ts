@@ -160,6 +160,10 @@ async function main(): Promise<void> {
     DATABASE_URL: databaseUrl,
     KAFKA_BROKERS: kafkaBrokers,
     ...(replicaDatabaseUrl && !env.TOTALS_READ_DATABASE_URL ? { TOTALS_READ_DATABASE_URL: replicaDatabaseUrl } : {}),
+    // The console (totals, /) forwards its Adds to the calculators' entry point and shows every
+    // component's health from this run's state.
+    TOTALS_CONSOLE_CALCULATOR_URL: env.TOTALS_CONSOLE_CALCULATOR_URL ?? `${scheme}://127.0.0.1:${topology.entryPoints.calculatorHttp}`,
+    TOTALS_CONSOLE_DATA_DIR: env.TOTALS_CONSOLE_DATA_DIR ?? dataDir,
   };
   await withTimeout(
     Promise.all(topology.services.map((service) => supervisor.start(serviceProcess(service, serviceEnv)))),
@@ -326,7 +330,7 @@ function banner(): string {
   const { entryPoints } = topology;
   const ports = (list: number[]) => list.map((port) => `:${port}`).join(' ');
   const services = (role: string) => topology.services.filter((service) => service.role === role);
-  const lines = ['', `Summa is running${clustered ? ' (cluster)' : ''}.`];
+  const lines = ['', `Summa is running${clustered ? ' (cluster)' : ''}.`, `  Console           ${scheme}://127.0.0.1:${entryPoints.totalsHttp}/`];
   if (topology.nginx) {
     const nginx = topology.nginx;
     lines.push(
