@@ -60,7 +60,7 @@ describe('the console page in a real browser, on `npm start`', { skip: missingTo
     // An Add through the form moves the total.
     await page.getByLabel('First number').fill('5');
     await page.getByLabel('Second number').fill('10');
-    await page.getByLabel(/^Request id/).fill('console-1');
+    await page.getByLabel(/^Request id \(optional/).fill('console-1');
     await page.getByRole('button', { name: 'Send' }).click();
     await page.locator('#add-answer [data-replayed="false"]').waitFor();
     assert.match(await page.locator('#add-answer').innerText(), /Sum 15 under request id console-1/);
@@ -92,6 +92,11 @@ describe('the console page in a real browser, on `npm start`', { skip: missingTo
     await mkdir(ARTIFACTS, { recursive: true });
     const screenshot = path.join(ARTIFACTS, 'console.png');
     await page.screenshot({ path: screenshot, fullPage: true });
+    // Readable on a phone: nothing wider than the screen but the tables, which scroll in their own box.
+    await page.setViewportSize({ width: 390, height: 844 });
+    assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), 390);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'console-phone.png'), fullPage: true });
+    await page.setViewportSize({ width: 1200, height: 1400 });
     if (process.env.SUMMA_CONSOLE_SCREENSHOT) await copyFile(screenshot, path.resolve(repoRoot, process.env.SUMMA_CONSOLE_SCREENSHOT));
 
     // A killed relay is shown down (while the launcher restarts it).
