@@ -68,9 +68,8 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleDepende
   app.get<{ Params: { topic: string; partition: string }; Querystring: { limit?: string } }>(
     '/console/topics/:topic/partitions/:partition/records',
     async (request) => {
-      const partition = wholeNumber(request.params.partition, 'partition', 2 ** 31 - 1);
-      const limit = request.query.limit === undefined ? 20 : wholeNumber(request.query.limit, 'limit', MAX_RECORDS);
-      if (limit < 1) throw invalidArgument(`limit must be from 1 to ${MAX_RECORDS}`);
+      const partition = wholeNumber(request.params.partition, 'partition', 0, 2 ** 31 - 1);
+      const limit = request.query.limit === undefined ? 20 : wholeNumber(request.query.limit, 'limit', 1, MAX_RECORDS);
       return { topic: request.params.topic, partition, records: await deps.browser.latestRecords(request.params.topic, partition, limit) };
     },
   );
@@ -92,7 +91,9 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleDepende
   });
 }
 
-function wholeNumber(text: string, name: string, max: number): number {
-  if (!/^\d{1,10}$/.test(text) || Number(text) > max) throw invalidArgument(`${name} must be a whole number from 0 to ${max}, got ${JSON.stringify(text)}`);
+function wholeNumber(text: string, name: string, min: number, max: number): number {
+  if (!/^\d{1,10}$/.test(text) || Number(text) < min || Number(text) > max) {
+    throw invalidArgument(`${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`);
+  }
   return Number(text);
 }
