@@ -136,6 +136,17 @@ describe('a tool that cannot be had', () => {
     }
   });
 
+  it('chromium, with the libraries it lacks, runs headless and renders a page', () => {
+    const dir = project();
+    const result = runSetup(dir, '60-chromium.sh', { PATH: pathWithout(['chromium']) });
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(unpacked(dir, 'chromium', '--headless', '--no-sandbox', '--version'), /^Chromium \d+/);
+    const page = 'data:text/html,<p id=x>summa</p><script>document.getElementById("x").textContent += " rendered"</script>';
+    const profile = mkdtempSync(path.join(scratch, 'chromium-profile-'));
+    const dom = unpacked(dir, 'chromium', '--headless', '--no-sandbox', `--user-data-dir=${profile}`, '--dump-dom', page);
+    assert.match(dom, /<p id="x">summa rendered<\/p>/);
+  });
+
   it('nginx: a machine nginx that cannot proxy gRPC is not taken', () => {
     const fake = path.join(scratch, 'machine-nginx');
     mkdirSync(fake, { recursive: true });
