@@ -97,7 +97,6 @@ describe('the console page in a real browser, on `npm start`', { skip: missingTo
     assert.equal(await page.evaluate(() => document.documentElement.scrollWidth), 390);
     await page.screenshot({ path: path.join(ARTIFACTS, 'console-phone.png'), fullPage: true });
     await page.setViewportSize({ width: 1200, height: 1400 });
-    if (process.env.SUMMA_CONSOLE_SCREENSHOT) await copyFile(screenshot, path.resolve(repoRoot, process.env.SUMMA_CONSOLE_SCREENSHOT));
 
     // A killed relay is shown down (while the launcher restarts it).
     await page.locator('#components li[data-component="relay"][data-healthy="true"]').waitFor();
@@ -105,6 +104,8 @@ describe('the console page in a real browser, on `npm start`', { skip: missingTo
     const relay = state!.components.find((component) => component.role === 'relay')!;
     process.kill(relay.pid!, 'SIGKILL');
     await page.locator('#components li[data-component="relay"][data-healthy="false"]').waitFor({ timeout: 15_000 });
-    await page.screenshot({ path: path.join(ARTIFACTS, 'console-relay-down.png'), fullPage: true });
+    const down = path.join(ARTIFACTS, 'console-relay-down.png');
+    await page.screenshot({ path: down, fullPage: true });
+    if (process.env.SUMMA_CONSOLE_SCREENSHOT) await copyFile(down, path.resolve(repoRoot, process.env.SUMMA_CONSOLE_SCREENSHOT));
   });
 });
