@@ -52,6 +52,7 @@ export class PipelineSampler {
   private previous: { at: number; count: number | null; accepted: bigint | null } | undefined;
   private latestStatus: { components: ComponentHealth[]; consumerLag: PartitionLag[]; problem?: string } = { components: [], consumerLag: [] };
   private sampling = false;
+  private probing = false;
   private stopped = false;
 
   constructor(private readonly options: SamplerOptions) {}
@@ -92,9 +93,13 @@ export class PipelineSampler {
     this.statusTimer = undefined;
   }
 
-  /** One probe at a time: a hung component must not pile probes up. */
+  /** One probe at a time: a hung component must not pile probes up, nor a page that leaves and comes back start a second chain. */
   private refreshStatus(): void {
+    if (this.probing) return;
+    this.probing = true;
     const next = () => {
+      this.probing = false;
+      clearTimeout(this.statusTimer);
       if (this.timer) this.statusTimer = setTimeout(() => this.refreshStatus(), this.options.statusIntervalMs ?? 2_000);
     };
     this.options.status

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { Pool } from '../../src/platform/db/pool.ts';
+import { createLogger } from '../../src/platform/logger.ts';
+import { PipelineSampler, type PipelineSample } from '../../src/totals/console/pipeline-sampler.ts';
+import type { PipelineStatus } from '../../src/totals/console/pipeline-status.ts';
+import type { TotalsStore } from '../../src/totals/totals-store.ts';
+
+const logger = createLogger('sampler-test', { LOG_LEVEL: 'silent' });
+
+/** A database whose figures the test sets: the count, the outbox sequence, the backlog. */
+function fakeDatabase() {
+  const figures = { count: 0, accepted: 0, pending: 0, failSequence: false };
+  const pool = {
+    async query(sql: string) {
+      if (sql.includes('outbox_id_seq')) {
+        if (figures.failSequence) throw new Error('relation "calculator.outbox_id_seq" does not exist');
+        return { rows: [{ accepted: String(figures.accepted) }] };
+      }
+      return { rows: [{ pending: String(figures.pending), parked: '0', oldest: figures.pending ? 3.5 : null }] };
+    },
+  } as unknown as Pool;
+  const store = { readTotal: async () => ({ total: String(figures.count * 10), count: figures.count }) } as unknown as TotalsStore;
+  return { figures, pool, store };
+}
+
+const status: PipelineStatus = {
+  probe: async () => ({
+    components: [{ name: 'relay', role: 'relay', healthy: false, detail: 'process 42 is not running' }],
+    consumerLag: [
+      { partition: 0, committed: 5, end: 8, lag: 3 },
+      { partition: 1, committed: null, end: null, lag: null, error: 'no leader' },
+    ],
+  }),
+};
+
+function nextSample(sampler: PipelineSampler): Promise<PipelineSample> {
+  return new Promise((resolve) => {
+    const unsubscribe = sampler.subscribe((sample) => {
+      unsubscribe();
+      resolve(sample);
+    });
+  });
+}
+
+describe('the console sampler', () => {
+  it('turns counts into rates per second between samples, and sums the known lags', async () => {
+    const { figures, pool, store } = fakeDatabase();
+    const sampler = new PipelineSampler({ pool, store, status, logger, intervalMs: 200, statusIntervalMs: 50 });
+    try {
+      const first = await nextSample(sampler);
+      assert.equal(first.acceptedPerSecond, null, 'no rate without a previous sample');
+      assert.equal(first.appliedPerSecond, null);
+      figures.count = 40;
+      figures.accepted = 50;
+      figures.pending = 10;
+      await new Promise((resolve) => setTimeout(resolve, 100)); // the status probe has answered by now
+      const second = await nextSample(sampler);
+      const seconds = (second.at - first.at) / 1000;
+      assert.ok(Math.abs(second.appliedPerSecond! - 40 / seconds) < 1e-9);
+      assert.ok(Math.abs(second.acceptedPerSecond! - 50 / seconds) < 1e-9);
+      assert.equal(second.total, '400');
+      assert.deepEqual(second.outbox, { pending: 10, parked: 0, oldestAgeSeconds: 3.5 });
+      assert.equal(second.totalLag, 3, 'the partition without a leader is left out, not counted as 0 lag');
+      assert.deepEqual(second.components.map((c) => c.healthy), [false]);
+      assert.deepEqual(sampler.recent().map((s) => s.at), [first.at, second.at]);
+    } finally {
+      sampler.stop();
+    }
+  });
+
+  it('says which figure it could not read, and still gives the others', async () => {
+    const { figures, pool, store } = fakeDatabase();
+    figures.failSequence = true;
+    const sampler = new PipelineSampler({ pool, store, status, logger, intervalMs: 100 });
+    try {
+      const sample = await nextSample(sampler);
+      assert.equal(sample.acceptedPerSecond, null);
+      assert.equal(sample.count, 0);
+      assert.match(sample.problems.join('\n'), /accepted Adds \(calculator\.outbox_id_seq\): relation "calculator\.outbox_id_seq" does not exist/);
+    } finally {
+      sampler.stop();
+    }
+  });
+
+  it('samples only while someone listens, and keeps a bounded history', async () => {
+    const { pool, store } = fakeDatabase();
+    const sampler = new PipelineSampler({ pool, store, status, logger, intervalMs: 20, historySize: 3 });
+    try {
+      const seen: number[] = [];
+      const unsubscribe = sampler.subscribe((sample) => seen.push(sample.at));
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      unsubscribe();
+      const count = seen.length;
+      assert.ok(count >= 4, `sampled ${count} times`);
+      assert.equal(sampler.recent().length, 3);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(sampler.recent().at(-1)!.at, seen.at(-1), 'no sample is taken while nobody listens');
+    } finally {
+      sampler.stop();
+    }
+  });
+});
