@@ -20,6 +20,7 @@ import { TotalsStore } from './totals-store.ts';
 import { registerConsoleRoutes } from './console/console-routes.ts';
 import { PipelineSampler } from './console/pipeline-sampler.ts';
 import { pipelineStatus } from './console/pipeline-status.ts';
+import { bucketCounts } from './console/latency-window.ts';
 import { TopicBrowser, type BrowserClientOptions } from './console/topic-browser.ts';
 
 export type RunningTotals = RunningService;
@@ -73,6 +74,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
         pool,
         store,
         logger,
+        endToEnd: async () => bucketCounts((await metrics.endToEndSeconds.get()).values),
         status: pipelineStatus({
           runDataDir: config.console.runDataDir,
           ownLag: () => consumer.lag(),

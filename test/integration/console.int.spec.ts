@@ -85,6 +85,7 @@ describe('the console endpoints of the totals service', { timeout: 120_000 }, ()
     assert.equal(last.total, '0');
     assert.equal(last.count, 0);
     assert.equal(last.appliedPerSecond, 0);
+    assert.deepEqual(last.endToEnd, { events: 0, p50: null, p99: null });
     // No calculator schema in this database: said, not hidden.
     assert.ok(last.problems.some((problem: string) => problem.includes('calculator.outbox_id_seq')), JSON.stringify(last.problems));
     assert.deepEqual(last.components.map((c: { name: string; healthy: boolean }) => [c.name, c.healthy]), [['totals (this instance)', true]]);

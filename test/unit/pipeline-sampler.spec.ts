@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Pool } from '../../src/platform/db/pool.ts';
 import { createLogger } from '../../src/platform/logger.ts';
+import { bucketCounts, latencyPercentiles, type BucketCounts } from '../../src/totals/console/latency-window.ts';
 import { PipelineSampler, type PipelineSample } from '../../src/totals/console/pipeline-sampler.ts';
 import type { PipelineStatus } from '../../src/totals/console/pipeline-status.ts';
 import type { TotalsStore } from '../../src/totals/totals-store.ts';
@@ -99,5 +100,31 @@ describe('the console sampler', () => {
     } finally {
       sampler.stop();
     }
+  });
+});
+
+describe('end-to-end latency percentiles from histogram buckets', () => {
+  const buckets = (counts: number[]): BucketCounts => [0.01, 0.05, 0.25, 1, Infinity].map((bound, i) => [bound, counts[i]!]);
+
+  it('counts only the events since the earlier reading, and names the bucket each percentile falls under', () => {
+    const before = buckets([100, 100, 100, 100, 100]);
+    const now = buckets([150, 190, 199, 200, 200]); // 100 new: 50 ≤ 10 ms, 40 more ≤ 50 ms, 9 ≤ 250 ms, 1 ≤ 1 s
+    assert.deepEqual(latencyPercentiles(now, before), { events: 100, p50: 0.01, p99: 0.25 });
+    assert.deepEqual(latencyPercentiles(now, undefined), { events: 200, p50: 0.01, p99: 0.25 });
+  });
+
+  it('says +Inf above the largest bucket (kept through JSON), and nothing without events', () => {
+    assert.deepEqual(latencyPercentiles(buckets([0, 0, 0, 0, 3]), undefined), { events: 3, p50: '+Inf', p99: '+Inf' });
+    assert.deepEqual(latencyPercentiles(buckets([5, 5, 5, 5, 5]), buckets([5, 5, 5, 5, 5])), { events: 0, p50: null, p99: null });
+  });
+
+  it('reads the buckets of a prom-client histogram', () => {
+    const values = [
+      { metricName: 'x_bucket', labels: { le: '+Inf' }, value: 4 },
+      { metricName: 'x_bucket', labels: { le: 0.5 }, value: 3 },
+      { metricName: 'x_sum', labels: {}, value: 1.2 },
+      { metricName: 'x_count', labels: {}, value: 4 },
+    ];
+    assert.deepEqual(bucketCounts(values), [[0.5, 3], [Infinity, 4]]);
   });
 });

@@ -8,6 +8,7 @@ import { readOutboxBacklog, type OutboxBacklog } from '../../outbox/outbox-store
 import type { TotalsStore } from '../totals-store.ts';
 import type { ComponentHealth, PipelineStatus } from './pipeline-status.ts';
 import type { PartitionLag } from '../../cli/status-report.ts';
+import { latencyPercentiles, type BucketCounts, type LatencyPercentiles } from './latency-window.ts';
 
 export interface PipelineSample {
   /** When it was taken, ms since the epoch (this host's clock). */
@@ -20,6 +21,8 @@ export interface PipelineSample {
   /** Events applied to the total per second, since the previous sample. */
   appliedPerSecond: number | null;
   outbox: OutboxBacklog | null;
+  /** Accepted → applied, for the events this instance applied in the last LATENCY_WINDOW samples. */
+  endToEnd: LatencyPercentiles | null;
   consumerLag: PartitionLag[];
   /** The sum of the known lags. */
   totalLag: number | null;
@@ -38,7 +41,12 @@ export interface SamplerOptions {
   historySize?: number;
   /** How often the components are probed; each probe may take a few seconds when some hang. */
   statusIntervalMs?: number;
+  /** This instance's end-to-end latency histogram, cumulative. */
+  endToEnd?: () => Promise<BucketCounts>;
 }
+
+/** Samples the latency percentiles span: enough events to say something at a few Adds a second. */
+const LATENCY_WINDOW = 10;
 
 // Every accepted Add writes one outbox row in the same statement, numbered by this sequence, and a
 // replay writes none: its last value counts accepted Adds (a rolled-back Add leaves a gap, rarely).
@@ -47,6 +55,7 @@ const ACCEPTED_SQL = `SELECT CASE WHEN is_called THEN last_value ELSE last_value
 export class PipelineSampler {
   private readonly history: PipelineSample[] = [];
   private readonly listeners = new Set<(sample: PipelineSample) => void>();
+  private readonly latencyReadings: BucketCounts[] = [];
   private timer: NodeJS.Timeout | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
   private previous: { at: number; count: number | null; accepted: bigint | null } | undefined;
@@ -123,11 +132,18 @@ export class PipelineSampler {
         problems.push(`${what}: ${error.message}`);
         return null;
       };
-      const [total, accepted, outbox] = await Promise.all([
+      const [total, accepted, outbox, buckets] = await Promise.all([
         this.options.store.readTotal().catch(failed('total')),
         this.options.pool.query<{ accepted: string }>(ACCEPTED_SQL).then((result) => BigInt(result.rows[0]!.accepted), failed('accepted Adds (calculator.outbox_id_seq)')),
         readOutboxBacklog(this.options.pool).catch(failed('outbox backlog')),
+        this.options.endToEnd ? this.options.endToEnd().catch(failed('end-to-end latency')) : Promise.resolve(null),
       ]);
+      let endToEnd: LatencyPercentiles | null = null;
+      if (buckets) {
+        endToEnd = latencyPercentiles(buckets, this.latencyReadings[0]);
+        this.latencyReadings.push(buckets);
+        if (this.latencyReadings.length > LATENCY_WINDOW) this.latencyReadings.shift();
+      }
       const at = Date.now();
       const previous = this.previous;
       const seconds = previous ? (at - previous.at) / 1000 : 0;
@@ -144,6 +160,7 @@ export class PipelineSampler {
         acceptedPerSecond: rate(accepted, previous?.accepted),
         appliedPerSecond: rate(total?.count ?? null, previous?.count),
         outbox,
+        endToEnd,
         consumerLag: status.consumerLag,
         totalLag: known.length === 0 ? null : known.reduce((sum, p) => sum + p.lag!, 0),
         components: status.components,
