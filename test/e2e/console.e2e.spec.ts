@@ -66,7 +66,7 @@ describe('the console page in a real browser, on `npm start`', { skip: missingTo
     assert.match(await page.locator('#add-answer').innerText(), /Sum 15 under request id console-1/);
     await page.locator('#total', { hasText: /^15$/ }).waitFor();
     await page.locator('#count', { hasText: /^1$/ }).waitFor();
-    await page.locator('#latency', { hasText: /^≤ \d+ m?s \/ ≤ \d+ m?s$/ }).waitFor();
+    await page.locator('#latency', { hasText: /^≤ [\d.]+ m?s \/ ≤ [\d.]+ m?s$/ }).waitFor();
     // ... and the charts: the applied rate has a point above the baseline.
     await page.waitForFunction(() => {
       const points = document.querySelector('#chart-rates polyline.applied')?.getAttribute('points') ?? '';
