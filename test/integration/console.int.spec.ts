@@ -40,8 +40,10 @@ describe('the console endpoints of the totals service', { timeout: 120_000 }, ()
     base = `http://127.0.0.1:${totals.httpPort}`;
   });
 
+  let stopped = false;
+
   after(async () => {
-    await totals?.stop();
+    if (!stopped) await totals?.stop();
     await publisher?.close();
     await database?.drop();
   });
@@ -154,5 +156,17 @@ describe('the console endpoints of the totals service', { timeout: 120_000 }, ()
     const response = await fetch(`${base}/console/sums`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"num1":1,"num2":2}' });
     assert.equal(response.status, 503);
     assert.match(((await response.json()) as any).error.message, new RegExp(`the calculator at http://127\\.0\\.0\\.1:${calculatorPort} did not answer: ECONNREFUSED`));
+  });
+
+  // Last: it stops the service.
+  it('ends the open event streams when the service stops, rather than waiting on them', async () => {
+    const response = await fetch(`${base}/console/events`);
+    const reader = response.body!.getReader();
+    await reader.read(); // the history: the stream is open
+    const started = Date.now();
+    stopped = true;
+    await totals.stop();
+    assert.ok(Date.now() - started < 5_000, `stopped in ${Date.now() - started} ms with a page open`);
+    for (;;) if ((await reader.read()).done) break;
   });
 });

@@ -103,6 +103,18 @@ describe('the console sampler', () => {
   });
 });
 
+describe('the console sampler stopping', () => {
+  it('tells every listener, and any that comes later at once', () => {
+    const { pool, store } = fakeDatabase();
+    const sampler = new PipelineSampler({ pool, store, status, logger, intervalMs: 1_000 });
+    const ended: string[] = [];
+    sampler.subscribe(() => {}, () => ended.push('open page'));
+    sampler.stop();
+    sampler.subscribe(() => {}, () => ended.push('reconnecting page'));
+    assert.deepEqual(ended, ['open page', 'reconnecting page']);
+  });
+});
+
 describe('end-to-end latency percentiles from histogram buckets', () => {
   const buckets = (counts: number[]): BucketCounts => [0.01, 0.05, 0.25, 1, Infinity].map((bound, i) => [bound, counts[i]!]);
 

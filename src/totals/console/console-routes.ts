@@ -50,7 +50,10 @@ export function registerConsoleRoutes(app: FastifyInstance, deps: ConsoleDepende
     });
     const send = (event: string, data: unknown) => response.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
     send('history', deps.sampler.recent());
-    const unsubscribe = deps.sampler.subscribe((sample) => send('sample', sample));
+    const unsubscribe = deps.sampler.subscribe(
+      (sample) => send('sample', sample),
+      () => response.end(),
+    );
     request.raw.once('close', unsubscribe);
   });
 

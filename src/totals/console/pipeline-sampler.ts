@@ -54,7 +54,7 @@ const ACCEPTED_SQL = `SELECT CASE WHEN is_called THEN last_value ELSE last_value
 
 export class PipelineSampler {
   private readonly history: PipelineSample[] = [];
-  private readonly listeners = new Set<(sample: PipelineSample) => void>();
+  private readonly listeners = new Map<(sample: PipelineSample) => void, (() => void) | undefined>();
   private readonly latencyReadings: BucketCounts[] = [];
   private timer: NodeJS.Timeout | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
@@ -71,9 +71,18 @@ export class PipelineSampler {
     return [...this.history];
   }
 
-  /** Calls listener with every new sample until the returned function is called. */
-  subscribe(listener: (sample: PipelineSample) => void): () => void {
-    this.listeners.add(listener);
+  /**
+   * Calls listener with every new sample until the returned function is called; onStop when the
+   * sampler stops (an event stream ends its response then: an open stream would hold the HTTP
+   * server's close until the shutdown timeout).
+   */
+  subscribe(listener: (sample: PipelineSample) => void, onStop?: () => void): () => void {
+    // A page reconnecting while the service stops is ended at once, as the others were.
+    if (this.stopped) {
+      onStop?.();
+      return () => {};
+    }
+    this.listeners.set(listener, onStop);
     if (this.listeners.size === 1) this.begin();
     return () => {
       this.listeners.delete(listener);
@@ -83,7 +92,9 @@ export class PipelineSampler {
 
   stop(): void {
     this.stopped = true;
+    const stops = [...this.listeners.values()];
     this.listeners.clear();
+    for (const onStop of stops) onStop?.();
     this.pause();
   }
 
@@ -168,7 +179,7 @@ export class PipelineSampler {
       };
       this.history.push(sample);
       if (this.history.length > (this.options.historySize ?? 300)) this.history.shift();
-      for (const listener of this.listeners) listener(sample);
+      for (const listener of this.listeners.keys()) listener(sample);
     } catch (error) {
       this.options.logger.warn({ err: error }, 'console sample failed');
     } finally {
