@@ -6,6 +6,8 @@
 //       processes on an embedded PostgreSQL and Kafka in a temp dir;
 //   C   with --cluster, `npm start -- --cluster` behind nginx, and the apply throughput of 1 and
 //       3 totals consumers draining a backlog (cluster-phase.ts).
+// Then, over HTTP, POST /v1/sums on P's calculator against a bare Fastify echo server, with vegeta
+// for both (http-phase.ts).
 // Prints a table and writes tools/bench/results/latest.json.
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -21,6 +23,7 @@ import { appliedEvents } from './applied-events.ts';
 import { BenchProcess, httpReady } from './bench-process.ts';
 import { runClusterPhase, type ClusterFigures } from './cluster-phase.ts';
 import { runLoad, type LoadResult } from './k6-load.ts';
+import { runHttpPhase } from './http-phase.ts';
 import { cpuSeconds, peakRssMb, processTree, treeCpuSeconds } from './process-stats.ts';
 import { benchCleanups } from './cleanups.ts';
 
@@ -210,6 +213,20 @@ async function main(): Promise<void> {
   const drainRps = firstProgress ? (expected - firstProgress.count) / Math.max(0.001, (drainedAt - firstProgress.at) / 1000) : NaN;
   const drainTotalSeconds = (drainedAt - restartAt) / 1000;
 
+  const http = await runHttpPhase({
+    calculatorHttpPort: calculatorPort,
+    workers: VUS,
+    durationSeconds: plan.windowSeconds,
+    warmupSeconds: plan.warmupSeconds,
+    onAcknowledged: (count) => (expected += count),
+    log,
+    onCleanUp: (cleanup) => cleanups.push(cleanup),
+    cpuProfileDir: flags['cpu-prof'] ? PROFILE_DIR : undefined,
+  });
+  await waitApplied(expected);
+  const applied = await appliedCount();
+  if (applied !== expected) throw new Error(`${applied} events applied, but ${expected} sums were acknowledged`);
+
   const rssMb = {
     echo: round(echoRss, 1),
     calculator: round(peakRssMb(calculator.pid), 1),
@@ -264,6 +281,9 @@ async function main(): Promise<void> {
     drain_rps: round(drainRps, 0),
     fsyncs_per_request: round((s2.walFsyncs - s1.walFsyncs) / pOpen.acked, 4),
     rss_mb: rssMb,
+    http_echo_rps: http.http_echo_rps,
+    http_pipeline_rps: http.http_pipeline_rps,
+    http_ratio: http.http_ratio,
     details: {
       r1_closed: r1Closed,
       r1_open: r1Open,
@@ -280,6 +300,7 @@ async function main(): Promise<void> {
       cpu_ms_per_request_at_half_load: perRequest(s1, s2, pOpen.acked),
       drain: { backlog: fill.acked, fill_rps: round(fill.ackedPerSecond, 0), seconds_including_relay_start: round(drainTotalSeconds, 2) },
       infra_rss_mb: infraRssMb,
+      http: http.details,
     },
     ...(cluster ? { cluster } : {}),
   };
@@ -314,6 +335,9 @@ function printTable(r: {
   drain_rps: number;
   fsyncs_per_request: number;
   rss_mb: Record<string, number>;
+  http_echo_rps: number;
+  http_pipeline_rps: number;
+  http_ratio: number;
   details: { cpu_ms_per_request_at_half_load: Record<string, number>; echo_cpu_ms_per_request: number; p_closed_consumer_kept_up: boolean };
 }): void {
   const rows: [string, string, string, string][] = [
@@ -324,6 +348,7 @@ function printTable(r: {
     ['backlog drain (events/s)', '', String(r.drain_rps), ''],
     ['WAL fsyncs per request', '', String(r.fsyncs_per_request), 'target ≤ 0.05'],
     ['CPU ms per request', String(r.details.echo_cpu_ms_per_request), String(r.details.cpu_ms_per_request_at_half_load.all), JSON.stringify(r.details.cpu_ms_per_request_at_half_load)],
+    ['POST /v1/sums/s (vegeta, closed loop)', String(r.http_echo_rps), String(r.http_pipeline_rps), `P/echo = ${r.http_ratio} (bare Fastify echo)`],
     ['peak RSS (MB)', String(r.rss_mb.echo), `calc ${r.rss_mb.calculator}, relay ${r.rss_mb.relay}, totals ${r.rss_mb.totals}`, 'target ≤ 150 each'],
   ];
   const header: [string, string, string, string] = ['', 'R1 (echo)', 'P (pipeline)', ''];
