@@ -213,6 +213,18 @@ async function main(): Promise<void> {
   const drainRps = firstProgress ? (expected - firstProgress.count) / Math.max(0.001, (drainedAt - firstProgress.at) / 1000) : NaN;
   const drainTotalSeconds = (drainedAt - restartAt) / 1000;
 
+  const rssMb = {
+    echo: round(echoRss, 1),
+    calculator: round(peakRssMb(calculator.pid), 1),
+    relay: round(Math.max(relayRssFirst, peakRssMb(relay.pid)), 1),
+    totals: round(peakRssMb(totals.pid), 1),
+  };
+  const infraRssMb = {
+    kafka: round(peakRssMb(kafka.pid), 1),
+    postgres_largest_process: round(Math.max(...processTree(postmaster).map(peakRssMb)), 1),
+  };
+
+  // After peak RSS (a high-water mark) is read, so that it stays the gRPC phases' figure.
   const http = await runHttpPhase({
     calculatorHttpPort: calculatorPort,
     workers: VUS,
@@ -227,16 +239,6 @@ async function main(): Promise<void> {
   const applied = await appliedCount();
   if (applied !== expected) throw new Error(`${applied} events applied, but ${expected} sums were acknowledged`);
 
-  const rssMb = {
-    echo: round(echoRss, 1),
-    calculator: round(peakRssMb(calculator.pid), 1),
-    relay: round(Math.max(relayRssFirst, peakRssMb(relay.pid)), 1),
-    totals: round(peakRssMb(totals.pid), 1),
-  };
-  const infraRssMb = {
-    kafka: round(peakRssMb(kafka.pid), 1),
-    postgres_largest_process: round(Math.max(...processTree(postmaster).map(peakRssMb)), 1),
-  };
   const loadAtEnd = loadAverage();
   const pgVersion = (await sql.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
   await Promise.all([calculator.stop(), relay.stop(), totals.stop()]);
