@@ -6,6 +6,8 @@
 //       processes on an embedded PostgreSQL and Kafka in a temp dir;
 //   C   with --cluster, `npm start -- --cluster` behind nginx, and the apply throughput of 1 and
 //       3 totals consumers draining a backlog (cluster-phase.ts; still k6, --vus callers).
+// Then, over HTTP, POST /v1/sums on P's calculator against a bare Fastify echo server, with vegeta
+// for both (http-phase.ts).
 // Prints a table and writes tools/bench/results/latest.json.
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -22,6 +24,7 @@ import { repoRoot } from '../lib/paths.ts';
 import { appliedEvents } from './applied-events.ts';
 import { BenchProcess, httpReady } from './bench-process.ts';
 import { runClusterPhase, type ClusterFigures } from './cluster-phase.ts';
+import { runHttpPhase } from './http-phase.ts';
 import { cpuSeconds, peakRssMb, processTree, residentMb, treeCpuSeconds } from './process-stats.ts';
 import { benchCleanups } from './cleanups.ts';
 
@@ -242,6 +245,22 @@ async function main(): Promise<void> {
     kafka: round(peakRssMb(kafka.pid), 1),
     postgres_largest_process: round(Math.max(...processTree(postmaster).map(peakRssMb)), 1),
   };
+
+  // After peak RSS (a high-water mark) is read, so that it stays the gRPC phases' figure.
+  const http = await runHttpPhase({
+    calculatorHttpPort: calculatorPort,
+    workers: CALLERS.concurrency,
+    durationSeconds: plan.windowSeconds,
+    warmupSeconds: plan.warmupSeconds,
+    onAcknowledged: (count) => (expected += count),
+    log,
+    onCleanUp: (cleanup) => cleanups.push(cleanup),
+    cpuProfileDir: flags['cpu-prof'] ? PROFILE_DIR : undefined,
+  });
+  await waitApplied(expected);
+  const applied = await appliedCount();
+  if (applied !== expected) throw new Error(`${applied} events applied, but ${expected} sums were acknowledged`);
+
   const loadAtEnd = loadAverage();
   const pgVersion = (await sql.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
   await Promise.all([calculator.stop(), relay.stop(), totals.stop()]);
@@ -295,6 +314,9 @@ async function main(): Promise<void> {
     rss_at_rest_mb: rssAtRestMb,
     cpu_ms_per_request: perRequest(s0, s1, pClosed.acked),
     generator_cpu_ms_per_request: round(pClosed.generatorCpuMsPerRequest, 4),
+    http_echo_rps: http.http_echo_rps,
+    http_pipeline_rps: http.http_pipeline_rps,
+    http_ratio: http.http_ratio,
     details: {
       r1_closed: r1Closed,
       r1_open: r1Open,
@@ -312,6 +334,7 @@ async function main(): Promise<void> {
       cpu_ms_per_request_at_half_load: perRequest(s1, s2, pOpen.acked),
       drain: { backlog: fill.acked, fill_rps: round(fill.ackedPerSecond, 0), seconds_including_relay_start: round(drainTotalSeconds, 2) },
       infra_rss_mb: infraRssMb,
+      http: http.details,
     },
     ...(cluster ? { cluster } : {}),
   };
@@ -349,6 +372,9 @@ function printTable(r: {
   rss_at_rest_mb: Record<string, number>;
   cpu_ms_per_request: Record<string, number>;
   generator_cpu_ms_per_request: number;
+  http_echo_rps: number;
+  http_pipeline_rps: number;
+  http_ratio: number;
   details: { cpu_ms_per_request_at_half_load: Record<string, number>; echo_cpu_ms_per_request: number; r1_generator_cpu_ms_per_request: number; p_closed_consumer_kept_up: boolean };
 }): void {
   const rows: [string, string, string, string][] = [
@@ -362,6 +388,7 @@ function printTable(r: {
     ['CPU ms per request, saturated', '', String(r.cpu_ms_per_request.all), `target ≤ 0.6; ${JSON.stringify(r.cpu_ms_per_request)}`],
     ['generator (ghz) CPU ms per request, saturated', String(r.details.r1_generator_cpu_ms_per_request), String(r.generator_cpu_ms_per_request), ''],
     ['RSS at rest (MB)', '', `calc ${r.rss_at_rest_mb.calculator}, relay ${r.rss_at_rest_mb.relay}, totals ${r.rss_at_rest_mb.totals}`, 'target ≤ 80 each'],
+    ['POST /v1/sums/s (vegeta, closed loop)', String(r.http_echo_rps), String(r.http_pipeline_rps), `P/echo = ${r.http_ratio} (bare Fastify echo)`],
     ['peak RSS (MB)', String(r.rss_mb.echo), `calc ${r.rss_mb.calculator}, relay ${r.rss_mb.relay}, totals ${r.rss_mb.totals}`, 'target ≤ 150 each'],
   ];
   const header: [string, string, string, string] = ['', 'R1 (echo)', 'P (pipeline)', ''];
