@@ -29,13 +29,20 @@ const USAGE = `usage:
                                                  brokers and the partitions they lead, PostgreSQL replication lag,
                                                  consumer lag per partition; exit 0 all healthy, 1 something is not,
                                                  3 nothing is running from the data folder
+  summa logs [<service>] [-f] [-n <lines>]        the components' logs of a running npm start; -f follows them
+  summa stop [--timeout <s>] [--json]             stop a running npm start from another terminal
+  summa load [--rate <n> | --concurrency <n>] [--duration <s>] [--ids-repeat <p>] [--json]
+                                                 a quick load run, checked: the total moves by exactly what was acknowledged
+  summa watch [--interval <s>] [--count <n>] [--json]
+                                                 the total, its count and the rates, refreshed
+                                                 (summa <command> --help tells more, with examples and exit codes)
 
 environment:
   CALCULATOR_GRPC_ADDRESS  default ${DEFAULT_GRPC_ADDRESS}
   TOTALS_URL               default ${DEFAULT_TOTALS_URL} (https://... when the services use TLS)
   TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL
   SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
-  SUMMA_DATA_DIR           (status) the data folder npm start ran from, default <repo>/.data
+  SUMMA_DATA_DIR           (status, logs, stop, load, watch) the data folder npm start ran from, default <repo>/.data
   SUMMA_STATUS_TIMEOUT_MS  (status) how long each component may take to answer, default 2000
   DATABASE_URL             (verify, dlq, outbox) default: the database npm start runs; CALCULATOR_DATABASE_URL
                            and TOTALS_DATABASE_URL override it per schema`;
@@ -62,6 +69,18 @@ const args = process.argv.slice(2);
 if (args[0] === 'dlq') {
   const { runDlqCommand } = await import('./dlq-command.ts');
   process.exit(await runDlqCommand(args.slice(1), withNpmStartDatabase(process.env)));
+}
+// So do the operator's commands: their options are their own, their exit codes shared (ops-command.ts).
+const OPS_COMMANDS: Record<string, () => Promise<(args: string[], env: NodeJS.ProcessEnv) => Promise<number>>> = {
+  logs: async () => (await import('./logs-command.ts')).runLogsCommand,
+  stop: async () => (await import('./stop-command.ts')).runStopCommand,
+  load: async () => (await import('./load-command.ts')).runLoadCommand,
+  watch: async () => (await import('./watch-command.ts')).runWatchCommand,
+};
+const opsCommand = OPS_COMMANDS[args[0] ?? ''];
+if (opsCommand) {
+  const run = await opsCommand();
+  process.exit(await run(args.slice(1), process.env));
 }
 const placeholder = (index: number) => `\u0000${index}`;
 const restore = (value: string) => (value.startsWith('\u0000') ? args[Number(value.slice(1))]! : value);
