@@ -55,7 +55,7 @@ export async function runLogsCommand(args: string[], env: NodeJS.ProcessEnv): Pr
     const [wanted] = positionals;
     const chosen = wanted === undefined ? sources : sources.filter((source) => source.name === wanted);
     if (chosen.length === 0) {
-      throw new UsageError(`no component named ${JSON.stringify(wanted)}; known: ${sources.map((source) => source.name).join(', ')}`);
+      throw new UsageError(`no component named ${JSON.stringify(wanted)}; known: ${sources.map((source) => source.name).join(', ')}`, false);
     }
     const prefixWidth = chosen.length > 1 ? Math.max(...chosen.map((source) => source.name.length)) : 0;
     const tails = chosen.map((source) => new LogTail(source, prefixWidth));

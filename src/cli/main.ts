@@ -2,13 +2,13 @@
 import { randomUUID } from 'node:crypto';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { readFileSync } from 'node:fs';
-import https from 'node:https';
 import type * as grpc from '@grpc/grpc-js';
 import type { AddResponseMessage } from '../calculator/proto.ts';
 import { ConfigError } from '../platform/config.ts';
 import { SummaError } from '../platform/errors.ts';
 import { parseInt64 } from '../platform/int64.ts';
 import { DEFAULT_PORTS } from '../platform/ports.ts';
+import { OPS_EXIT, ServiceDownError } from './ops-command.ts';
 
 const DEFAULT_GRPC_ADDRESS = `127.0.0.1:${DEFAULT_PORTS.calculatorGrpc}`;
 const DEFAULT_TOTALS_URL = `http://127.0.0.1:${DEFAULT_PORTS.totalsHttp}`;
@@ -38,8 +38,8 @@ const USAGE = `usage:
                                                  (summa <command> --help tells more, with examples and exit codes)
 
 environment:
-  CALCULATOR_GRPC_ADDRESS  default ${DEFAULT_GRPC_ADDRESS}
-  TOTALS_URL               default ${DEFAULT_TOTALS_URL} (https://... when the services use TLS)
+  CALCULATOR_GRPC_ADDRESS  default: the running npm start's (its run state), else ${DEFAULT_GRPC_ADDRESS}
+  TOTALS_URL               default: the running npm start's, else ${DEFAULT_TOTALS_URL} (https://... when the services use TLS)
   TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL
   SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
   SUMMA_DATA_DIR           (status, logs, stop, load, watch) the data folder npm start ran from, default <repo>/.data
@@ -111,7 +111,8 @@ async function add(num1: string, num2: string, requestId: string | undefined): P
   const grpcJs = await import('@grpc/grpc-js');
   const { loadCalculatorProtos } = await import('../calculator/proto.ts');
   const { Client } = loadCalculatorProtos();
-  const address = process.env.CALCULATOR_GRPC_ADDRESS ?? DEFAULT_GRPC_ADDRESS;
+  const { resolveTargets } = await import('./targets.ts');
+  const address = (await resolveTargets(process.env)).grpcAddress;
   const client = new Client(address, grpcCredentials(grpcJs)) as grpc.Client & Record<string, Function>;
   const metadata = new grpcJs.Metadata();
   const token = process.env.SUMMA_WRITE_TOKEN?.trim();
@@ -151,31 +152,12 @@ function grpcCredentials(grpcJs: typeof grpc): grpc.ChannelCredentials {
   return ca ? grpcJs.credentials.createSsl(ca) : grpcJs.credentials.createInsecure();
 }
 
+/** GET on the totals service: TOTALS_URL, else the run state's, else the default. A service that is down is named. */
 async function getJson(pathname: string): Promise<{ status: number; body: any }> {
-  const base = process.env.TOTALS_URL ?? DEFAULT_TOTALS_URL;
-  const url = new URL(pathname, base);
-  const ca = caFile();
-  if (url.protocol !== 'https:' || !ca) {
-    const response = await fetch(url);
-    return { status: response.status, body: await response.json() };
-  }
-  // fetch cannot be given a CA; node:https can.
-  return new Promise((resolve, reject) => {
-    https
-      .get(url, { ca, timeout: 10_000 }, (response) => {
-        let text = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk: string) => (text += chunk));
-        response.on('end', () => {
-          try {
-            resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) });
-          } catch (error) {
-            reject(error);
-          }
-        });
-      })
-      .on('error', reject);
-  });
+  const { resolveTargets, getText } = await import('./targets.ts');
+  const targets = await resolveTargets(process.env);
+  const { status, text } = await getText(new URL(pathname, targets.totalsUrl).toString(), 'totals service', targets.ca ? { ca: targets.ca } : {});
+  return { status, body: JSON.parse(text) };
 }
 
 async function main(): Promise<number> {
@@ -233,7 +215,8 @@ main().then(
   (code) => process.exit(code),
   (error: any) => {
     console.error(`summa: ${error.details ?? error.message}`);
-    // A usage error (bad numbers, a bad option value) is 2, like a bad command line; a refusal or failure is 1.
-    process.exit(error instanceof SummaError || error instanceof ConfigError ? 2 : 1);
+    // A usage error (bad numbers, a bad option value) is 2, like a bad command line; a service that
+    // is down is 4, as for the operator's commands; a refusal or failure is 1.
+    process.exit(error instanceof SummaError || error instanceof ConfigError ? 2 : error instanceof ServiceDownError ? OPS_EXIT.serviceDown : 1);
   },
 );

@@ -5,8 +5,15 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 /** The exit codes of summa logs, stop, load and watch (README.md, "CLI"). */
 export const OPS_EXIT = { ok: 0, failed: 1, usage: 2, notRunning: 3, serviceDown: 4 } as const;
 
-/** A bad command line: told in one line with the command's usage, exit code 2. */
-export class UsageError extends Error {}
+/** A bad command line: told in one line, with the command's usage unless it would hide that line; exit code 2. */
+export class UsageError extends Error {
+  constructor(
+    message: string,
+    readonly showUsage = true,
+  ) {
+    super(message);
+  }
+}
 
 /** Nothing runs from the data folder (no run state, or its launcher is gone): exit code 3. */
 export class NotRunningError extends Error {}
@@ -69,7 +76,7 @@ export async function runOpsCommand(name: string, usage: string, body: () => Pro
     return await body();
   } catch (error) {
     if (error instanceof UsageError) {
-      console.error(`summa ${name}: ${error.message}\n\n${usage}`);
+      console.error(error.showUsage ? `summa ${name}: ${error.message}\n\n${usage}` : `summa ${name}: ${error.message}`);
       return OPS_EXIT.usage;
     }
     console.error(`summa ${name}: ${(error as Error).message}`);

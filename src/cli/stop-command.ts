@@ -47,7 +47,10 @@ export async function runStopCommand(args: string[], env: NodeJS.ProcessEnv): Pr
     // The pid is checked to be a launcher still: after a crash the run state stays, and its pid may be another program's by now.
     if (!state || !isLauncher(state.launcherPid)) {
       const stale = state ? ` (the run state names launcher pid ${state.launcherPid}, which is gone)` : '';
-      throw new NotRunningError(`nothing is running from ${dataDir}${stale}`);
+      const message = `nothing is running from ${dataDir}${stale}`;
+      if (!values.json) throw new NotRunningError(message);
+      console.log(JSON.stringify({ stopped: false, running: false, dataDir, message }));
+      return OPS_EXIT.notRunning;
     }
     const startedAt = Date.now();
     process.kill(state.launcherPid, 'SIGTERM');
