@@ -2,7 +2,7 @@
 // and a check that the total moved by exactly the sums the calculator acknowledged.
 import { performance } from 'node:perf_hooks';
 import { CalculatorGrpcClient } from './calculator-client.ts';
-import { LoadRun, percentile, type LoadProgress } from './load-run.ts';
+import { LoadRun, type LoadProgress } from './load-run.ts';
 import { HELP_OPTION, numberOption, OPS_EXIT, parseCommandArgs, runOpsCommand, UsageError } from './ops-command.ts';
 import { readTotal, resolveTargets, type TotalReading } from './targets.ts';
 
@@ -96,16 +96,16 @@ export async function runLoadCommand(args: string[], env: NodeJS.ProcessEnv): Pr
       await client.connect(5_000);
       const run = new LoadRun(client, { rate, concurrency, durationMs: durationSeconds * 1_000, idsRepeatPercent, deadlineMs: 10_000 });
       const progress = new ProgressLine(process.stderr, durationSeconds);
-      const timer = setInterval(() => progress.show(run.progress()), progress.intervalMs);
+      const timer = setInterval(() => void run.progress().then((now) => progress.show(now)), progress.intervalMs);
       try {
         await run.run();
       } finally {
         clearInterval(timer);
       }
-      progress.done(run.progress());
+      progress.done(await run.progress());
       await run.settle();
       const after = await waitForApplied(targets, before, run.acked.size, settleSeconds * 1_000);
-      const summary = summarize(run, { rate, concurrency }, targets, before, after);
+      const summary = summarize(run, await run.percentiles(), { rate, concurrency }, targets, before, after);
       console.log(values.json ? JSON.stringify(summary, null, 2) : formatSummary(summary));
       return summary.check.passed ? OPS_EXIT.ok : OPS_EXIT.failed;
     } finally {
@@ -127,12 +127,12 @@ async function waitForApplied(targets: Parameters<typeof readTotal>[0], before: 
 
 function summarize(
   run: LoadRun,
+  percentiles: { p50: number | null; p90: number | null; p99: number | null },
   mode: { rate: number | undefined; concurrency: number },
   targets: { grpcAddress: string; totalsUrl: string },
   before: TotalReading,
   after: TotalReading,
 ): LoadSummary {
-  const sorted = [...run.latenciesMs].sort((a, b) => a - b);
   const round = (value: number | null) => (value === null ? null : Math.round(value * 100) / 100);
   const expectedTotalDelta = [...run.acked.values()].reduce((sum, value) => sum + value, 0n);
   const expectedCountDelta = run.acked.size;
@@ -158,7 +158,7 @@ function summarize(
     errorsByStatus: Object.fromEntries(run.errorsByStatus),
     repeats: { sent: run.repeatsSent, replayed: run.repeatsReplayed, countedAgain: run.repeatsCountedAgain },
     acknowledgedPerSecond: Math.round((run.acknowledged / seconds) * 10) / 10,
-    latencyMs: { p50: round(percentile(sorted, 0.5)), p90: round(percentile(sorted, 0.9)), p99: round(percentile(sorted, 0.99)), max: round(sorted.at(-1) ?? null) },
+    latencyMs: { p50: round(percentiles.p50), p90: round(percentiles.p90), p99: round(percentiles.p99), max: round(run.maxLatencyMs) },
     check: {
       passed,
       before: { total: before.total.toString(), count: before.count },
@@ -195,13 +195,18 @@ class ProgressLine {
     this.intervalMs = this.tty ? 250 : 1_000;
   }
 
+  private closed = false;
+
   show(progress: LoadProgress): void {
+    // A reading taken before done() may arrive after it; the final line stays the last.
+    if (this.closed) return;
     const line = formatProgress(progress, this.durationSeconds);
     this.stream.write(this.tty ? `\r\x1b[2K${line}` : `${line}\n`);
   }
 
   done(progress: LoadProgress): void {
     this.show(progress);
+    this.closed = true;
     if (this.tty) this.stream.write('\n');
   }
 }

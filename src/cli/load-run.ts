@@ -2,6 +2,7 @@
 // them repeats of acknowledged request ids, with what each one came to kept for the check.
 import { randomInt, randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
+import { Summary } from 'prom-client';
 import { outcomeUnknown, statusName, type CalculatorGrpcClient } from './calculator-client.ts';
 
 export interface LoadOptions {
@@ -48,7 +49,9 @@ export class LoadRun {
   readonly acked = new Map<string, bigint>();
   /** Requests whose answer was lost: they may or may not be in the total until settled. */
   readonly unknown = new Map<string, Request>();
-  readonly latenciesMs: number[] = [];
+  /** Latencies of the acknowledged Adds, as a t-digest: a long run does not keep every one. */
+  private readonly latency = new Summary({ name: 'summa_load_latency_ms', help: 'Add latency', percentiles: [0.5, 0.9, 0.99], registers: [] });
+  maxLatencyMs: number | null = null;
   private readonly ackTimes: number[] = [];
   private readonly ackedList: Request[] = [];
   private startedAt = 0;
@@ -74,18 +77,25 @@ export class LoadRun {
     return (this.endedAt || performance.now()) - this.startedAt;
   }
 
-  progress(): LoadProgress {
+  /** The latency percentiles so far (null before the first answer). */
+  async percentiles(): Promise<{ p50: number | null; p90: number | null; p99: number | null }> {
+    const { values } = await this.latency.get();
+    const at = (quantile: number) => (this.acknowledged === 0 ? null : (values.find((value) => value.labels.quantile === quantile)?.value ?? null));
+    return { p50: at(0.5), p90: at(0.9), p99: at(0.99) };
+  }
+
+  async progress(): Promise<LoadProgress> {
     const now = performance.now();
     while (this.ackTimes.length > 0 && this.ackTimes[0]! < now - 1_000) this.ackTimes.shift();
-    const sorted = [...this.latenciesMs].sort((a, b) => a - b);
+    const { p50, p99 } = await this.percentiles();
     return {
       elapsedMs: this.elapsedMs,
       sent: this.sent,
       acknowledged: this.acknowledged,
       errors: this.errors,
       currentRate: this.ackTimes.length,
-      p50Ms: percentile(sorted, 0.5),
-      p99Ms: percentile(sorted, 0.99),
+      p50Ms: p50,
+      p99Ms: p99,
     };
   }
 
@@ -146,7 +156,8 @@ export class LoadRun {
     try {
       const response = await this.client.add(request.num1, request.num2, request.id, this.options.deadlineMs);
       const answeredAt = performance.now();
-      this.latenciesMs.push(answeredAt - sentAt);
+      this.latency.observe(answeredAt - sentAt);
+      this.maxLatencyMs = Math.max(this.maxLatencyMs ?? 0, answeredAt - sentAt);
       this.ackTimes.push(answeredAt);
       this.acknowledged += 1;
       if (repeat) {
@@ -163,10 +174,4 @@ export class LoadRun {
       if (!repeat && outcomeUnknown(error)) this.unknown.set(request.id, request);
     }
   }
-}
-
-/** The nearest-rank percentile of sorted values, or null for none. */
-export function percentile(sorted: number[], fraction: number): number | null {
-  if (sorted.length === 0) return null;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(fraction * sorted.length) - 1))]!;
 }

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { formatProgress } from '../../src/cli/load-command.ts';
-import { percentile } from '../../src/cli/load-run.ts';
 import type { RunState } from '../../src/cli/run-state.ts';
 import { entryPointsOf } from '../../src/cli/targets.ts';
 
@@ -51,14 +50,6 @@ describe('where the operator commands find the services', () => {
 });
 
 describe('summa load figures', () => {
-  it('percentiles by nearest rank', () => {
-    const sorted = Array.from({ length: 100 }, (_, i) => i + 1);
-    assert.equal(percentile(sorted, 0.5), 50);
-    assert.equal(percentile(sorted, 0.99), 99);
-    assert.equal(percentile([7], 0.99), 7);
-    assert.equal(percentile([], 0.5), null);
-  });
-
   it('the progress line', () => {
     const line = formatProgress({ elapsedMs: 2_500, sent: 120, acknowledged: 118, errors: 2, currentRate: 47, p50Ms: 3.21, p99Ms: 41.6 }, 10);
     assert.equal(line, 'sent 120  acked 118  errors 2  47/s  p50 3.2 ms  p99 42 ms  2.5/10 s');
