@@ -44,6 +44,14 @@ describe('the operator commands against a running npm start', { timeout: 240_000
       );
     });
 
+  /** The command on a terminal of its own (util-linux script), its output as the terminal got it. */
+  const summaOnTerminal = (args: string[]) =>
+    new Promise<Run>((resolve) => {
+      execFile('script', ['-qefc', [process.execPath, SUMMA, ...args].join(' '), '/dev/null'], { env: cliEnv(), timeout: 60_000 }, (error, stdout, stderr) =>
+        resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+
   before(async () => {
     database = await createTestDatabase('ops_cli');
     dataDir = await mkdtemp(path.join(os.tmpdir(), 'summa-ops-cli-'));
@@ -128,6 +136,12 @@ describe('the operator commands against a running npm start', { timeout: 240_000
     assert.equal(paced.code, 0, `${paced.stdout}\n${paced.stderr}`);
     assert.match(paced.stdout, /rate 40\/s/);
     assert.match(paced.stdout, /^check passed: the total moved by exactly the \d+ acknowledged sums$/m);
+
+    // On a terminal the progress line is redrawn in place.
+    const onTerminal = await summaOnTerminal(['load', '--concurrency', '2', '--duration', '1.5']);
+    assert.equal(onTerminal.code, 0, onTerminal.stdout);
+    assert.ok((onTerminal.stdout.match(/\r\x1b\[2Ksent \d+/g) ?? []).length >= 2, JSON.stringify(onTerminal.stdout));
+    assert.match(onTerminal.stdout, /check passed/);
   });
 
   it('summa add, total and sum find the services through the run state', async () => {
@@ -155,6 +169,10 @@ describe('the operator commands against a running npm start', { timeout: 240_000
     const text = await summa(['watch', '--count', '1']);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /^\d\d:\d\d:\d\d {2}total -?\d+ {2}count \d+ {2}applied - {2}accepted -\n$/);
+
+    const onTerminal = await summaOnTerminal(['watch', '--count', '2', '--interval', '0.3']);
+    assert.equal(onTerminal.code, 0, onTerminal.stdout);
+    assert.equal((onTerminal.stdout.match(/\r\x1b\[2K\d\d:\d\d:\d\d {2}total /g) ?? []).length, 2, JSON.stringify(onTerminal.stdout));
   });
 
   it('a service that is down is named with its address, in one line, exit code 4', async () => {
