@@ -1,7 +1,6 @@
 // `summa`: a small command line for the running system.
 import { randomUUID } from 'node:crypto';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { readFileSync } from 'node:fs';
 import type * as grpc from '@grpc/grpc-js';
 import type { AddResponseMessage } from '../calculator/proto.ts';
 import { ConfigError } from '../platform/config.ts';
@@ -40,7 +39,8 @@ const USAGE = `usage:
 environment:
   CALCULATOR_GRPC_ADDRESS  default: the running npm start's (its run state), else ${DEFAULT_GRPC_ADDRESS}
   TOTALS_URL               default: the running npm start's, else ${DEFAULT_TOTALS_URL} (https://... when the services use TLS)
-  TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL
+  TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL (default: the CA
+                           the running npm start's services use, from its run state)
   SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
   SUMMA_DATA_DIR           (status, logs, stop, load, watch) the data folder npm start ran from, default <repo>/.data
   SUMMA_STATUS_TIMEOUT_MS  (status) how long each component may take to answer, default 2000
@@ -112,8 +112,9 @@ async function add(num1: string, num2: string, requestId: string | undefined): P
   const { loadCalculatorProtos } = await import('../calculator/proto.ts');
   const { Client } = loadCalculatorProtos();
   const { resolveTargets } = await import('./targets.ts');
-  const address = (await resolveTargets(process.env)).grpcAddress;
-  const client = new Client(address, grpcCredentials(grpcJs)) as grpc.Client & Record<string, Function>;
+  const { grpcAddress: address, ca } = await resolveTargets(process.env);
+  const credentials = ca ? grpcJs.credentials.createSsl(ca) : grpcJs.credentials.createInsecure();
+  const client = new Client(address, credentials) as grpc.Client & Record<string, Function>;
   const metadata = new grpcJs.Metadata();
   const token = process.env.SUMMA_WRITE_TOKEN?.trim();
   if (token) metadata.set('authorization', `Bearer ${token}`);
@@ -140,16 +141,6 @@ async function add(num1: string, num2: string, requestId: string | undefined): P
   } finally {
     client.close();
   }
-}
-
-function caFile(): Buffer | undefined {
-  const file = process.env.TLS_CA_FILE?.trim();
-  return file ? readFileSync(file) : undefined;
-}
-
-function grpcCredentials(grpcJs: typeof grpc): grpc.ChannelCredentials {
-  const ca = caFile();
-  return ca ? grpcJs.credentials.createSsl(ca) : grpcJs.credentials.createInsecure();
 }
 
 /** GET on the totals service: TOTALS_URL, else the run state's, else the default. A service that is down is named. */
