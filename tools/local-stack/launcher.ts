@@ -82,9 +82,12 @@ try {
   process.exit(2);
 }
 const clustered = topology.name === 'cluster';
-/** Cluster mode: nine processes on one stdout cannot be read, so each writes a log file of its own. */
+/**
+ * Each service writes a log file of its own (what `summa logs` reads). One of each also shows on the
+ * launcher's stdout; in the cluster, nine processes on one stdout could not be read.
+ */
 const logDir = path.join(dataDir, 'logs');
-const logFileOf = (name: string) => (clustered ? path.join(logDir, `${name}.log`) : undefined);
+const logFileOf = (name: string) => path.join(logDir, `${name}.log`);
 
 let postgres: PostgresServer | undefined;
 let replica: PostgresReplica | undefined;
@@ -104,10 +107,8 @@ async function main(): Promise<void> {
   await refuseSecondLauncher();
   // Fetched first: a missing nginx should stop the start before anything else has run.
   const nginxBinary = topology.nginx ? await ensureNginx() : undefined;
-  if (clustered) {
-    await mkdir(logDir, { recursive: true });
-    await Promise.all(topology.services.map((service) => rotate(logFileOf(service.name)!)));
-  }
+  await mkdir(logDir, { recursive: true });
+  await Promise.all(topology.services.map((service) => rotate(logFileOf(service.name))));
 
   databaseUrl = env.DATABASE_URL ?? '';
   if (!databaseUrl) {
@@ -196,7 +197,7 @@ function serviceProcess(service: ServiceInstance, serviceEnv: NodeJS.ProcessEnv)
         name: service.name,
         entry: service.entry,
         env: { ...serviceEnv, ...kafkaEnvOf(service), ...service.env },
-        output: logFileOf(service.name) ?? 'inherit',
+        output: clustered ? logFileOf(service.name) : { tee: logFileOf(service.name) },
       }),
   };
 }
@@ -283,7 +284,7 @@ function runState(): RunState {
     pid: supervisor.pid(service.name),
     ports: service.ports,
     healthUrl: `${scheme}://127.0.0.1:${service.httpPort}/readyz`,
-    ...(logFileOf(service.name) ? { logFile: logFileOf(service.name) } : {}),
+    logFile: logFileOf(service.name),
   }));
   const nginx: RunComponent[] = topology.nginx
     ? [
@@ -348,7 +349,7 @@ function banner(): string {
   lines.push(`  PostgreSQL        ${redact(databaseUrl)}`);
   if (replicaDatabaseUrl) lines.push(`  Replica           ${redact(replicaDatabaseUrl)}   (GET /total reads here; ?consistency=strong reads the primary)`);
   lines.push(`  Kafka             ${kafkaBrokers}${kafkaCluster ? `   (SASL_SSL; users and CA in ${path.join(dataDir, 'kafka-cluster')})` : ''}`);
-  if (clustered) lines.push(`  Logs              ${logDir}/<name>.log, nginx: ${path.join(dataDir, 'nginx', 'error.log')}`);
+  lines.push(`  Logs              ${logDir}/<name>.log${clustered ? `, nginx: ${path.join(dataDir, 'nginx', 'error.log')}` : ''}   (npx summa logs [name] -f)`);
   lines.push(
     `  Components        ${runStateFile(dataDir)} (npx summa status)`,
     'Try: npx summa add 5 10 && npx summa total',
