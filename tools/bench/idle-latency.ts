@@ -30,6 +30,8 @@ export interface IdleVisibility {
   samples: number;
   /** GET /total round trips per sample: the resolution of the figure is one of them. */
   pollMs: number;
+  /** The five slowest samples, by their place in the run (0 = first), to tell a slow start from a periodic stall. */
+  slowest: { sample: number; ms: number }[];
   /**
    * Where the time went, p50 of each step (ms), when `sql` was given: accepted (the start of the
    * calculator's transaction, database clock) → ack (this process's clock, on the same host), ack →
@@ -116,6 +118,10 @@ export async function measureIdleVisibility(options: IdleVisibilityOptions): Pro
     maxMs: round(sorted.at(-1) ?? NaN),
     samples: sorted.length,
     pollMs: round(pollTime / Math.max(1, polls)),
+    slowest: latencies
+      .map((ms, sample) => ({ sample, ms: round(ms) }))
+      .sort((a, b) => b.ms - a.ms)
+      .slice(0, 5),
     ...(options.sql ? { breakdown: await breakdownOf(options.sql, marks) } : {}),
   };
 }
