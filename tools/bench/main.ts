@@ -26,6 +26,7 @@ import { BenchProcess, httpReady } from './bench-process.ts';
 import { runClusterPhase, type ClusterFigures } from './cluster-phase.ts';
 import { runHttpPhase } from './http-phase.ts';
 import { cpuSeconds, peakRssMb, processTree, residentMb, treeCpuSeconds } from './process-stats.ts';
+import { measureIdleVisibility } from './idle-latency.ts';
 import { benchCleanups } from './cleanups.ts';
 
 const { values: flags } = parseArgs({
@@ -187,6 +188,9 @@ async function main(): Promise<void> {
   log(`P: warming up (${plan.warmupSeconds}s)`);
   expected += (await runGhz(ghz, target, { mode: 'closed', ...CALLERS, durationSeconds: plan.warmupSeconds })).acked;
   await waitApplied(expected);
+  log('P: idle visibility, one Add at a time');
+  const idle = await measureIdleVisibility({ grpcTarget: target, totalsUrl: `http://127.0.0.1:${totalsPort}`, samples: 50, gapMs: 200, sql });
+  expected += idle.samples + 1; // and its first, unmeasured Add
   const s0 = await snapshot();
 
   log(`P: closed loop, ${CALLERS.concurrency} callers on ${CALLERS.connections} connections, ${plan.windowSeconds}s`);
@@ -308,6 +312,8 @@ async function main(): Promise<void> {
     echo_ack_p99_ms: round(r1Open.p99Ms),
     e2e_p50_ms: round(openEndToEnd.p50),
     e2e_p99_ms: round(openEndToEnd.p99),
+    idle_e2e_p50_ms: idle.p50Ms,
+    idle_e2e_p99_ms: idle.p99Ms,
     drain_rps: round(drainRps, 0),
     fsyncs_per_request: round((s2.walFsyncs - s1.walFsyncs) / pOpen.acked, 4),
     rss_mb: rssMb,
@@ -329,6 +335,7 @@ async function main(): Promise<void> {
       p_closed_e2e_ms: closedEndToEnd,
       p_open: pOpen,
       p_open_e2e_ms: openEndToEnd,
+      idle_e2e: idle,
       fsyncs_per_request_at_saturation: round((s1.walFsyncs - s0.walFsyncs) / pClosed.acked, 4),
       cpu_ms_per_request_at_saturation: perRequest(s0, s1, pClosed.acked),
       cpu_ms_per_request_at_half_load: perRequest(s1, s2, pOpen.acked),
@@ -366,6 +373,8 @@ function printTable(r: {
   echo_ack_p99_ms: number;
   e2e_p50_ms: number;
   e2e_p99_ms: number;
+  idle_e2e_p50_ms: number;
+  idle_e2e_p99_ms: number;
   drain_rps: number;
   fsyncs_per_request: number;
   rss_mb: Record<string, number>;
@@ -382,6 +391,7 @@ function printTable(r: {
     ['ack latency p50 @50% load (ms)', String(r.echo_ack_p50_ms), String(r.ack_p50_ms), ''],
     ['ack latency p99 @50% load (ms)', String(r.echo_ack_p99_ms), String(r.ack_p99_ms), `Δ ${round(r.ack_p99_ms - r.echo_ack_p99_ms)} ms`],
     ['end-to-end p50 / p99 (ms)', '', `${r.e2e_p50_ms} / ${r.e2e_p99_ms}`, r.details.p_closed_consumer_kept_up ? 'consumer kept up' : 'consumer fell behind at saturation'],
+    ['idle Add ack → GET /total p50 / p99 (ms)', '', `${r.idle_e2e_p50_ms} / ${r.idle_e2e_p99_ms}`, 'target ≤ 10 / 20'],
     ['backlog drain (events/s)', '', String(r.drain_rps), ''],
     ['WAL fsyncs per request', '', String(r.fsyncs_per_request), 'target ≤ 0.05'],
     ['CPU ms per request', String(r.details.echo_cpu_ms_per_request), String(r.details.cpu_ms_per_request_at_half_load.all), JSON.stringify(r.details.cpu_ms_per_request_at_half_load)],

@@ -11,8 +11,6 @@ export interface BatchConsumerOptions extends KafkaSettings {
   topic: string;
   /** Most records handed to one onBatch call (default 500). */
   maxBatchSize?: number;
-  /** How long a batch may wait for more records once it has one (default 20ms). */
-  maxWaitMs?: number;
   /** How soon the group gives the partitions of a member that vanished to the others (default 10s). */
   sessionTimeoutMs?: number;
   /** How long start() keeps trying to join the group before it rejects (default 60s). */
@@ -66,7 +64,6 @@ export function createBatchConsumer(
     {
       topic: options.topic,
       maxBatchSize,
-      maxWaitMs: options.maxWaitMs ?? 20,
       startTimeoutMs: options.startTimeoutMs ?? 60_000,
       report: options.onError ?? (() => {}),
       ...(options.storedOffsets ? { storedOffsets: options.storedOffsets } : {}),

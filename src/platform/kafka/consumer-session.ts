@@ -11,8 +11,6 @@ export interface SessionOptions {
   topic: string;
   /** Most records one nextBatch() returns. */
   maxBatchSize: number;
-  /** How long a batch may wait for more records once it has one. */
-  maxWaitMs: number;
   /**
    * The next offset to read per partition as the application stored it with what it applied,
    * for the topic with this id. Read on every assignment: see ConsumerSession.seekToStoredOffsets.
@@ -182,32 +180,30 @@ export class ConsumerSession {
   }
 
   /**
-   * Up to maxBatchSize records, or what arrived within maxWaitMs of the first; [] on close/failure.
+   * The records buffered, up to maxBatchSize, once there is at least one; [] on close/failure.
    * Records a stall holds back are left out.
+   *
+   * A batch does not wait for more records than the buffer holds: at rest that wait would delay
+   * every lone event by its whole length. Under load batches grow by themselves, as the stream
+   * keeps fetching while the previous batch is applied and committed.
    */
   async nextBatch(closing: AbortSignal): Promise<IncomingRecord[]> {
     const batch: IncomingRecord[] = [];
-    let deadline = 0;
     while (batch.length < this.options.maxBatchSize) {
       if (closing.aborted || this.broken) return [];
       const message = this.stream.read() as KafkaMessage | null;
       if (message !== null) {
         const record = fromKafkaMessage(message, this.topicId);
-        if (this.stalls.holds(record)) continue;
-        if (batch.length === 0) deadline = Date.now() + this.options.maxWaitMs;
-        batch.push(record);
+        if (!this.stalls.holds(record)) batch.push(record);
         continue;
       }
-      const remaining = batch.length === 0 ? Infinity : deadline - Date.now();
-      if (remaining <= 0) break;
+      if (batch.length > 0) break;
       await new Promise<void>((resolve) => {
         const done = () => {
-          clearTimeout(timer);
           closing.removeEventListener('abort', done);
           this.wake = null;
           resolve();
         };
-        const timer = remaining === Infinity ? undefined : setTimeout(done, remaining);
         this.wake = done;
         closing.addEventListener('abort', done, { once: true });
       });
