@@ -49,7 +49,7 @@ async function main(): Promise<void> {
     TOTALS_HTTP_PORT: String(totalsPort),
   };
   const service = (name: 'calculator' | 'relay' | 'totals', port: number) =>
-    new BenchProcess({ name, entry: `src/${name}/main.ts`, env, isReady: httpReady(`http://127.0.0.1:${port}/readyz`) });
+    new BenchProcess({ name, entry: `dist/${name}/main.js`, env, isReady: httpReady(`http://127.0.0.1:${port}/readyz`) });
   const services = [service('calculator', calculatorPort), service('relay', relayPort), service('totals', totalsPort)];
   cleanups.push(() => Promise.all(services.map((s) => s.stop())));
   await services[0]!.start();
