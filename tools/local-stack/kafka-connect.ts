@@ -136,11 +136,13 @@ export interface OutboxConnectorOptions {
 /**
  * The Debezium PostgreSQL connector's config for the outbox. The records it writes are the poller
  * relay's (see recordOf in src/outbox/outbox-relay.ts):
- * - topic: the row's `topic` column (the event router routes by it);
+ * - topic: the row's `topic` column (the event router routes by capture_topic, the topic marked
+ *   "#traced" for a traced row, and the mark is taken off again);
  * - key: `message_key` and value: `payload`, both as the column's text in UTF-8 (string converters;
  *   the payload is not parsed, so its bytes are the calculator's);
- * - headers: `summa-event-id` (the row's `event_id`) and `content-type: application/json`; the
- *   router's own `id` header, which the poller does not write, is dropped.
+ * - headers: `summa-event-id` (the row's `event_id`), `content-type: application/json` and, for a
+ *   traced row only, its `traceparent`; the router's own `id` header and Debezium's context headers,
+ *   which the poller does not write, are left out.
  */
 export function outboxConnectorConfig(options: OutboxConnectorOptions): Record<string, string> {
   const { database } = options;
@@ -168,15 +170,29 @@ export function outboxConnectorConfig(options: OutboxConnectorOptions): Record<s
     'key.converter': stringConverter,
     'value.converter': stringConverter,
     'header.converter': 'org.apache.kafka.connect.storage.SimpleHeaderConverter',
-    transforms: 'outbox,contentType,dropRouterId',
+    // Debezium's own context headers (__debezium.context.*), which the poller does not write.
+    'extended.headers.enabled': 'false',
+    transforms: 'outbox,untraced,unmark,contentType,dropRouterId',
     'transforms.outbox.type': 'io.debezium.transforms.outbox.EventRouter',
     'transforms.outbox.table.field.event.id': 'event_id',
     'transforms.outbox.table.field.event.key': 'message_key',
     'transforms.outbox.table.field.event.payload': 'payload',
     'transforms.outbox.table.expand.json.payload': 'false',
-    'transforms.outbox.route.by.field': 'topic',
+    // The topic, marked "#traced" when the row has a traceparent (migration 004).
+    'transforms.outbox.route.by.field': 'capture_topic',
     'transforms.outbox.route.topic.replacement': '${routedByValue}',
-    'transforms.outbox.table.fields.additional.placement': 'event_id:header:summa-event-id',
+    'transforms.outbox.table.fields.additional.placement': 'event_id:header:summa-event-id,traceparent:header:traceparent',
+    // An untraced row's traceparent is null, which would still be a header: dropped unless marked.
+    'transforms.untraced.type': 'org.apache.kafka.connect.transforms.DropHeaders',
+    'transforms.untraced.headers': 'traceparent',
+    'transforms.untraced.predicate': 'traced',
+    'transforms.untraced.negate': 'true',
+    'transforms.unmark.type': 'org.apache.kafka.connect.transforms.RegexRouter',
+    'transforms.unmark.regex': '(.*)#traced',
+    'transforms.unmark.replacement': '$1',
+    predicates: 'traced',
+    'predicates.traced.type': 'org.apache.kafka.connect.transforms.predicates.TopicNameMatches',
+    'predicates.traced.pattern': '.*#traced',
     'transforms.contentType.type': 'org.apache.kafka.connect.transforms.InsertHeader',
     'transforms.contentType.header': 'content-type',
     'transforms.contentType.value.literal': 'application/json',
