@@ -234,7 +234,15 @@ async function startCapture(): Promise<void> {
   const connectDir = path.join(dataDir, 'kafka-connect');
   logger.info({ dataDir: connectDir }, 'starting Kafka Connect with Debezium (first start resolves its jars with Maven; the JVM takes a minute)');
   connect = await startKafkaConnect({ dataDir: connectDir, brokers: kafkaBrokers });
-  infrastructure.push({ name: 'kafka-connect', role: 'kafka-connect', pid: connect.pid, ports: [connect.restPort], logFile: connect.logFile });
+  infrastructure.push({
+    name: 'kafka-connect',
+    role: 'kafka-connect',
+    pid: connect.pid,
+    ports: [connect.restPort],
+    // summa status reads the connector's and its task's state here.
+    healthUrl: `${connect.restUrl}/connectors/${CONNECTOR}/status`,
+    logFile: connect.logFile,
+  });
   const url = new URL(databaseUrl);
   await connect.putConnector(
     CONNECTOR,
