@@ -221,6 +221,10 @@ function renderWorkerProperties(p: { brokers: string; restPort: number; groupId:
       'offset.flush.interval.ms': 1_000,
       'key.converter': 'org.apache.kafka.connect.storage.StringConverter',
       'value.converter': 'org.apache.kafka.connect.storage.StringConverter',
+      // The tasks of a worker that vanished (killed, not stopped) wait this long for it to come back
+      // before they are handed to another, 5 minutes by default: a worker restarted after a crash
+      // would sit idle that long. Here one worker runs; its successor takes them at once.
+      'scheduled.rebalance.max.delay.ms': 0,
       listeners: `http://${HOST}:${p.restPort}`,
       'rest.advertised.host.name': HOST,
       'rest.advertised.port': p.restPort,
