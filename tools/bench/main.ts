@@ -21,6 +21,7 @@ import { appliedEvents } from './applied-events.ts';
 import { BenchProcess, httpReady } from './bench-process.ts';
 import { runClusterPhase, type ClusterFigures } from './cluster-phase.ts';
 import { runLoad, type LoadResult } from './k6-load.ts';
+import { kafkaBatchingBetween, readKafkaBatching } from './kafka-batching.ts';
 import { cpuSeconds, peakRssMb, processTree, treeCpuSeconds } from './process-stats.ts';
 import { benchCleanups } from './cleanups.ts';
 
@@ -163,6 +164,8 @@ async function main(): Promise<void> {
   expected += (await runLoad(k6, target, `${runId}-pw`, { mode: 'closed', vus: VUS, durationSeconds: plan.warmupSeconds })).acked;
   await waitApplied(expected);
   const s0 = await snapshot();
+  const kafkaCounts = () => readKafkaBatching(`http://127.0.0.1:${relayPort}`, `http://127.0.0.1:${totalsPort}`);
+  const batching0 = await kafkaCounts();
 
   log(`P: closed loop, ${VUS} callers, ${plan.windowSeconds}s`);
   const closedFrom = new Date();
@@ -170,6 +173,7 @@ async function main(): Promise<void> {
   const closedTo = new Date();
   expected += pClosed.acked;
   const catchUpSeconds = await waitApplied(expected);
+  const kafkaBatching = kafkaBatchingBetween(batching0, await kafkaCounts());
   const closedEndToEnd = await endToEnd(closedFrom, closedTo);
   const appliedPerSecond = (await appliedBetween(closedFrom, closedTo)) / ((closedTo.getTime() - closedFrom.getTime()) / 1000);
   // The consumer kept up when events were applied within a second of acceptance all along.
@@ -263,6 +267,8 @@ async function main(): Promise<void> {
     e2e_p99_ms: round(openEndToEnd.p99),
     drain_rps: round(drainRps, 0),
     fsyncs_per_request: round((s2.walFsyncs - s1.walFsyncs) / pOpen.acked, 4),
+    records_per_produce_request: kafkaBatching.records_per_produce_request,
+    records_per_fetch: kafkaBatching.records_per_fetch,
     rss_mb: rssMb,
     details: {
       r1_closed: r1Closed,
@@ -278,6 +284,7 @@ async function main(): Promise<void> {
       fsyncs_per_request_at_saturation: round((s1.walFsyncs - s0.walFsyncs) / pClosed.acked, 4),
       cpu_ms_per_request_at_saturation: perRequest(s0, s1, pClosed.acked),
       cpu_ms_per_request_at_half_load: perRequest(s1, s2, pOpen.acked),
+      kafka_batching_at_saturation: kafkaBatching,
       drain: { backlog: fill.acked, fill_rps: round(fill.ackedPerSecond, 0), seconds_including_relay_start: round(drainTotalSeconds, 2) },
       infra_rss_mb: infraRssMb,
     },
@@ -313,6 +320,8 @@ function printTable(r: {
   e2e_p99_ms: number;
   drain_rps: number;
   fsyncs_per_request: number;
+  records_per_produce_request: number;
+  records_per_fetch: number;
   rss_mb: Record<string, number>;
   details: { cpu_ms_per_request_at_half_load: Record<string, number>; echo_cpu_ms_per_request: number; p_closed_consumer_kept_up: boolean };
 }): void {
@@ -323,6 +332,7 @@ function printTable(r: {
     ['end-to-end p50 / p99 (ms)', '', `${r.e2e_p50_ms} / ${r.e2e_p99_ms}`, r.details.p_closed_consumer_kept_up ? 'consumer kept up' : 'consumer fell behind at saturation'],
     ['backlog drain (events/s)', '', String(r.drain_rps), ''],
     ['WAL fsyncs per request', '', String(r.fsyncs_per_request), 'target ≤ 0.05'],
+    ['records per produce request / fetch (saturated)', '', `${r.records_per_produce_request} / ${r.records_per_fetch}`, 'relay → Kafka / Kafka → totals'],
     ['CPU ms per request', String(r.details.echo_cpu_ms_per_request), String(r.details.cpu_ms_per_request_at_half_load.all), JSON.stringify(r.details.cpu_ms_per_request_at_half_load)],
     ['peak RSS (MB)', String(r.rss_mb.echo), `calc ${r.rss_mb.calculator}, relay ${r.rss_mb.relay}, totals ${r.rss_mb.totals}`, 'target ≤ 150 each'],
   ];
