@@ -58,8 +58,15 @@ async function scrape(baseUrl: string): Promise<string> {
   return response.text();
 }
 
-/** The value of an unlabelled counter in a Prometheus text exposition (0 when absent). */
+/**
+ * A counter's value in a Prometheus text exposition, summed over its series (the services label
+ * every series with service="..."); 0 when absent.
+ */
 function counter(exposition: string, name: string): number {
-  const line = exposition.split('\n').find((candidate) => candidate.startsWith(`${name} `));
-  return line ? Number(line.slice(name.length + 1).trim().split(' ')[0]) : 0;
+  let sum = 0;
+  for (const line of exposition.split('\n')) {
+    if (!line.startsWith(`${name} `) && !line.startsWith(`${name}{`)) continue;
+    sum += Number(line.slice(line.lastIndexOf('}') + 1 || name.length).trim().split(' ')[0]);
+  }
+  return sum;
 }
