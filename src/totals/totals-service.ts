@@ -45,6 +45,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
           groupId: config.groupId,
           topic: config.topic,
           maxBatchSize: config.maxBatchSize,
+          commitIntervalMs: config.commitIntervalMs,
           stallAfterMs: config.stallAfterMs,
           storedOffsets: (topicId, partitions) => store.readOffsets(config.groupId, config.topic, topicId, partitions),
           onError: (error, context) => logger.warn({ err: error, context }, 'Kafka consumer recovered from an error'),
