@@ -51,8 +51,9 @@ export interface BatchConsumer {
 
 /**
  * Consumes `topic` as member of `groupId`, handing records to `onBatch` in batches, one call at a
- * time. Offsets are committed only after onBatch resolved (while the next batch is applied), so delivery is at-least-once: after a
- * crash, a rebalance or a lost connection, records since the last commit come again. A batch whose
+ * time. Offsets are committed only after onBatch resolved (while the next batch is applied), so
+ * delivery is at-least-once: after a crash, a rebalance or a lost connection, records since the
+ * last commit come again. A batch whose
  * onBatch throws is retried as it is (backoff 100ms..5s) until it succeeds or close() is called.
  * onBatch may stop partitions at a record (BatchResult.stalled): their records from there on are
  * not committed, and not delivered again until the partition is read anew (a new session, a
