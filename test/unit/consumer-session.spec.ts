@@ -38,7 +38,7 @@ async function openSession(stream: FakeStream): Promise<ConsumerSession> {
       topics: { untrack() {} },
     },
   } as unknown as Member;
-  return ConsumerSession.open(member, { topic: TOPIC, maxBatchSize: 500, report: () => {} });
+  return ConsumerSession.open(member, { topic: TOPIC, maxBatchSize: 500, commitIntervalMs: 0, report: () => {} });
 }
 
 describe('ConsumerSession.nextBatch()', () => {

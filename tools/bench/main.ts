@@ -27,6 +27,7 @@ import { runClusterPhase, type ClusterFigures } from './cluster-phase.ts';
 import { runHttpPhase } from './http-phase.ts';
 import { cpuSeconds, peakRssMb, processTree, residentMb, treeCpuSeconds } from './process-stats.ts';
 import { measureIdleVisibility } from './idle-latency.ts';
+import { kafkaBatchingBetween, readKafkaBatching } from './kafka-batching.ts';
 import { benchCleanups } from './cleanups.ts';
 
 const { values: flags } = parseArgs({
@@ -192,6 +193,8 @@ async function main(): Promise<void> {
   const idle = await measureIdleVisibility({ grpcTarget: target, totalsUrl: `http://127.0.0.1:${totalsPort}`, samples: 50, gapMs: 200, sql });
   expected += idle.samples + 1; // and its first, unmeasured Add
   const s0 = await snapshot();
+  const kafkaCounts = () => readKafkaBatching(`http://127.0.0.1:${relayPort}`, `http://127.0.0.1:${totalsPort}`);
+  const batching0 = await kafkaCounts();
 
   log(`P: closed loop, ${CALLERS.concurrency} callers on ${CALLERS.connections} connections, ${plan.windowSeconds}s`);
   const closedFrom = new Date();
@@ -199,6 +202,7 @@ async function main(): Promise<void> {
   const closedTo = new Date();
   expected += pClosed.acked;
   const catchUpSeconds = await waitApplied(expected);
+  const kafkaBatching = kafkaBatchingBetween(batching0, await kafkaCounts());
   const closedEndToEnd = await endToEnd(closedFrom, closedTo);
   const appliedPerSecond = (await appliedBetween(closedFrom, closedTo)) / ((closedTo.getTime() - closedFrom.getTime()) / 1000);
   // The consumer kept up when events were applied within a second of acceptance all along.
@@ -316,6 +320,8 @@ async function main(): Promise<void> {
     idle_e2e_p99_ms: idle.p99Ms,
     drain_rps: round(drainRps, 0),
     fsyncs_per_request: round((s2.walFsyncs - s1.walFsyncs) / pOpen.acked, 4),
+    records_per_produce_request: kafkaBatching.records_per_produce_request,
+    records_per_fetch: kafkaBatching.records_per_fetch,
     rss_mb: rssMb,
     rss_at_rest_mb: rssAtRestMb,
     cpu_ms_per_request: perRequest(s0, s1, pClosed.acked),
@@ -339,6 +345,7 @@ async function main(): Promise<void> {
       fsyncs_per_request_at_saturation: round((s1.walFsyncs - s0.walFsyncs) / pClosed.acked, 4),
       cpu_ms_per_request_at_saturation: perRequest(s0, s1, pClosed.acked),
       cpu_ms_per_request_at_half_load: perRequest(s1, s2, pOpen.acked),
+      kafka_batching_at_saturation: kafkaBatching,
       drain: { backlog: fill.acked, fill_rps: round(fill.ackedPerSecond, 0), seconds_including_relay_start: round(drainTotalSeconds, 2) },
       infra_rss_mb: infraRssMb,
       http: http.details,
@@ -377,6 +384,8 @@ function printTable(r: {
   idle_e2e_p99_ms: number;
   drain_rps: number;
   fsyncs_per_request: number;
+  records_per_produce_request: number;
+  records_per_fetch: number;
   rss_mb: Record<string, number>;
   rss_at_rest_mb: Record<string, number>;
   cpu_ms_per_request: Record<string, number>;
@@ -394,6 +403,7 @@ function printTable(r: {
     ['idle Add ack → GET /total p50 / p99 (ms)', '', `${r.idle_e2e_p50_ms} / ${r.idle_e2e_p99_ms}`, 'target ≤ 10 / 20'],
     ['backlog drain (events/s)', '', String(r.drain_rps), ''],
     ['WAL fsyncs per request', '', String(r.fsyncs_per_request), 'target ≤ 0.05'],
+    ['records per produce request / fetch (saturated)', '', `${r.records_per_produce_request} / ${r.records_per_fetch}`, 'relay → Kafka / Kafka → totals'],
     ['CPU ms per request', String(r.details.echo_cpu_ms_per_request), String(r.details.cpu_ms_per_request_at_half_load.all), JSON.stringify(r.details.cpu_ms_per_request_at_half_load)],
     ['CPU ms per request, saturated', '', String(r.cpu_ms_per_request.all), `target ≤ 0.6; ${JSON.stringify(r.cpu_ms_per_request)}`],
     ['generator (ghz) CPU ms per request, saturated', String(r.details.r1_generator_cpu_ms_per_request), String(r.generator_cpu_ms_per_request), ''],
