@@ -13,23 +13,25 @@ import { isCI, runSetupScript, setupDir, setupScriptsFor, toolOfSetupScript, too
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 // `--suite cluster` runs the long tests under test/cluster/ (each starts a multi-node topology of its
-// own); without it those are left out, so `npm test` stays quick. Other arguments filter by path.
+// own), `--suite cdc` those under test/cdc/ (each starts Kafka Connect with Debezium, one more JVM);
+// without it those are left out, so `npm test` stays quick. Other arguments filter by path.
 const argv = process.argv.slice(2);
 const suiteIndex = argv.indexOf('--suite');
 const suite = suiteIndex >= 0 ? argv[suiteIndex + 1] : undefined;
 const filters = suiteIndex >= 0 ? argv.filter((_, index) => index !== suiteIndex && index !== suiteIndex + 1) : argv;
-if (suite !== undefined && suite !== 'cluster') {
-  console.error(`unknown --suite ${JSON.stringify(suite)}; the one there is: cluster`);
+const SUITES = ['cluster', 'cdc'];
+if (suite !== undefined && !SUITES.includes(suite)) {
+  console.error(`unknown --suite ${JSON.stringify(suite)}; the ones there are: ${SUITES.join(', ')}`);
   process.exit(2);
 }
-const CLUSTER_DIR = path.join('test', 'cluster') + path.sep;
+const suiteOf = (file: string) => SUITES.find((name) => file.startsWith(path.join('test', name) + path.sep));
 
 async function specFiles({ all = false } = {}): Promise<string[]> {
   const entries = await readdir(path.join(root, 'test'), { recursive: true });
   return entries
     .filter((entry) => entry.endsWith('.spec.ts'))
     .map((entry) => path.join('test', entry))
-    .filter((file) => all || (suite === 'cluster') === file.startsWith(CLUSTER_DIR))
+    .filter((file) => all || suiteOf(file) === suite)
     .filter((file) => all || filters.length === 0 || filters.some((filter) => file.includes(filter)))
     .sort();
 }

@@ -36,10 +36,12 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
           maxBatchSize: config.maxBatchSize,
           maxConcurrentWrites: config.maxConcurrentWrites,
           maxQueued: config.maxQueued,
+          deleteOutboxRows: config.relayMode === 'debezium',
         },
         logger,
         createCalculatorMetrics(registry),
-        () => notifier.committed(),
+        // No relay polls the outbox under change data capture: nobody to wake.
+        config.relayMode === 'debezium' ? () => {} : () => notifier.committed(),
       );
       const add = recorder.record.bind(recorder);
       registerCalculatorRoutes(http, add, { writeToken: config.writeToken });

@@ -1,4 +1,4 @@
-import { envInteger, envPort, type Env } from '../platform/config.ts';
+import { ConfigError, envInteger, envPort, envString, type Env } from '../platform/config.ts';
 import { DEFAULT_PORTS } from '../platform/ports.ts';
 import { envWriteToken } from '../platform/security.ts';
 import { envServiceConfig, type ServiceConfig } from '../platform/service/service-config.ts';
@@ -15,6 +15,23 @@ export interface CalculatorConfig extends ServiceConfig {
   readonly databaseQueryTimeoutMs: number;
   /** Add / POST /v1/sums need this bearer token when set. */
   readonly writeToken: string | undefined;
+  /**
+   * How events leave the outbox: `poller` (the relay service claims, publishes and deletes the
+   * rows) or `debezium` (change data capture reads the inserts off the write-ahead log, so each row
+   * is deleted in the transaction that wrote it).
+   */
+  readonly relayMode: RelayMode;
+}
+
+export const RELAY_MODES = ['poller', 'debezium'] as const;
+export type RelayMode = (typeof RELAY_MODES)[number];
+
+function envRelayMode(env: Env): RelayMode {
+  const value = envString(env, 'RELAY_MODE', 'poller');
+  if (!(RELAY_MODES as readonly string[]).includes(value)) {
+    throw new ConfigError(`RELAY_MODE must be one of ${RELAY_MODES.join(', ')}, not ${JSON.stringify(value)}`);
+  }
+  return value as RelayMode;
 }
 
 export function readCalculatorConfig(env: Env = process.env): CalculatorConfig {
@@ -29,5 +46,6 @@ export function readCalculatorConfig(env: Env = process.env): CalculatorConfig {
     databaseConnectTimeoutMs: envInteger(env, 'CALCULATOR_DB_CONNECT_TIMEOUT_MS', 2_000, { min: 100, max: 60_000 }),
     databaseQueryTimeoutMs: envInteger(env, 'CALCULATOR_DB_QUERY_TIMEOUT_MS', 5_000, { min: 100, max: 300_000 }),
     writeToken: envWriteToken(env),
+    relayMode: envRelayMode(env),
   });
 }

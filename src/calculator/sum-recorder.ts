@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { context, type Context, type Span } from '@opentelemetry/api';
 import { encodeSumAccepted } from '../events/sum-accepted.ts';
-import { outboxInsertSql } from '../outbox/outbox-store.ts';
+import { deleteCapturedOutboxRows, outboxInsertSql } from '../outbox/outbox-store.ts';
 import type { Pool } from '../platform/db/pool.ts';
 import { SummaError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
@@ -46,6 +46,12 @@ export interface SumRecorderOptions {
   maxConcurrentWrites: number;
   /** Requests waiting beyond this are refused with RESOURCE_EXHAUSTED rather than queued without bound. */
   maxQueued: number;
+  /**
+   * Change data capture reads the outbox off the write-ahead log (RELAY_MODE=debezium): each
+   * statement's outbox rows are deleted in its own transaction, so the table stays empty. Costs a
+   * transaction of three more round trips per statement (BEGIN, DELETE, COMMIT). Default false.
+   */
+  deleteOutboxRows?: boolean;
 }
 
 interface Pending {
@@ -221,9 +227,30 @@ export class SumRecorder {
       this.options.topic,
     ];
     if (spans) parameters.push(commands.map((_, index) => JSON.stringify(spans[index] ? traceHeadersOf(spans[index]) : {})));
+    const sql = spans ? RECORD_TRACED_SQL : RECORD_SQL;
+    const rows = this.options.deleteOutboxRows ? await this.recordAndDelete(sql, parameters) : (await this.pool.query<RecordedRow>(sql, parameters)).rows;
     // Matched by the keys the database returns: what it stored, not what was sent.
-    const { rows } = await this.pool.query<{ message_key: string }>(spans ? RECORD_TRACED_SQL : RECORD_SQL, parameters);
     return new Set(rows.map((row) => row.message_key));
+  }
+
+  /** The record statement and the delete of its outbox rows, in one transaction. */
+  private async recordAndDelete(sql: string, parameters: unknown[]): Promise<RecordedRow[]> {
+    const client = await this.pool.connect();
+    let failed: unknown;
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<RecordedRow>(sql, parameters);
+      if (rows.length > 0) await deleteCapturedOutboxRows(client, rows.map((row) => row.id));
+      await client.query('COMMIT');
+      return rows;
+    } catch (error) {
+      failed = error;
+      await client.query('ROLLBACK').catch(() => {});
+      throw error;
+    } finally {
+      // A connection whose statement failed midway (timed out, lost) may be in any state: drop it.
+      client.release(failed instanceof Error && !isDataError(failed) ? failed : undefined);
+    }
   }
 
   /**
@@ -252,6 +279,12 @@ export class SumRecorder {
     }
     return outcomes;
   }
+}
+
+/** What the record statement returns of each outbox row it wrote. */
+interface RecordedRow {
+  id: string;
+  message_key: string;
 }
 
 type Outcome = { kind: 'recorded'; request: RecordedRequest; isNew: boolean } | { kind: 'failed'; error: SummaError };

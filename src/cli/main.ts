@@ -1,14 +1,13 @@
 // `summa`: a small command line for the running system.
 import { randomUUID } from 'node:crypto';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { readFileSync } from 'node:fs';
-import https from 'node:https';
 import type * as grpc from '@grpc/grpc-js';
 import type { AddResponseMessage } from '../calculator/proto.ts';
 import { ConfigError } from '../platform/config.ts';
 import { SummaError } from '../platform/errors.ts';
 import { parseInt64 } from '../platform/int64.ts';
 import { DEFAULT_PORTS } from '../platform/ports.ts';
+import { OPS_EXIT, ServiceDownError } from './ops-command.ts';
 
 const DEFAULT_GRPC_ADDRESS = `127.0.0.1:${DEFAULT_PORTS.calculatorGrpc}`;
 const DEFAULT_TOTALS_URL = `http://127.0.0.1:${DEFAULT_PORTS.totalsHttp}`;
@@ -29,13 +28,21 @@ const USAGE = `usage:
                                                  brokers and the partitions they lead, PostgreSQL replication lag,
                                                  consumer lag per partition; exit 0 all healthy, 1 something is not,
                                                  3 nothing is running from the data folder
+  summa logs [<service>] [-f] [-n <lines>]        the components' logs of a running npm start; -f follows them
+  summa stop [--timeout <s>] [--json]             stop a running npm start from another terminal
+  summa load [--rate <n> | --concurrency <n>] [--duration <s>] [--ids-repeat <p>] [--json]
+                                                 a quick load run, checked: the total moves by exactly what was acknowledged
+  summa watch [--interval <s>] [--count <n>] [--json]
+                                                 the total, its count and the rates, refreshed
+                                                 (summa <command> --help tells more, with examples and exit codes)
 
 environment:
-  CALCULATOR_GRPC_ADDRESS  default ${DEFAULT_GRPC_ADDRESS}
-  TOTALS_URL               default ${DEFAULT_TOTALS_URL} (https://... when the services use TLS)
-  TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL
+  CALCULATOR_GRPC_ADDRESS  default: the running npm start's (its run state), else ${DEFAULT_GRPC_ADDRESS}
+  TOTALS_URL               default: the running npm start's, else ${DEFAULT_TOTALS_URL} (https://... when the services use TLS)
+  TLS_CA_FILE              trust this CA (PEM) and use TLS for gRPC; also used for https:// TOTALS_URL (default: the CA
+                           the running npm start's services use, from its run state)
   SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
-  SUMMA_DATA_DIR           (status) the data folder npm start ran from, default <repo>/.data
+  SUMMA_DATA_DIR           (status, logs, stop, load, watch) the data folder npm start ran from, default <repo>/.data
   SUMMA_STATUS_TIMEOUT_MS  (status) how long each component may take to answer, default 2000
   DATABASE_URL             (verify, dlq, outbox) default: the database npm start runs; CALCULATOR_DATABASE_URL
                            and TOTALS_DATABASE_URL override it per schema`;
@@ -62,6 +69,18 @@ const args = process.argv.slice(2);
 if (args[0] === 'dlq') {
   const { runDlqCommand } = await import('./dlq-command.ts');
   process.exit(await runDlqCommand(args.slice(1), withNpmStartDatabase(process.env)));
+}
+// So do the operator's commands: their options are their own, their exit codes shared (ops-command.ts).
+const OPS_COMMANDS: Record<string, () => Promise<(args: string[], env: NodeJS.ProcessEnv) => Promise<number>>> = {
+  logs: async () => (await import('./logs-command.ts')).runLogsCommand,
+  stop: async () => (await import('./stop-command.ts')).runStopCommand,
+  load: async () => (await import('./load-command.ts')).runLoadCommand,
+  watch: async () => (await import('./watch-command.ts')).runWatchCommand,
+};
+const opsCommand = OPS_COMMANDS[args[0] ?? ''];
+if (opsCommand) {
+  const run = await opsCommand();
+  process.exit(await run(args.slice(1), process.env));
 }
 const placeholder = (index: number) => `\u0000${index}`;
 const restore = (value: string) => (value.startsWith('\u0000') ? args[Number(value.slice(1))]! : value);
@@ -92,8 +111,10 @@ async function add(num1: string, num2: string, requestId: string | undefined): P
   const grpcJs = await import('@grpc/grpc-js');
   const { loadCalculatorProtos } = await import('../calculator/proto.ts');
   const { Client } = loadCalculatorProtos();
-  const address = process.env.CALCULATOR_GRPC_ADDRESS ?? DEFAULT_GRPC_ADDRESS;
-  const client = new Client(address, grpcCredentials(grpcJs)) as grpc.Client & Record<string, Function>;
+  const { resolveTargets } = await import('./targets.ts');
+  const { grpcAddress: address, ca } = await resolveTargets(process.env);
+  const credentials = ca ? grpcJs.credentials.createSsl(ca) : grpcJs.credentials.createInsecure();
+  const client = new Client(address, credentials) as grpc.Client & Record<string, Function>;
   const metadata = new grpcJs.Metadata();
   const token = process.env.SUMMA_WRITE_TOKEN?.trim();
   if (token) metadata.set('authorization', `Bearer ${token}`);
@@ -122,41 +143,12 @@ async function add(num1: string, num2: string, requestId: string | undefined): P
   }
 }
 
-function caFile(): Buffer | undefined {
-  const file = process.env.TLS_CA_FILE?.trim();
-  return file ? readFileSync(file) : undefined;
-}
-
-function grpcCredentials(grpcJs: typeof grpc): grpc.ChannelCredentials {
-  const ca = caFile();
-  return ca ? grpcJs.credentials.createSsl(ca) : grpcJs.credentials.createInsecure();
-}
-
+/** GET on the totals service: TOTALS_URL, else the run state's, else the default. A service that is down is named. */
 async function getJson(pathname: string): Promise<{ status: number; body: any }> {
-  const base = process.env.TOTALS_URL ?? DEFAULT_TOTALS_URL;
-  const url = new URL(pathname, base);
-  const ca = caFile();
-  if (url.protocol !== 'https:' || !ca) {
-    const response = await fetch(url);
-    return { status: response.status, body: await response.json() };
-  }
-  // fetch cannot be given a CA; node:https can.
-  return new Promise((resolve, reject) => {
-    https
-      .get(url, { ca, timeout: 10_000 }, (response) => {
-        let text = '';
-        response.setEncoding('utf8');
-        response.on('data', (chunk: string) => (text += chunk));
-        response.on('end', () => {
-          try {
-            resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) });
-          } catch (error) {
-            reject(error);
-          }
-        });
-      })
-      .on('error', reject);
-  });
+  const { resolveTargets, getText } = await import('./targets.ts');
+  const targets = await resolveTargets(process.env);
+  const { status, text } = await getText(new URL(pathname, targets.totalsUrl).toString(), 'totals service', targets.ca ? { ca: targets.ca } : {});
+  return { status, body: JSON.parse(text) };
 }
 
 async function main(): Promise<number> {
@@ -214,7 +206,8 @@ main().then(
   (code) => process.exit(code),
   (error: any) => {
     console.error(`summa: ${error.details ?? error.message}`);
-    // A usage error (bad numbers, a bad option value) is 2, like a bad command line; a refusal or failure is 1.
-    process.exit(error instanceof SummaError || error instanceof ConfigError ? 2 : 1);
+    // A usage error (bad numbers, a bad option value) is 2, like a bad command line; a service that
+    // is down is 4, as for the operator's commands; a refusal or failure is 1.
+    process.exit(error instanceof SummaError || error instanceof ConfigError ? 2 : error instanceof ServiceDownError ? OPS_EXIT.serviceDown : 1);
   },
 );

@@ -8,6 +8,7 @@ export type ComponentRole =
   | 'relay'
   | 'totals'
   | 'kafka-broker'
+  | 'kafka-connect'
   | 'postgres-primary'
   | 'postgres-replica'
   | 'nginx'

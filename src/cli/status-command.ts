@@ -7,9 +7,10 @@ import { fileURLToPath } from 'node:url';
 import { envInteger } from '../platform/config.ts';
 import { readRunState, runStateFile, type RunComponent, type RunState } from './run-state.ts';
 import type { KafkaSnapshot } from './status-kafka.ts';
-import { pidAlive, portOpen, PROBE_TIMEOUT_MS, readiness } from './status-probes.ts';
+import { pidAlive, portOpen, probeConnector, PROBE_TIMEOUT_MS, readiness } from './status-probes.ts';
 import {
   brokerStatus,
+  connectStatus,
   exitCodeFor,
   formatStatus,
   portsStatus,
@@ -52,6 +53,9 @@ async function componentStatus(
       const [open, snapshot] = await Promise.all([component.ports[0] === undefined ? true : portOpen(component.ports[0], '127.0.0.1', timeoutMs), kafka]);
       return brokerStatus(component, alive, open, snapshot.metadata);
     }
+    case 'kafka-connect':
+      if (component.healthUrl) return connectStatus(component, alive, await probeConnector(component.healthUrl, timeoutMs));
+      return portsStatus(component, alive, (await portOpen(component.ports[0]!, '127.0.0.1', timeoutMs)) ? [] : [component.ports[0]!]);
     case 'postgres-primary':
       return postgresStatus(component, alive, await probePostgres(state.databaseUrl, 'postgres-primary', timeoutMs));
     case 'postgres-replica':

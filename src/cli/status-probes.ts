@@ -60,6 +60,25 @@ function reasonOf(body: string): { reason?: string } {
   }
 }
 
+/** What Kafka Connect's REST API says of one connector (GET /connectors/{name}/status). */
+export type ConnectorProbe =
+  | { ok: true; name: string; registered: boolean; connector?: string; tasks: { id: number; state: string }[] }
+  | { ok: false; error: string };
+
+/** GET the connector's status URL; a 404 means no such connector is registered. */
+export async function probeConnector(url: string, timeoutMs = PROBE_TIMEOUT_MS): Promise<ConnectorProbe> {
+  const name = decodeURIComponent(/\/connectors\/([^/]+)\/status$/.exec(new URL(url).pathname)?.[1] ?? '?');
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    if (response.status === 404) return { ok: true, name, registered: false, tasks: [] };
+    if (!response.ok) return { ok: false, error: `HTTP ${response.status}` };
+    const body = (await response.json()) as { connector: { state: string }; tasks: { id: number; state: string }[] };
+    return { ok: true, name, registered: true, connector: body.connector.state, tasks: body.tasks.map(({ id, state }) => ({ id, state })).sort((a, b) => a.id - b.id) };
+  } catch (error) {
+    return { ok: false, error: (error as Error).message };
+  }
+}
+
 /** promise, or `fallback(message)` once ms have passed without it settling. */
 export function within<T>(ms: number, promise: Promise<T>, fallback: (message: string) => T): Promise<T> {
   let timer: NodeJS.Timeout | undefined;

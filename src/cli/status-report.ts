@@ -2,6 +2,7 @@
 // that says why, the exit code, and the report as a person reads it. No I/O here, so each rule can
 // be tested on its own.
 import type { ComponentRole, RunComponent, RunState } from './run-state.ts';
+import type { ConnectorProbe } from './status-probes.ts';
 
 /** Exit codes of `summa status` (also in the usage text and README). */
 export const STATUS_EXIT = { healthy: 0, unhealthy: 1, usage: 2, notRunning: 3 } as const;
@@ -104,6 +105,21 @@ export function serviceStatus(component: RunComponent, alive: boolean | null, re
       ? `readiness check failed: ${readiness.reason ?? 'no answer'}`
       : `not ready (HTTP ${readiness.status}${readiness.reason ? `: ${readiness.reason}` : ''})`;
   return { ...base(component, alive), healthy: false, detail };
+}
+
+/**
+ * Kafka Connect running the change-data-capture relay: healthy while its connector and every task
+ * are RUNNING. A connector that is down holds WAL on disk through its replication slot.
+ */
+export function connectStatus(component: RunComponent, alive: boolean | null, probe: ConnectorProbe): ComponentStatus {
+  const down = processProblem(component, alive);
+  if (down) return { ...base(component, alive), healthy: false, detail: down };
+  if (!probe.ok) return { ...base(component, alive), healthy: false, detail: `REST API does not answer: ${probe.error}` };
+  if (!probe.registered) return { ...base(component, alive), healthy: false, detail: `connector ${probe.name} is not registered` };
+  const tasks = probe.tasks.map((task) => `task ${task.id} ${task.state}`);
+  const healthy = probe.connector === 'RUNNING' && probe.tasks.length > 0 && probe.tasks.every((task) => task.state === 'RUNNING');
+  const detail = [`connector ${probe.name} ${probe.connector}`, ...(tasks.length > 0 ? tasks : ['no task'])].join(', ');
+  return { ...base(component, alive), healthy, detail: healthy ? detail : `${detail} (its replication slot holds WAL meanwhile)` };
 }
 
 /** What Kafka told about the cluster: its brokers, and the event topic's partitions. */

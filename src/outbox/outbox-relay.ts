@@ -19,7 +19,10 @@ export interface OutboxRelayOptions {
   workers: number;
   /** How often to look for events when no notification arrives and the last claim found none. */
   pollIntervalMs: number;
-  /** How long to wait after a wake-up before claiming, so that a batch gathers several commits. */
+  /**
+   * How long to wait after a wake-up before claiming, so that a batch gathers several commits; only
+   * while another worker's batch is in flight (under load). At rest a wake-up claims at once.
+   */
   lingerMs: number;
   /**
    * How long claimed events are this relay's before another may claim them. A relay that dies or
@@ -54,6 +57,8 @@ export class OutboxRelay {
   /** Names this relay in the claim tokens it writes into claimed_by: host, process and a nonce. */
   private readonly relayId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;
   private claims = 0;
+  /** Workers between claim and delete right now. */
+  private batchesInFlight = 0;
 
   constructor(
     private readonly pool: Pool,
@@ -82,21 +87,26 @@ export class OutboxRelay {
     while (!this.stopped) {
       const wakeupsBefore = this.wakeups;
       let relayed: number;
+      this.batchesInFlight += 1;
       try {
         relayed = await this.relayBatch();
         failures = 0;
       } catch (error) {
+        this.batchesInFlight -= 1;
         this.metrics.publishErrors.inc();
         const retryInMs = backoffDelay(failures++, 100, 5_000);
         this.logger.warn({ err: error, retryInMs }, 'relaying outbox events failed; will retry');
         await this.sleep(retryInMs);
         continue;
       }
+      this.batchesInFlight -= 1;
       const delayMs = pollDelayAfter(relayed, this.options);
       if (delayMs > 0 && this.wakeups === wakeupsBefore) {
         await this.sleep(delayMs);
-        // Under load wake-ups come one after another; waiting a moment lets one batch carry several commits.
-        if (this.options.lingerMs > 0 && !this.stopped) await sleep(this.options.lingerMs);
+        // Under load wake-ups come one after another, while another worker publishes: waiting a
+        // moment lets one batch carry several commits. At rest nothing is in flight, and a wait
+        // would only delay a lone event.
+        if (this.options.lingerMs > 0 && this.batchesInFlight > 0 && !this.stopped) await sleep(this.options.lingerMs);
       }
     }
   }

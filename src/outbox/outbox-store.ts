@@ -1,4 +1,4 @@
-import type { Pool } from '../platform/db/pool.ts';
+import type { Pool, PoolClient } from '../platform/db/pool.ts';
 import { OUTBOX_TABLE } from '../calculator/schema.ts';
 
 // Every statement on the outbox table lives here: the insert the calculator runs in the same
@@ -42,12 +42,25 @@ export interface OutboxRow {
 /**
  * The INSERT that puts events into the outbox, for use as the last part of a statement whose
  * earlier parts choose the rows: `select` yields (event_id, topic, message_key, payload, headers,
- * created_at) in that order. Returns the message key (the request id) of each row written.
+ * created_at) in that order. Returns the id and message key (the request id) of each row written.
  */
 export function outboxInsertSql(select: string): string {
   return `INSERT INTO ${OUTBOX_TABLE} (event_id, topic, message_key, payload, headers, created_at)
 ${select}
-RETURNING message_key`;
+RETURNING id, message_key`;
+}
+
+/**
+ * Under change data capture (RELAY_MODE=debezium) the calculator deletes the rows it wrote before
+ * its transaction commits: the write-ahead log still carries their inserts, which is all the
+ * capture reads, and the table never grows. A statement of its own: the INSERT's statement cannot
+ * see the rows it writes.
+ */
+const DELETE_CAPTURED_SQL = `DELETE FROM ${OUTBOX_TABLE} WHERE id = ANY($1::bigint[])`;
+
+/** Deletes outbox rows written earlier in the caller's transaction, for capture mode. */
+export async function deleteCapturedOutboxRows(client: Pick<PoolClient, 'query'>, ids: readonly string[]): Promise<void> {
+  await client.query(DELETE_CAPTURED_SQL, [ids]);
 }
 
 /**

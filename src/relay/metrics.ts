@@ -9,6 +9,8 @@ export interface RelayMetrics {
   parked: Counter;
   publishSeconds: Histogram;
   batchSize: Histogram;
+  produceRequests: Counter;
+  recordsProduced: Counter;
 }
 
 export function createRelayMetrics(registry: Registry, pool: Pool): RelayMetrics {
@@ -43,6 +45,17 @@ export function createRelayMetrics(registry: Registry, pool: Pool): RelayMetrics
       name: 'summa_relay_batch_size',
       help: 'Events per relayed batch.',
       buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
+      registers: [registry],
+    }),
+    // Their ratio is the records per produce request, what the broker's cost per record depends on.
+    produceRequests: new Counter({
+      name: 'summa_relay_produce_requests_total',
+      help: 'Produce requests Kafka answered without error (one per broker a send writes to).',
+      registers: [registry],
+    }),
+    recordsProduced: new Counter({
+      name: 'summa_relay_records_produced_total',
+      help: 'Records handed to the Kafka producer to send, retried sends included.',
       registers: [registry],
     }),
   };

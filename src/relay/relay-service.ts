@@ -2,6 +2,7 @@ import { CALCULATOR_MIGRATIONS, CALCULATOR_SCHEMA } from '../calculator/schema.t
 import { OutboxRelay } from '../outbox/outbox-relay.ts';
 import { readOutboxBacklog } from '../outbox/outbox-store.ts';
 import { createEventPublisher } from '../platform/kafka/publisher.ts';
+import { followKafkaRequests } from '../platform/kafka/request-counts.ts';
 import type { Logger } from '../platform/logger.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
 import { kafkaSettingsOf } from '../platform/service/service-config.ts';
@@ -32,6 +33,11 @@ export function startRelay(config: RelayConfig, logger: Logger): Promise<Running
       const kafka = kafkaSettingsOf(config, 'summa-relay');
       await ensureServiceTopics(kafka, config, [config.topic], logger, registry);
       const publisher = createEventPublisher(kafka, { publishTimeoutMs: config.publishTimeoutMs });
+      const metrics = createRelayMetrics(registry, pool);
+      const unfollow = followKafkaRequests({
+        onSend: (records) => metrics.recordsProduced.inc(records),
+        onProduce: () => metrics.produceRequests.inc(),
+      });
       const relay = new OutboxRelay(
         pool,
         config.databaseUrl,
@@ -45,7 +51,7 @@ export function startRelay(config: RelayConfig, logger: Logger): Promise<Running
           maxAttempts: config.maxAttempts,
         },
         logger,
-        createRelayMetrics(registry, pool),
+        metrics,
       );
       return {
         async start() {
@@ -59,7 +65,7 @@ export function startRelay(config: RelayConfig, logger: Logger): Promise<Running
             relay,
             // The batches in flight are published and deleted before the producer closes; whatever a
             // relay did not finish stays in the outbox for the next one.
-            stopSteps: { beforeDelay: [() => relay.stop(), () => publisher.close()] },
+            stopSteps: { beforeDelay: [() => relay.stop(), () => publisher.close()], afterHttpClose: [async () => unfollow()] },
           };
         },
       };

@@ -12,6 +12,9 @@ export interface TotalsMetrics {
   rejected: Counter;
   deadLetterFailures: Counter;
   endToEndSeconds: Histogram;
+  fetches: Counter;
+  recordsFetched: Counter;
+  offsetCommits: Counter;
 }
 
 export function createTotalsMetrics(registry: Registry, store: TotalsStore): TotalsMetrics {
@@ -44,6 +47,22 @@ export function createTotalsMetrics(registry: Registry, store: TotalsStore): Tot
       name: 'summa_end_to_end_latency_seconds',
       help: 'Time from the calculator accepting a sum to the sum being applied to the total.',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [registry],
+    }),
+    // Their ratio is the records per fetch, what the broker's and the consumer's cost per record depend on.
+    fetches: new Counter({
+      name: 'summa_totals_fetches_total',
+      help: 'Fetch responses from Kafka, empty ones (the wait ran out) included.',
+      registers: [registry],
+    }),
+    recordsFetched: new Counter({
+      name: 'summa_totals_records_fetched_total',
+      help: 'Records in those fetch responses (read ahead of the applier; redeliveries included).',
+      registers: [registry],
+    }),
+    offsetCommits: new Counter({
+      name: 'summa_totals_offset_commits_total',
+      help: 'Offset commits Kafka accepted from this consumer.',
       registers: [registry],
     }),
   };

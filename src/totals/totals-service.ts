@@ -2,6 +2,7 @@ import { createPool } from '../platform/db/pool.ts';
 import { createBatchConsumer } from '../platform/kafka/batch-consumer.ts';
 import type { PartitionStall } from '../platform/kafka/partition-stalls.ts';
 import { createEventPublisher } from '../platform/kafka/publisher.ts';
+import { followKafkaRequests } from '../platform/kafka/request-counts.ts';
 import { baseClientOptions, parseBrokerList } from '../platform/kafka/settings.ts';
 import { readRunState } from '../cli/run-state.ts';
 import { kafkaConnectionOptions } from '../cli/status-kafka.ts';
@@ -39,12 +40,20 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
 
       const store = new TotalsStore(pool);
       const metrics = createTotalsMetrics(registry, store);
+      const unfollow = followKafkaRequests({
+        onFetch: (records) => {
+          metrics.fetches.inc();
+          metrics.recordsFetched.inc(records);
+        },
+        onOffsetCommit: () => metrics.offsetCommits.inc(),
+      });
       const consumer = createBatchConsumer(
         {
           ...kafka,
           groupId: config.groupId,
           topic: config.topic,
           maxBatchSize: config.maxBatchSize,
+          commitIntervalMs: config.commitIntervalMs,
           stallAfterMs: config.stallAfterMs,
           storedOffsets: (topicId, partitions) => store.readOffsets(config.groupId, config.topic, topicId, partitions),
           onError: (error, context) => logger.warn({ err: error, context }, 'Kafka consumer recovered from an error'),
@@ -95,7 +104,10 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
             notReadyReason: () => describeStalls(consumer.stalled()),
             // The batch in flight is applied and committed, and the group left, before reads stop
             // being served; a successor resumes from that commit.
-            stopSteps: { beforeDelay: [() => sampler.stop(), () => consumer.close(), () => deadLetterPublisher.close(), () => browser.close()], afterHttpClose: [async () => readPool?.end()] },
+            stopSteps: {
+              beforeDelay: [() => sampler.stop(), () => consumer.close(), () => deadLetterPublisher.close(), () => browser.close()],
+              afterHttpClose: [async () => readPool?.end(), async () => unfollow()],
+            },
           };
         },
       };

@@ -26,6 +26,19 @@ function status(dataDir: string): Promise<{ code: number; report: { components: 
   );
 }
 
+/** `summa <args>` on the run in dataDir, as an operator runs it: no address given, only the data folder. */
+function summaCli(dataDir: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const summa = path.resolve(import.meta.dirname, '../../bin/summa.mjs');
+  const env: NodeJS.ProcessEnv = { ...process.env, SUMMA_DATA_DIR: dataDir };
+  delete env.CALCULATOR_GRPC_ADDRESS;
+  delete env.TOTALS_URL;
+  return new Promise((resolve) =>
+    execFile(process.execPath, [summa, ...args], { env, timeout: 90_000 }, (error, stdout, stderr) =>
+      resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+    ),
+  );
+}
+
 /** The sum of a counter's samples whose line matches `filter`, from a service's /metrics. */
 async function counter(httpPort: number, name: string, filter: RegExp): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
@@ -162,6 +175,17 @@ describe('npm start -- --cluster', { skip: missingTool('nginx'), timeout: 240_00
     const strong = await fetch(`http://127.0.0.1:${nginx.totalsPort}/total?consistency=strong`);
     assert.equal(strong.headers.get('summa-read-source'), 'primary');
     assert.equal(((await strong.json()) as { total: string }).total, expected.toString());
+
+    // The operator commands find nginx and each service's log file through the run state.
+    const load = await summaCli(dataDir, 'load', '--concurrency', '6', '--duration', '2', '--ids-repeat', '10', '--json');
+    assert.equal(load.code, 0, `${load.stdout}\n${load.stderr}`);
+    const summary = JSON.parse(load.stdout) as { calculator: string; totals: string; check: { passed: boolean; message: string } };
+    assert.equal(summary.calculator, `127.0.0.1:${nginx.grpcPort}`);
+    assert.equal(summary.totals, `http://127.0.0.1:${nginx.totalsPort}`);
+    assert.equal(summary.check.passed, true, summary.check.message);
+    const logs = await summaCli(dataDir, 'logs', 'calculator-2', '-n', '1000');
+    assert.equal(logs.code, 0, logs.stderr);
+    assert.match(logs.stdout, /"msg":"ready"/);
 
     assert.equal(await launcher.interrupt(), 0, launcher.output);
     await sleep(500);

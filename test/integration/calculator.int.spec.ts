@@ -286,7 +286,8 @@ describe('calculator schema upgrade from a database with the notify trigger', ()
       ]);
       assert.deepEqual(triggers.rows, []);
       assert.deepEqual(functions.rows, []);
-      assert.deepEqual(applied.rows.map((row) => row.version), [1, 2, 3]);
+      const every = (await readdir(CALCULATOR_MIGRATIONS)).filter((name) => name.endsWith('.sql')).map((name) => Number.parseInt(name, 10));
+      assert.deepEqual(applied.rows.map((row) => row.version), every.sort((a, b) => a - b));
       assert.equal(pending.rowCount, 1);
     } finally {
       await rm(before, { recursive: true, force: true });

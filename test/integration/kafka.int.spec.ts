@@ -15,6 +15,7 @@ import { createBatchConsumer, type BatchConsumer, type BatchConsumerOptions } fr
 import { createEventPublisher } from '../../src/platform/kafka/publisher.ts';
 import type { IncomingRecord, OutgoingRecord } from '../../src/platform/kafka/records.ts';
 import type { KafkaSettings } from '../../src/platform/kafka/settings.ts';
+import { followKafkaRequests } from '../../src/platform/kafka/request-counts.ts';
 import { ensureTopic } from '../../src/platform/kafka/topics.ts';
 import { ensureServiceTopics } from '../../src/platform/service/service-topics.ts';
 
@@ -230,6 +231,35 @@ describe('kafka client layer on a real broker', { timeout: 240_000 }, () => {
     await beside;
     await publisher.close();
     assert.deepEqual(await endOffsets(topic), [2n]);
+  });
+
+  it('counts produce requests with the records sent, fetch responses with the records in them, and offset commits', { timeout: 60_000 }, async () => {
+    const topic = unique('counts');
+    await ensureTopic(settings, topic, { partitions: 2 });
+    const seen = { sent: 0, produced: 0, fetches: 0, fetched: 0, commits: 0 };
+    const unfollow = followKafkaRequests({
+      onSend: (records) => (seen.sent += records),
+      onProduce: () => seen.produced++,
+      onFetch: (records) => {
+        seen.fetches++;
+        seen.fetched += records;
+      },
+      onOffsetCommit: () => seen.commits++,
+    });
+    try {
+      const publisher = track(createEventPublisher(settings));
+      await publisher.publish(topic, records(30, 'c'));
+      // One send, one broker: one produce request for all 30 records, whatever their partitions.
+      assert.deepEqual({ sent: seen.sent, produced: seen.produced }, { sent: 30, produced: 1 });
+      const { consumer, received } = collector({ topic, groupId: unique('g') });
+      await consumer.start();
+      await waitFor('30 records', () => received.length >= 30);
+      await consumer.close();
+      assert.equal(seen.fetched, 30, 'every record was in some fetch response, once');
+      assert.ok(seen.fetches >= 1 && seen.commits >= 1, `fetches ${seen.fetches}, commits ${seen.commits}`);
+    } finally {
+      unfollow();
+    }
   });
 
   it('commits only what onBatch finished: a new member of the group gets only newer records', { timeout: 60_000 }, async () => {

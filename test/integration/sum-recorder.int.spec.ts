@@ -53,4 +53,40 @@ describe('SumRecorder against real PostgreSQL', () => {
       assert.equal(row.same_time, true, 'the request and its outbox row carry the one commit time');
     }
   });
+
+  // RELAY_MODE=debezium: change data capture reads the outbox's inserts off the write-ahead log, so
+  // the rows need not stay in the table.
+  it('under change data capture, leaves the outbox empty while the write-ahead log carries each event once', async () => {
+    const slot = `recorder_${process.pid}_${Date.now()}`;
+    await sql.query("SELECT pg_create_logical_replication_slot($1, 'test_decoding')", [slot]);
+    try {
+      const recorder = new SumRecorder(
+        sql,
+        { topic: 'sums', maxBatchSize: 10, maxConcurrentWrites: 1, maxQueued: 10, deleteOutboxRows: true },
+        pino({ level: 'silent' }),
+        createCalculatorMetrics(new Registry()),
+        () => {},
+      );
+      const results = await Promise.all([
+        recorder.record({ requestId: 'captured-1', num1: 1n, num2: 2n, sum: 3n }),
+        recorder.record({ requestId: 'captured-2', num1: 3n, num2: 4n, sum: 7n }),
+        recorder.record({ requestId: 'captured-1', num1: 1n, num2: 2n, sum: 3n }),
+      ]);
+      assert.deepEqual(results.map((result) => result.replayed), [false, false, true]);
+      assert.equal((await recorder.record({ requestId: 'captured-3', num1: 5n, num2: 5n, sum: 10n })).replayed, false);
+
+      const outbox = await sql.query("SELECT 1 FROM calculator.outbox WHERE message_key LIKE 'captured-%'");
+      assert.equal(outbox.rowCount, 0, 'each outbox row is deleted in the transaction that wrote it');
+      const requests = await sql.query("SELECT 1 FROM calculator.requests WHERE request_id LIKE 'captured-%'");
+      assert.equal(requests.rowCount, 3);
+      const { rows } = await sql.query<{ data: string }>('SELECT data FROM pg_logical_slot_get_changes($1, NULL, NULL)', [slot]);
+      const inserts = rows.filter((row) => row.data.startsWith('table calculator.outbox: INSERT:'));
+      assert.equal(inserts.length, 3, 'the log carries one insert per accepted request, none for the replay');
+      for (const id of ['captured-1', 'captured-2', 'captured-3']) {
+        assert.equal(inserts.filter((row) => row.data.includes(`message_key[text]:'${id}'`)).length, 1);
+      }
+    } finally {
+      await sql.query('SELECT pg_drop_replication_slot($1)', [slot]);
+    }
+  });
 });

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { ProtocolError, UserError } from '@platformatic/kafka';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { BUSY_POLL_MS, OutboxRelay, pollDelayAfter } from '../../src/outbox/outbox-relay.ts';
+import { BUSY_POLL_MS, OutboxRelay, pollDelayAfter, type OutboxRelayOptions } from '../../src/outbox/outbox-relay.ts';
 import type { OutgoingRecord } from '../../src/platform/kafka/records.ts';
 import type { OutboxRow } from '../../src/outbox/outbox-store.ts';
 import type { Pool } from '../../src/platform/db/pool.ts';
@@ -28,7 +28,7 @@ const MAX_ATTEMPTS = 3;
  * records what it is asked to send; both write to one log so the order shows. The relay must never
  * hold a connection (pool.connect) or open a transaction: each statement is one pool.query.
  */
-function setup(claimable: OutboxRow[]) {
+function setup(claimable: OutboxRow[], overrides: Partial<OutboxRelayOptions> = {}) {
   const log: string[] = [];
   const statements: { step: Step; params: unknown[] | undefined }[] = [];
   const failures: Partial<Record<Step, Error>> = {};
@@ -73,9 +73,10 @@ function setup(claimable: OutboxRow[]) {
   const metrics = createRelayMetrics(new Registry(), pool);
   const relay = new OutboxRelay(
     pool,
-    'postgres://unused',
+    // Refused at once, for the tests that start() the relay: its listener then retries in the background.
+    'postgres://127.0.0.1:1/unused',
     publisher,
-    { batchSize: BATCH_SIZE, workers: 1, pollIntervalMs: 1_000, lingerMs: 0, leaseMs: LEASE_MS, maxAttempts: MAX_ATTEMPTS },
+    { batchSize: BATCH_SIZE, workers: 1, pollIntervalMs: 1_000, lingerMs: 0, leaseMs: LEASE_MS, maxAttempts: MAX_ATTEMPTS, ...overrides },
     logger,
     metrics,
   );
@@ -220,6 +221,66 @@ describe('OutboxRelay.relayBatch()', () => {
     assert.deepEqual(paramsOf('delete')[0]![0], ['7', '12', '8']);
     const publishedEventIds = publisher.published.flatMap((batch) => batch.records.map((r) => r.headers?.['summa-event-id'])).sort();
     assert.deepEqual(publishedEventIds, rows.map((r) => r.event_id).sort());
+  });
+});
+
+/** Resolves once `done()` holds; rejects after `timeoutMs`. */
+async function until(done: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe('OutboxRelay wake-ups', () => {
+  const wake = (relay: OutboxRelay) => (relay as unknown as { wake(): void }).wake();
+
+  it('claims at once when woken at rest: the linger is for wake-ups that come while a batch is in flight', async () => {
+    const lingerMs = 3_000;
+    const { relay, log } = setup([], { lingerMs, pollIntervalMs: 60_000 });
+    relay.start();
+    try {
+      await until(() => log.length === 1, 1_000, 'the first claim');
+      await new Promise((resolve) => setTimeout(resolve, 50)); // asleep until woken
+      wake(relay);
+      await until(() => log.length === 2, lingerMs / 3, 'a claim after the wake-up, with no batch in flight');
+    } finally {
+      await relay.stop();
+    }
+  });
+
+  it('lingers after a wake-up that comes while another worker publishes, so that one batch carries several commits', async () => {
+    const claimable: OutboxRow[] = [];
+    const { relay, log, publisher } = setup(claimable, { lingerMs: 200, pollIntervalMs: 60_000, workers: 2 });
+    const claims = () => log.filter((step) => step === 'claim').length;
+    let finishPublish: () => void = () => {};
+    const published = publisher.publish;
+    publisher.publish = async (topic, records) => {
+      await new Promise<void>((resolve) => (finishPublish = resolve));
+      return published(topic, records);
+    };
+    relay.start();
+    try {
+      await until(() => claims() === 2, 1_000, 'both workers claimed once');
+      await new Promise((resolve) => setTimeout(resolve, 50)); // both asleep until woken
+      // One worker claims an event and publishes it until told to finish; the other finds none.
+      claimable.push(row(1));
+      wake(relay);
+      await until(() => claims() === 3, 1_000, 'a worker claimed the event');
+      claimable.length = 0;
+      await until(() => claims() === 4, 1_000, 'the other worker claimed too');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const wokenAt = Date.now();
+      wake(relay);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(claims(), 4, 'the idle worker waits the linger while a batch is in flight');
+      await until(() => claims() === 5, 2_000, 'a claim after the linger');
+      assert.ok(Date.now() - wokenAt >= 150, 'it waited about the linger');
+    } finally {
+      finishPublish();
+      await relay.stop();
+    }
   });
 });
 

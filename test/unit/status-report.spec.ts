@@ -7,6 +7,7 @@ import type { RunComponent } from '../../src/cli/run-state.ts';
 import { kafkaConnectionOptions } from '../../src/cli/status-kafka.ts';
 import {
   brokerStatus,
+  connectStatus,
   consumerLag,
   exitCodeFor,
   formatStatus,
@@ -82,6 +83,18 @@ describe('summa status: health decisions', () => {
     assert.equal(portsStatus(nginx, true, []).healthy, true);
     assert.deepEqual([portsStatus(nginx, true, [8080]).healthy, portsStatus(nginx, true, [8080]).detail], [false, 'port 8080 does not accept connections']);
     assert.equal(portsStatus(nginx, true, [8090, 8080]).detail, 'ports 8090,8080 do not accept connections');
+  });
+
+  it('Kafka Connect is healthy while its connector and every task run, and says so', () => {
+    const connect: RunComponent = { name: 'kafka-connect', role: 'kafka-connect', pid: 500, ports: [8083], healthUrl: 'http://127.0.0.1:8083/connectors/summa-outbox/status' };
+    const running = connectStatus(connect, true, { ok: true, name: 'summa-outbox', registered: true, connector: 'RUNNING', tasks: [{ id: 0, state: 'RUNNING' }] });
+    assert.deepEqual([running.healthy, running.detail], [true, 'connector summa-outbox RUNNING, task 0 RUNNING']);
+    const failed = connectStatus(connect, true, { ok: true, name: 'summa-outbox', registered: true, connector: 'RUNNING', tasks: [{ id: 0, state: 'FAILED' }] });
+    assert.deepEqual([failed.healthy, failed.detail], [false, 'connector summa-outbox RUNNING, task 0 FAILED (its replication slot holds WAL meanwhile)']);
+    const missing = connectStatus(connect, true, { ok: true, name: 'summa-outbox', registered: false, tasks: [] });
+    assert.deepEqual([missing.healthy, missing.detail], [false, 'connector summa-outbox is not registered']);
+    assert.equal(connectStatus(connect, false, { ok: false, error: 'connection refused' }).detail, 'process 500 is not running');
+    assert.equal(connectStatus(connect, true, { ok: false, error: 'connection refused' }).detail, 'REST API does not answer: connection refused');
   });
 });
 

@@ -18,3 +18,16 @@ describe('the totals service read replica setting', () => {
     );
   });
 });
+
+describe('the totals service commit interval', () => {
+  it('commits at most every 200 ms by default; TOTALS_COMMIT_INTERVAL_MS sets it, 0 included', () => {
+    assert.equal(readTotalsConfig({}).commitIntervalMs, 200);
+    assert.equal(readTotalsConfig({ TOTALS_COMMIT_INTERVAL_MS: '0' }).commitIntervalMs, 0);
+    assert.equal(readTotalsConfig({ TOTALS_COMMIT_INTERVAL_MS: '1000' }).commitIntervalMs, 1000);
+  });
+
+  it('refuses a value that is not a whole number of milliseconds, naming the variable', () => {
+    assert.throws(() => readTotalsConfig({ TOTALS_COMMIT_INTERVAL_MS: '-1' }), (error: unknown) => error instanceof ConfigError && /TOTALS_COMMIT_INTERVAL_MS/.test(error.message));
+    assert.throws(() => readTotalsConfig({ TOTALS_COMMIT_INTERVAL_MS: 'soon' }), (error: unknown) => error instanceof ConfigError && /TOTALS_COMMIT_INTERVAL_MS/.test(error.message));
+  });
+});

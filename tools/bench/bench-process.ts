@@ -41,7 +41,9 @@ export class BenchProcess {
 
   async start(timeoutMs = 60_000): Promise<void> {
     const profile = this.options.cpuProfileDir
-      ? ['--cpu-prof', `--cpu-prof-dir=${this.options.cpuProfileDir}`, `--cpu-prof-name=${this.options.name}-${Date.now()}.cpuprofile`]
+      ? // A folder per process, with Node's default file names: they carry the thread id, so the main
+        // thread's profile is not overwritten by that of tsx's loader thread, which ends later.
+        ['--cpu-prof', `--cpu-prof-dir=${path.join(this.options.cpuProfileDir, `${this.options.name}-${Date.now()}`)}`]
       : [];
     const loader = this.options.entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
     const child = spawn(process.execPath, [...profile, ...loader, path.join(repoRoot, this.options.entry)], {

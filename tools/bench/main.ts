@@ -1,11 +1,13 @@
-// `npm run bench [-- --quick] [--cpu-prof] [--vus N] [--kafka-os-flush] [--cluster]`
+// `npm run bench [-- --quick] [--cpu-prof] [--connections N] [--concurrency N] [--vus N] [--kafka-os-flush] [--cluster]`
 //
-// One run, one machine, one load generator (k6, tools/load/k6/add.js) against:
+// One run, one machine, one load generator (ghz, a Go gRPC generator, tools/bench/ghz-load.ts) against:
 //   R1  a bare grpc-js server with Summa's proto that answers Add in memory (the ceiling);
 //   P   the whole pipeline (calculator → PostgreSQL outbox → relay → Kafka → totals) as real
 //       processes on an embedded PostgreSQL and Kafka in a temp dir;
 //   C   with --cluster, `npm start -- --cluster` behind nginx, and the apply throughput of 1 and
-//       3 totals consumers draining a backlog (cluster-phase.ts).
+//       3 totals consumers draining a backlog (cluster-phase.ts; still k6, --vus callers).
+// Then, over HTTP, POST /v1/sums on P's calculator against a bare Fastify echo server, with vegeta
+// for both (http-phase.ts).
 // Prints a table and writes tools/bench/results/latest.json.
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -15,19 +17,27 @@ import pg from 'pg';
 import { startKafkaBroker, type KafkaBroker } from '../local-stack/kafka-broker.ts';
 import { startPostgresServer, type PostgresServer } from '../local-stack/postgres-server.ts';
 import { ensureK6 } from '../load/k6-binary.ts';
+import { ensureGhz } from './ghz-binary.ts';
+import { runGhz } from './ghz-load.ts';
 import { freePort } from '../lib/free-port.ts';
 import { repoRoot } from '../lib/paths.ts';
 import { appliedEvents } from './applied-events.ts';
 import { BenchProcess, httpReady } from './bench-process.ts';
 import { runClusterPhase, type ClusterFigures } from './cluster-phase.ts';
-import { runLoad, type LoadResult } from './k6-load.ts';
-import { cpuSeconds, peakRssMb, processTree, treeCpuSeconds } from './process-stats.ts';
+import { runHttpPhase } from './http-phase.ts';
+import { cpuSeconds, peakRssMb, processTree, residentMb, treeCpuSeconds } from './process-stats.ts';
+import { measureIdleVisibility } from './idle-latency.ts';
+import { kafkaBatchingBetween, readKafkaBatching } from './kafka-batching.ts';
 import { benchCleanups } from './cleanups.ts';
 
 const { values: flags } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
+    // R1 and P's callers (ghz): calls in flight at once, over this many HTTP/2 connections.
+    connections: { type: 'string', default: '10' },
+    concurrency: { type: 'string', default: '200' },
+    // C's callers (k6 VUs).
     vus: { type: 'string', default: '64' },
     // Kafka as it is by default, flushing to disk when the OS does: measures what flushing each
     // record before its ack (the local broker's setting) costs.
@@ -37,6 +47,12 @@ const { values: flags } = parseArgs({
 });
 const VUS = Number(flags.vus);
 if (!Number.isInteger(VUS) || VUS < 1) throw new Error(`--vus must be a positive whole number, got ${flags.vus}`);
+const CALLERS = { connections: Number(flags.connections), concurrency: Number(flags.concurrency) };
+for (const [name, value] of Object.entries(CALLERS)) {
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive whole number, got ${flags[name as keyof typeof CALLERS]}`);
+}
+/** Seconds each service is left idle after it is ready, before its resident memory is read. */
+const REST_SECONDS = 5;
 const plan = flags.quick
   ? { windowSeconds: 8, warmupSeconds: 2, backlog: 20_000 }
   : { windowSeconds: 20, warmupSeconds: 4, backlog: 100_000 };
@@ -56,6 +72,8 @@ const { cleanups, cleanUp } = benchCleanups(log);
 function benchArguments(): string {
   const given = [
     flags.quick && '--quick',
+    flags.connections !== '10' && `--connections ${flags.connections}`,
+    flags.concurrency !== '200' && `--concurrency ${flags.concurrency}`,
     flags['vus'] !== '64' && `--vus ${flags.vus}`,
     flags['kafka-os-flush'] && '--kafka-os-flush',
     flags.cluster && '--cluster',
@@ -69,7 +87,8 @@ interface Snapshot {
 }
 
 async function main(): Promise<void> {
-  const k6 = ensureK6();
+  const ghz = ensureGhz();
+  const k6 = flags.cluster ? ensureK6() : '';
   if (flags['cpu-prof']) await mkdir(PROFILE_DIR, { recursive: true });
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-bench-'));
   // PostgreSQL runs as its own user when started as root, and must reach its cluster folder.
@@ -92,13 +111,13 @@ async function main(): Promise<void> {
   cleanups.push(() => echo.stop());
   await echo.start();
   const echoTarget = `127.0.0.1:${echoPort}`;
-  await runLoad(k6, echoTarget, `${runId}-r1w`, { mode: 'closed', vus: VUS, durationSeconds: plan.warmupSeconds });
-  log(`R1: closed loop, ${VUS} callers, ${plan.windowSeconds}s`);
+  await runGhz(ghz, echoTarget, { mode: 'closed', ...CALLERS, durationSeconds: plan.warmupSeconds });
+  log(`R1: closed loop, ${CALLERS.concurrency} callers on ${CALLERS.connections} connections, ${plan.windowSeconds}s`);
   const echoCpu0 = cpuSeconds(echo.pid);
-  const r1Closed = await runLoad(k6, echoTarget, `${runId}-r1c`, { mode: 'closed', vus: VUS, durationSeconds: plan.windowSeconds });
+  const r1Closed = await runGhz(ghz, echoTarget, { mode: 'closed', ...CALLERS, durationSeconds: plan.windowSeconds });
   const echoCpu1 = cpuSeconds(echo.pid);
   log(`R1: ${r1Closed.ackedPerSecond.toFixed(0)} Add/s; open loop at 50% (${(r1Closed.ackedPerSecond / 2).toFixed(0)}/s)`);
-  const r1Open = await runLoad(k6, echoTarget, `${runId}-r1o`, { mode: 'open', rate: r1Closed.ackedPerSecond / 2, durationSeconds: plan.windowSeconds });
+  const r1Open = await runGhz(ghz, echoTarget, { mode: 'open', rate: r1Closed.ackedPerSecond / 2, durationSeconds: plan.windowSeconds, connections: CALLERS.connections });
   const echoRss = peakRssMb(echo.pid);
   await echo.stop();
 
@@ -127,7 +146,8 @@ async function main(): Promise<void> {
   const service = (name: 'calculator' | 'relay' | 'totals', port: number) =>
     new BenchProcess({
       name,
-      entry: `src/${name}/main.ts`,
+      // As they ship and as `npm start` runs them: compiled, no TypeScript loader.
+      entry: `dist/${name}/main.js`,
       env,
       isReady: httpReady(`http://127.0.0.1:${port}/readyz`),
       cpuProfileDir: flags['cpu-prof'] ? PROFILE_DIR : undefined,
@@ -139,6 +159,13 @@ async function main(): Promise<void> {
   log('P: starting the calculator, relay and totals services');
   await calculator.start();
   await Promise.all([relay.start(), totals.start()]);
+  await sleep(REST_SECONDS * 1000);
+  const rssAtRestMb = {
+    calculator: round(residentMb(calculator.pid), 1),
+    relay: round(residentMb(relay.pid), 1),
+    totals: round(residentMb(totals.pid), 1),
+  };
+  log(`P: resident memory after ${REST_SECONDS}s at rest: ${JSON.stringify(rssAtRestMb)} MB`);
   const postmaster = await postgres.pid();
   const target = `127.0.0.1:${grpcPort}`;
 
@@ -160,16 +187,22 @@ async function main(): Promise<void> {
 
   let expected = 0;
   log(`P: warming up (${plan.warmupSeconds}s)`);
-  expected += (await runLoad(k6, target, `${runId}-pw`, { mode: 'closed', vus: VUS, durationSeconds: plan.warmupSeconds })).acked;
+  expected += (await runGhz(ghz, target, { mode: 'closed', ...CALLERS, durationSeconds: plan.warmupSeconds })).acked;
   await waitApplied(expected);
+  log('P: idle visibility, one Add at a time');
+  const idle = await measureIdleVisibility({ grpcTarget: target, totalsUrl: `http://127.0.0.1:${totalsPort}`, samples: 50, gapMs: 200, sql });
+  expected += idle.samples + 1; // and its first, unmeasured Add
   const s0 = await snapshot();
+  const kafkaCounts = () => readKafkaBatching(`http://127.0.0.1:${relayPort}`, `http://127.0.0.1:${totalsPort}`);
+  const batching0 = await kafkaCounts();
 
-  log(`P: closed loop, ${VUS} callers, ${plan.windowSeconds}s`);
+  log(`P: closed loop, ${CALLERS.concurrency} callers on ${CALLERS.connections} connections, ${plan.windowSeconds}s`);
   const closedFrom = new Date();
-  const pClosed = await runLoad(k6, target, `${runId}-pc`, { mode: 'closed', vus: VUS, durationSeconds: plan.windowSeconds });
+  const pClosed = await runGhz(ghz, target, { mode: 'closed', ...CALLERS, durationSeconds: plan.windowSeconds });
   const closedTo = new Date();
   expected += pClosed.acked;
   const catchUpSeconds = await waitApplied(expected);
+  const kafkaBatching = kafkaBatchingBetween(batching0, await kafkaCounts());
   const closedEndToEnd = await endToEnd(closedFrom, closedTo);
   const appliedPerSecond = (await appliedBetween(closedFrom, closedTo)) / ((closedTo.getTime() - closedFrom.getTime()) / 1000);
   // The consumer kept up when events were applied within a second of acceptance all along.
@@ -179,7 +212,7 @@ async function main(): Promise<void> {
 
   log(`P: ${pClosed.ackedPerSecond.toFixed(0)} Add/s acknowledged, consumer ${keptUp ? 'kept up' : `fell behind (applied ${appliedPerSecond.toFixed(0)}/s)`}; open loop at 50% of ${pipelineRps.toFixed(0)}/s`);
   const openFrom = new Date();
-  const pOpen = await runLoad(k6, target, `${runId}-po`, { mode: 'open', rate: pipelineRps / 2, durationSeconds: plan.windowSeconds });
+  const pOpen = await runGhz(ghz, target, { mode: 'open', rate: pipelineRps / 2, durationSeconds: plan.windowSeconds, connections: CALLERS.connections });
   const openTo = new Date();
   expected += pOpen.acked;
   await waitApplied(expected);
@@ -189,7 +222,7 @@ async function main(): Promise<void> {
   log(`P: backlog drain — relay stopped, queueing ${plan.backlog} events`);
   const relayRssFirst = peakRssMb(relay.pid);
   await relay.stop();
-  const fill = await runLoad(k6, target, `${runId}-pf`, { mode: 'fill', vus: VUS, iterations: plan.backlog });
+  const fill = await runGhz(ghz, target, { mode: 'fill', ...CALLERS, requests: plan.backlog });
   expected += fill.acked;
   const base = await appliedCount();
   const { rows: outbox } = await sql.query<{ n: string }>('SELECT count(*)::text AS n FROM calculator.outbox');
@@ -220,6 +253,22 @@ async function main(): Promise<void> {
     kafka: round(peakRssMb(kafka.pid), 1),
     postgres_largest_process: round(Math.max(...processTree(postmaster).map(peakRssMb)), 1),
   };
+
+  // After peak RSS (a high-water mark) is read, so that it stays the gRPC phases' figure.
+  const http = await runHttpPhase({
+    calculatorHttpPort: calculatorPort,
+    workers: CALLERS.concurrency,
+    durationSeconds: plan.windowSeconds,
+    warmupSeconds: plan.warmupSeconds,
+    onAcknowledged: (count) => (expected += count),
+    log,
+    onCleanUp: (cleanup) => cleanups.push(cleanup),
+    cpuProfileDir: flags['cpu-prof'] ? PROFILE_DIR : undefined,
+  });
+  await waitApplied(expected);
+  const applied = await appliedCount();
+  if (applied !== expected) throw new Error(`${applied} events applied, but ${expected} sums were acknowledged`);
+
   const loadAtEnd = loadAverage();
   const pgVersion = (await sql.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
   await Promise.all([calculator.stop(), relay.stop(), totals.stop()]);
@@ -251,7 +300,13 @@ async function main(): Promise<void> {
       load_average_at_start: loadAtStart,
       load_average_at_end: loadAtEnd,
     },
-    plan: { ...plan, vus: VUS, load_generator: 'k6 (tools/load/k6/add.js), gRPC, same for R1 and P' },
+    plan: {
+      ...plan,
+      connections: CALLERS.connections,
+      concurrency: CALLERS.concurrency,
+      ...(cluster ? { vus: VUS } : {}),
+      load_generator: `ghz (tools/bench/ghz-load.ts), gRPC, ${CALLERS.concurrency} callers on ${CALLERS.connections} connections, same for R1 and P${cluster ? '; C: k6 (tools/load/k6/add.js)' : ''}`,
+    },
     echo_rps: round(r1Closed.ackedPerSecond, 0),
     pipeline_rps: round(pipelineRps, 0),
     ratio: round(pipelineRps / r1Closed.ackedPerSecond, 3),
@@ -261,13 +316,24 @@ async function main(): Promise<void> {
     echo_ack_p99_ms: round(r1Open.p99Ms),
     e2e_p50_ms: round(openEndToEnd.p50),
     e2e_p99_ms: round(openEndToEnd.p99),
+    idle_e2e_p50_ms: idle.p50Ms,
+    idle_e2e_p99_ms: idle.p99Ms,
     drain_rps: round(drainRps, 0),
     fsyncs_per_request: round((s2.walFsyncs - s1.walFsyncs) / pOpen.acked, 4),
+    records_per_produce_request: kafkaBatching.records_per_produce_request,
+    records_per_fetch: kafkaBatching.records_per_fetch,
     rss_mb: rssMb,
+    rss_at_rest_mb: rssAtRestMb,
+    cpu_ms_per_request: perRequest(s0, s1, pClosed.acked),
+    generator_cpu_ms_per_request: round(pClosed.generatorCpuMsPerRequest, 4),
+    http_echo_rps: http.http_echo_rps,
+    http_pipeline_rps: http.http_pipeline_rps,
+    http_ratio: http.http_ratio,
     details: {
       r1_closed: r1Closed,
       r1_open: r1Open,
       echo_cpu_ms_per_request: round(((echoCpu1 - echoCpu0) * 1000) / r1Closed.acked, 3),
+      r1_generator_cpu_ms_per_request: round(r1Closed.generatorCpuMsPerRequest, 4),
       p_closed: pClosed,
       p_closed_consumer_kept_up: keptUp,
       p_closed_applied_rps: round(appliedPerSecond, 0),
@@ -275,11 +341,14 @@ async function main(): Promise<void> {
       p_closed_e2e_ms: closedEndToEnd,
       p_open: pOpen,
       p_open_e2e_ms: openEndToEnd,
+      idle_e2e: idle,
       fsyncs_per_request_at_saturation: round((s1.walFsyncs - s0.walFsyncs) / pClosed.acked, 4),
       cpu_ms_per_request_at_saturation: perRequest(s0, s1, pClosed.acked),
       cpu_ms_per_request_at_half_load: perRequest(s1, s2, pOpen.acked),
+      kafka_batching_at_saturation: kafkaBatching,
       drain: { backlog: fill.acked, fill_rps: round(fill.ackedPerSecond, 0), seconds_including_relay_start: round(drainTotalSeconds, 2) },
       infra_rss_mb: infraRssMb,
+      http: http.details,
     },
     ...(cluster ? { cluster } : {}),
   };
@@ -311,19 +380,35 @@ function printTable(r: {
   echo_ack_p99_ms: number;
   e2e_p50_ms: number;
   e2e_p99_ms: number;
+  idle_e2e_p50_ms: number;
+  idle_e2e_p99_ms: number;
   drain_rps: number;
   fsyncs_per_request: number;
+  records_per_produce_request: number;
+  records_per_fetch: number;
   rss_mb: Record<string, number>;
-  details: { cpu_ms_per_request_at_half_load: Record<string, number>; echo_cpu_ms_per_request: number; p_closed_consumer_kept_up: boolean };
+  rss_at_rest_mb: Record<string, number>;
+  cpu_ms_per_request: Record<string, number>;
+  generator_cpu_ms_per_request: number;
+  http_echo_rps: number;
+  http_pipeline_rps: number;
+  http_ratio: number;
+  details: { cpu_ms_per_request_at_half_load: Record<string, number>; echo_cpu_ms_per_request: number; r1_generator_cpu_ms_per_request: number; p_closed_consumer_kept_up: boolean };
 }): void {
   const rows: [string, string, string, string][] = [
     ['Add/s (closed loop, saturated)', String(r.echo_rps), String(r.pipeline_rps), `P/R1 = ${r.ratio} (target ≥ 0.6)`],
     ['ack latency p50 @50% load (ms)', String(r.echo_ack_p50_ms), String(r.ack_p50_ms), ''],
     ['ack latency p99 @50% load (ms)', String(r.echo_ack_p99_ms), String(r.ack_p99_ms), `Δ ${round(r.ack_p99_ms - r.echo_ack_p99_ms)} ms`],
     ['end-to-end p50 / p99 (ms)', '', `${r.e2e_p50_ms} / ${r.e2e_p99_ms}`, r.details.p_closed_consumer_kept_up ? 'consumer kept up' : 'consumer fell behind at saturation'],
+    ['idle Add ack → GET /total p50 / p99 (ms)', '', `${r.idle_e2e_p50_ms} / ${r.idle_e2e_p99_ms}`, 'target ≤ 10 / 20'],
     ['backlog drain (events/s)', '', String(r.drain_rps), ''],
     ['WAL fsyncs per request', '', String(r.fsyncs_per_request), 'target ≤ 0.05'],
+    ['records per produce request / fetch (saturated)', '', `${r.records_per_produce_request} / ${r.records_per_fetch}`, 'relay → Kafka / Kafka → totals'],
     ['CPU ms per request', String(r.details.echo_cpu_ms_per_request), String(r.details.cpu_ms_per_request_at_half_load.all), JSON.stringify(r.details.cpu_ms_per_request_at_half_load)],
+    ['CPU ms per request, saturated', '', String(r.cpu_ms_per_request.all), `target ≤ 0.6; ${JSON.stringify(r.cpu_ms_per_request)}`],
+    ['generator (ghz) CPU ms per request, saturated', String(r.details.r1_generator_cpu_ms_per_request), String(r.generator_cpu_ms_per_request), ''],
+    ['RSS at rest (MB)', '', `calc ${r.rss_at_rest_mb.calculator}, relay ${r.rss_at_rest_mb.relay}, totals ${r.rss_at_rest_mb.totals}`, 'target ≤ 80 each'],
+    ['POST /v1/sums/s (vegeta, closed loop)', String(r.http_echo_rps), String(r.http_pipeline_rps), `P/echo = ${r.http_ratio} (bare Fastify echo)`],
     ['peak RSS (MB)', String(r.rss_mb.echo), `calc ${r.rss_mb.calculator}, relay ${r.rss_mb.relay}, totals ${r.rss_mb.totals}`, 'target ≤ 150 each'],
   ];
   const header: [string, string, string, string] = ['', 'R1 (echo)', 'P (pipeline)', ''];

@@ -65,6 +65,16 @@ export function treeCpuSeconds(root: number): number {
   return processTree(root).reduce((total, pid) => total + cpuSeconds(pid), reaped);
 }
 
+/** Resident set size now (VmRSS) in MB, or 0 when the process is gone. */
+export function residentMb(pid: number): number {
+  try {
+    const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) / 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** Peak resident set size (VmHWM) in MB, or 0 when the process is gone. */
 export function peakRssMb(pid: number): number {
   try {

@@ -2,23 +2,20 @@
 // single-node `npm start` at rest. Starts its own run (a temporary data folder, free ports), waits
 // until it is up and has settled, reads VmRSS from /proc for the pids in the run state, and stops it.
 import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { readRunState } from '../../src/cli/run-state.ts';
 import { freePort } from '../lib/free-port.ts';
 import { repoRoot } from '../lib/paths.ts';
+import { residentMb } from './process-stats.ts';
 
 const { values } = parseArgs({ options: { 'settle-seconds': { type: 'string', default: '30' } } });
 const settleSeconds = Number(values['settle-seconds']);
 if (!Number.isFinite(settleSeconds) || settleSeconds < 0) throw new Error('--settle-seconds must be a number of seconds ≥ 0');
 
-async function vmRssMb(pid: number): Promise<number> {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  const kb = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1]);
-  return Math.round((kb / 1024) * 10) / 10;
-}
+const vmRssMb = (pid: number) => Math.round(residentMb(pid) * 10) / 10;
 
 const dataDir = await mkdtemp(path.join(os.tmpdir(), 'summa-rss-'));
 await chmod(dataDir, 0o755); // as root, PostgreSQL runs as "postgres", which must enter it
@@ -50,7 +47,7 @@ try {
   const state = await readRunState(dataDir);
   const rss: Record<string, number> = {};
   for (const component of state?.components ?? []) {
-    if (['calculator', 'relay', 'totals'].includes(component.role) && component.pid !== null) rss[component.name] = await vmRssMb(component.pid);
+    if (['calculator', 'relay', 'totals'].includes(component.role) && component.pid !== null) rss[component.name] = vmRssMb(component.pid);
   }
   console.log(JSON.stringify({ settle_seconds: settleSeconds, rss_at_rest_mb: rss }));
 } finally {

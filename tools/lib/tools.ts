@@ -17,6 +17,8 @@ export const TOOLS = {
   'docker-compose': { onPath: true },
   k6: { onPath: false, override: 'K6_BIN' },
   grpcurl: { onPath: false },
+  ghz: { onPath: false, override: 'GHZ_BIN' },
+  vegeta: { onPath: false, override: 'VEGETA_BIN' },
   openssl: { onPath: true },
   // The machine's nginx will do when it can proxy gRPC; tools/setup/30-nginx.sh checks that.
   nginx: { onPath: true, override: 'NGINX_BIN' },

@@ -1,5 +1,5 @@
-// What every Kafka JVM started here shares, the single broker (kafka-broker.ts) as the nodes of a
-// cluster (kafka-cluster.ts): Java and the jars, the JVM's flags, formatting the storage, a process
+// What every Kafka JVM started here shares, the single broker (kafka-broker.ts), the nodes of a
+// cluster (kafka-cluster.ts) and Kafka Connect (kafka-connect.ts): Java and the jars, the JVM's flags, formatting the storage, a process
 // that dies with Node, and waiting until it serves.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -12,7 +12,8 @@ import { Admin } from '@platformatic/kafka';
 import { spawnTiedToParent } from '../lib/tied-process.ts';
 
 export const HOST = '127.0.0.1';
-const POM_PATH = fileURLToPath(new URL('./kafka/pom.xml', import.meta.url));
+/** The broker's pom; Kafka Connect has its own (kafka-connect.ts). */
+export const BROKER_POM = fileURLToPath(new URL('./kafka/pom.xml', import.meta.url));
 const READY_TIMEOUT_MS = 90_000;
 const STOP_TIMEOUT_MS = 20_000;
 
@@ -26,12 +27,12 @@ export interface KafkaJvm {
 }
 
 /**
- * Checks Java, resolves the jars (cached in `dataDir`) and writes the log4j config into `dataDir`.
- * Kafka's own logs go to stdout, which the caller sends to a file.
+ * Checks Java, resolves the jars of `pom` (default: the broker's; cached in `dataDir`) and writes
+ * the log4j config into `dataDir`. Kafka's own logs go to stdout, which the caller sends to a file.
  */
-export async function prepareKafkaJvm(options: { dataDir: string; logDir: string; heapMb: number }): Promise<KafkaJvm> {
+export async function prepareKafkaJvm(options: { dataDir: string; logDir: string; heapMb: number; pom?: string }): Promise<KafkaJvm> {
   const java = checkJava();
-  const classpath = await resolveClasspath(options.dataDir, options.logDir);
+  const classpath = await resolveClasspath(options.pom ?? BROKER_POM, options.dataDir, options.logDir);
   const log4jConfig = path.join(options.dataDir, 'log4j2.properties');
   await writeFile(log4jConfig, LOG4J2_PROPERTIES);
   const jvmArgs = [
@@ -62,9 +63,9 @@ function checkJava(): string {
   return 'java';
 }
 
-/** The broker's classpath, resolved by Maven once per version of the pom and cached in dataDir. */
-async function resolveClasspath(dataDir: string, logDir: string): Promise<string> {
-  const pom = await readFile(POM_PATH);
+/** The pom's classpath, resolved by Maven once per version of the pom and cached in dataDir. */
+async function resolveClasspath(pomPath: string, dataDir: string, logDir: string): Promise<string> {
+  const pom = await readFile(pomPath);
   const hash = createHash('sha256').update(pom).digest('hex').slice(0, 16);
   const cacheFile = path.join(dataDir, `classpath-${hash}.txt`);
   const cached = await readFile(cacheFile, 'utf8').catch(() => null);
@@ -75,14 +76,14 @@ async function resolveClasspath(dataDir: string, logDir: string): Promise<string
   const mavenLog = path.join(logDir, 'maven.log');
   const result = await runToFile(
     'mvn',
-    ['-q', '-B', '-Dstyle.color=never', '-f', POM_PATH, 'dependency:build-classpath', `-Dmdep.outputFile=${tmpFile}`],
+    ['-q', '-B', '-Dstyle.color=never', '-f', pomPath, 'dependency:build-classpath', `-Dmdep.outputFile=${tmpFile}`],
     mavenLog,
   );
   if (result.error) {
-    throw new Error(`Cannot run 'mvn' (${result.error.message}); Maven is needed to fetch the Kafka broker jars`);
+    throw new Error(`Cannot run 'mvn' (${result.error.message}); Maven is needed to fetch the Kafka jars`);
   }
   if (result.code !== 0) {
-    throw new Error(`Maven could not resolve the Kafka broker classpath from ${POM_PATH}; see ${mavenLog}:\n${await tail(mavenLog)}`);
+    throw new Error(`Maven could not resolve the classpath from ${pomPath}; see ${mavenLog}:\n${await tail(mavenLog)}`);
   }
   await rename(tmpFile, cacheFile);
   return (await readFile(cacheFile, 'utf8')).trim();
@@ -170,13 +171,37 @@ export interface KafkaProcess {
  * `.1`), and resolves once the broker on `brokers` answers a metadata request; kills it and rejects
  * with the log's tail if it exits or does not serve within `readyTimeoutMs` (default 90s).
  */
-export async function launchKafka(
+export function launchKafka(
   jvm: KafkaJvm,
   options: { serverProperties: string; logFile: string; brokers: string; probe?: ProbeClientOptions; readyTimeoutMs?: number },
 ): Promise<KafkaProcess> {
   const { logFile, brokers } = options;
+  return launchJvm(jvm, {
+    mainClass: 'kafka.Kafka',
+    args: [options.serverProperties],
+    logFile,
+    waitUntilReady: (child, exited) =>
+      waitUntilServing(brokers, options.probe ?? {}, options.readyTimeoutMs ?? READY_TIMEOUT_MS, child, exited, logFile),
+  });
+}
+
+/**
+ * Starts `mainClass args` on `jvm` with its output in `logFile` (the previous one kept as `.1`),
+ * and resolves once `waitUntilReady` does; kills the JVM if that rejects, and rejects with its error.
+ */
+export async function launchJvm(
+  jvm: KafkaJvm,
+  options: {
+    mainClass: string;
+    args: string[];
+    logFile: string;
+    /** Resolves once the process serves; rejects (with the log's tail) if it died or took too long. */
+    waitUntilReady: (child: ChildProcess, exited: Promise<void>) => Promise<void>;
+  },
+): Promise<KafkaProcess> {
+  const { logFile } = options;
   if (existsSync(logFile)) await rename(logFile, `${logFile}.1`);
-  const child = spawnTiedToParent(jvm.java, [...jvm.jvmArgs, 'kafka.Kafka', options.serverProperties], logFile);
+  const child = spawnTiedToParent(jvm.java, [...jvm.jvmArgs, options.mainClass, ...options.args], logFile);
   const exited = new Promise<void>((resolve) => {
     child.once('exit', () => resolve());
     // A failed spawn emits 'error' and never 'exit'.
@@ -184,7 +209,7 @@ export async function launchKafka(
   });
 
   try {
-    await waitUntilServing(brokers, options.probe ?? {}, options.readyTimeoutMs ?? READY_TIMEOUT_MS, child, exited, logFile);
+    await options.waitUntilReady(child, exited);
   } catch (error) {
     child.kill('SIGKILL');
     await exited;

@@ -8,6 +8,10 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { startKafkaBroker, type KafkaBroker } from './kafka-broker.ts';
 import { startKafkaCluster, type KafkaCluster, type KafkaUser } from './kafka-cluster.ts';
+import { outboxConnectorConfig, startKafkaConnect, type ConnectorState, type KafkaConnect } from './kafka-connect.ts';
+import pg from 'pg';
+import { ensureOutboxPublication } from '../../src/outbox/outbox-capture.ts';
+import { RELAY_MODES, type RelayMode } from '../../src/calculator/config.ts';
 import { startNginxServer } from './nginx-server.ts';
 import { startPostgresReplica, type PostgresReplica } from './postgres-replica.ts';
 import { startPostgresServer, type PostgresServer } from './postgres-server.ts';
@@ -20,10 +24,12 @@ import { readRunState, runStateFile, writeRunState, type RunComponent, type RunS
 import { ConfigError, envInteger, envTopic, envTopicName } from '../../src/platform/config.ts';
 import { createLogger } from '../../src/platform/logger.ts';
 
-const USAGE = `usage: npm start [-- [--cluster] [--port-offset N]]
+const USAGE = `usage: npm start [-- [--cluster] [--relay poller|debezium] [--port-offset N]]
 
   (no option)        one of each part: PostgreSQL, a Kafka broker, a calculator, a relay, a totals service
   --cluster          3 calculators and 3 totals services behind nginx, 2 relays (issue #11's topology)
+  --relay debezium   change data capture instead of the relay service: Kafka Connect with Debezium's
+                     PostgreSQL connector (also RELAY_MODE=debezium; not with --cluster yet)
   --port-offset N    adds N to every default port (also SUMMA_PORT_OFFSET), to run a second system beside one
   -h, --help         this text
 
@@ -31,6 +37,7 @@ Settings come from the environment: SUMMA_DATA_DIR, DATABASE_URL, KAFKA_BROKERS,
 
 interface CommandLine {
   cluster: boolean;
+  relay?: string;
   portOffset?: string;
 }
 
@@ -41,7 +48,7 @@ function parseCommandLine(args: string[]): CommandLine {
       args,
       strict: true,
       allowPositionals: false,
-      options: { cluster: { type: 'boolean' }, 'port-offset': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: { cluster: { type: 'boolean' }, relay: { type: 'string' }, 'port-offset': { type: 'string' }, help: { type: 'boolean', short: 'h' } },
     }).values;
   } catch (error) {
     console.error(`npm start: ${(error as Error).message}\n\n${USAGE}`);
@@ -51,7 +58,7 @@ function parseCommandLine(args: string[]): CommandLine {
     console.log(USAGE);
     process.exit(0);
   }
-  return { cluster: parsed.cluster ?? false, portOffset: parsed['port-offset'] };
+  return { cluster: parsed.cluster ?? false, relay: parsed.relay, portOffset: parsed['port-offset'] };
 }
 
 const commandLine = parseCommandLine(process.argv.slice(2));
@@ -66,6 +73,20 @@ if (commandLine.portOffset !== undefined) {
   }
   env.SUMMA_PORT_OFFSET = commandLine.portOffset;
 }
+if (commandLine.relay !== undefined) env.RELAY_MODE = commandLine.relay;
+const relayMode = (env.RELAY_MODE?.trim() || 'poller') as RelayMode;
+if (!RELAY_MODES.includes(relayMode)) {
+  console.error(`npm start: --relay (RELAY_MODE) must be one of ${RELAY_MODES.join(', ')}, not ${JSON.stringify(relayMode)}\n\n${USAGE}`);
+  process.exit(2);
+}
+const capture = relayMode === 'debezium';
+if (capture && commandLine.cluster) {
+  console.error('npm start: --relay debezium runs with the single topology only for now; leave out --cluster');
+  process.exit(2);
+}
+/** The Debezium connector's name in Kafka Connect, and its replication slot's. */
+const CONNECTOR = 'summa-outbox';
+const SLOT = 'summa_outbox';
 const dataDir = path.resolve(env.SUMMA_DATA_DIR ?? path.join(repoRoot, '.data'));
 const scheme = env.TLS_CERT_FILE ? 'https' : 'http';
 const STARTUP_TIMEOUT_MS = 120_000;
@@ -82,14 +103,19 @@ try {
   process.exit(2);
 }
 const clustered = topology.name === 'cluster';
-/** Cluster mode: nine processes on one stdout cannot be read, so each writes a log file of its own. */
+/**
+ * Each service writes a log file of its own (what `summa logs` reads). One of each also shows on the
+ * launcher's stdout; in the cluster, nine processes on one stdout could not be read.
+ */
 const logDir = path.join(dataDir, 'logs');
-const logFileOf = (name: string) => (clustered ? path.join(logDir, `${name}.log`) : undefined);
+const logFileOf = (name: string) => path.join(logDir, `${name}.log`);
 
 let postgres: PostgresServer | undefined;
 let replica: PostgresReplica | undefined;
 let kafka: KafkaBroker | undefined;
 let kafkaCluster: KafkaCluster | undefined;
+let connect: KafkaConnect | undefined;
+let connectorState: ConnectorState | undefined;
 let databaseUrl = '';
 /** Cluster mode: where the totals services read GET /total (the streaming replica). */
 let replicaDatabaseUrl: string | undefined;
@@ -104,10 +130,8 @@ async function main(): Promise<void> {
   await refuseSecondLauncher();
   // Fetched first: a missing nginx should stop the start before anything else has run.
   const nginxBinary = topology.nginx ? await ensureNginx() : undefined;
-  if (clustered) {
-    await mkdir(logDir, { recursive: true });
-    await Promise.all(topology.services.map((service) => rotate(logFileOf(service.name)!)));
-  }
+  await mkdir(logDir, { recursive: true });
+  await Promise.all(topology.services.map((service) => rotate(logFileOf(service.name))));
 
   databaseUrl = env.DATABASE_URL ?? '';
   if (!databaseUrl) {
@@ -166,10 +190,12 @@ async function main(): Promise<void> {
     TOTALS_CONSOLE_DATA_DIR: env.TOTALS_CONSOLE_DATA_DIR ?? dataDir,
   };
   await withTimeout(
-    Promise.all(topology.services.map((service) => supervisor.start(serviceProcess(service, serviceEnv)))),
+    Promise.all(runningServices().map((service) => supervisor.start(serviceProcess(service, serviceEnv)))),
     STARTUP_TIMEOUT_MS,
     `the services did not become ready within ${STARTUP_TIMEOUT_MS / 1000} s`,
   );
+  // After the services: the calculator has migrated the outbox, and the totals service made the topic.
+  if (capture) await startCapture();
   if (topology.nginx && nginxBinary) {
     const nginx = topology.nginx;
     await supervisor.start({
@@ -192,6 +218,53 @@ async function main(): Promise<void> {
   console.log(banner());
 }
 
+/** Under change data capture Kafka Connect publishes the outbox: no relay service runs. */
+function runningServices(): ServiceInstance[] {
+  return topology.services.filter((service) => !(capture && service.role === 'relay'));
+}
+
+/**
+ * Change data capture: the outbox's publication, a Kafka Connect worker (its state in Kafka, its
+ * files in <data dir>/kafka-connect) and the Debezium connector, registered (or its config updated)
+ * and RUNNING.
+ */
+async function startCapture(): Promise<void> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await ensureOutboxPublication(client);
+  } finally {
+    await client.end();
+  }
+  const connectDir = path.join(dataDir, 'kafka-connect');
+  logger.info({ dataDir: connectDir }, 'starting Kafka Connect with Debezium (first start resolves its jars with Maven; the JVM takes a minute)');
+  connect = await startKafkaConnect({ dataDir: connectDir, brokers: kafkaBrokers });
+  infrastructure.push({
+    name: 'kafka-connect',
+    role: 'kafka-connect',
+    pid: connect.pid,
+    ports: [connect.restPort],
+    // summa status reads the connector's and its task's state here.
+    healthUrl: `${connect.restUrl}/connectors/${CONNECTOR}/status`,
+    logFile: connect.logFile,
+  });
+  const url = new URL(databaseUrl);
+  await connect.putConnector(
+    CONNECTOR,
+    outboxConnectorConfig({
+      database: {
+        host: url.hostname,
+        port: Number(url.port || 5432),
+        user: decodeURIComponent(url.username),
+        password: decodeURIComponent(url.password),
+        name: url.pathname.slice(1),
+      },
+      slotName: SLOT,
+    }),
+  );
+  connectorState = await connect.waitUntilRunning(CONNECTOR);
+}
+
 function serviceProcess(service: ServiceInstance, serviceEnv: NodeJS.ProcessEnv) {
   return {
     name: service.name,
@@ -200,7 +273,7 @@ function serviceProcess(service: ServiceInstance, serviceEnv: NodeJS.ProcessEnv)
         name: service.name,
         entry: service.entry,
         env: { ...serviceEnv, ...kafkaEnvOf(service), ...service.env },
-        output: logFileOf(service.name) ?? 'inherit',
+        output: clustered ? logFileOf(service.name) : { tee: logFileOf(service.name) },
       }),
   };
 }
@@ -281,13 +354,13 @@ async function rotate(file: string): Promise<void> {
 }
 
 function runState(): RunState {
-  const services: RunComponent[] = topology.services.map((service) => ({
+  const services: RunComponent[] = runningServices().map((service) => ({
     name: service.name,
     role: service.role,
     pid: supervisor.pid(service.name),
     ports: service.ports,
     healthUrl: `${scheme}://127.0.0.1:${service.httpPort}/readyz`,
-    ...(logFileOf(service.name) ? { logFile: logFileOf(service.name) } : {}),
+    logFile: logFileOf(service.name),
   }));
   const nginx: RunComponent[] = topology.nginx
     ? [
@@ -346,13 +419,19 @@ function banner(): string {
       `  Calculator gRPC   127.0.0.1:${entryPoints.grpc}      (summa.v1.CalculatorService/Add, reflection on)`,
       `  Calculator HTTP   ${scheme}://127.0.0.1:${entryPoints.calculatorHttp}/v1/sums`,
       `  Totals REST       ${scheme}://127.0.0.1:${entryPoints.totalsHttp}/total`,
-      `  Metrics           :${entryPoints.calculatorHttp}/metrics  :${relay!.httpPort}/metrics  :${entryPoints.totalsHttp}/metrics`,
+      `  Metrics           :${entryPoints.calculatorHttp}/metrics  ${capture ? '' : `:${relay!.httpPort}/metrics  `}:${entryPoints.totalsHttp}/metrics`,
     );
   }
   lines.push(`  PostgreSQL        ${redact(databaseUrl)}`);
   if (replicaDatabaseUrl) lines.push(`  Replica           ${redact(replicaDatabaseUrl)}   (GET /total reads here; ?consistency=strong reads the primary)`);
   lines.push(`  Kafka             ${kafkaBrokers}${kafkaCluster ? `   (SASL_SSL; users and CA in ${path.join(dataDir, 'kafka-cluster')})` : ''}`);
-  if (clustered) lines.push(`  Logs              ${logDir}/<name>.log, nginx: ${path.join(dataDir, 'nginx', 'error.log')}`);
+  if (connect) {
+    const tasks = connectorState?.tasks.map((task) => task.state).join(',') || '-';
+    lines.push(
+      `  Kafka Connect     ${connect.restUrl}   (relay: Debezium connector ${CONNECTOR} ${connectorState?.connector ?? '?'}, task ${tasks}; slot ${SLOT}; log ${connect.logFile})`,
+    );
+  }
+  lines.push(`  Logs              ${logDir}/<name>.log${clustered ? `, nginx: ${path.join(dataDir, 'nginx', 'error.log')}` : ''}   (npx summa logs [name] -f)`);
   lines.push(
     `  Components        ${runStateFile(dataDir)} (npx summa status)`,
     'Try: npx summa add 5 10 && npx summa total',
@@ -373,6 +452,7 @@ async function stop(): Promise<void> {
   stopping = true;
   await supervisor.stop(['nginx']);
   await supervisor.stop();
+  await connect?.stop();
   await kafka?.stop();
   await kafkaCluster?.stop();
   await replica?.stop();

@@ -62,7 +62,11 @@ export async function startPostgresServer(options: PostgresServerOptions): Promi
     // Anyone else runs it as themselves.
     createPostgresUser: process.getuid?.() === 0,
     initdbFlags: ['--encoding=UTF8'],
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300', '-c', 'unix_socket_directories='],
+    // wal_level=logical always, not only when the outbox is captured (RELAY_MODE=debezium): a
+    // cluster that holds a logical replication slot refuses to start at a lower level, so a data
+    // folder once run with capture would no longer start without it. Without a slot the level costs
+    // little: a few more bytes in some WAL records, nothing is retained.
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=300', '-c', 'unix_socket_directories=', '-c', 'wal_level=logical'],
     onLog: log,
     onError: (error: unknown) => log(`${String(error)}\n`),
   });

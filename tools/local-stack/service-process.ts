@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../lib/paths.ts';
 import { hasExited, spawnTiedToParent } from '../lib/tied-process.ts';
+import type { TeeOutput } from '../lib/tied-process.ts';
 import type { RunningProcess } from './supervisor.ts';
 
 export interface ServiceProcessOptions {
@@ -10,8 +11,8 @@ export interface ServiceProcessOptions {
   /** Its compiled main module, relative to the project (dist/, which `npm run build` writes). */
   entry: string;
   env: NodeJS.ProcessEnv;
-  /** A file its output is appended to, or 'inherit' for the launcher's own stdout and stderr. */
-  output: string | 'inherit';
+  /** A file its output is appended to, 'inherit' for the launcher's own stdout and stderr, or both. */
+  output: string | 'inherit' | TeeOutput;
   /** SIGKILL after this long when SIGTERM did not stop it. */
   stopTimeoutMs?: number;
 }
@@ -33,7 +34,8 @@ export function startServiceProcess(options: ServiceProcessOptions): Promise<Run
     child.once('exit', (code, signal) => resolve({ code, signal }));
     child.once('error', () => child.pid === undefined && resolve({ code: null, signal: null }));
   });
-  const where = options.output === 'inherit' ? 'see its log above' : `see ${options.output}`;
+  const where =
+    options.output === 'inherit' ? 'see its log above' : typeof options.output === 'object' ? `see its log above or ${options.output.tee}` : `see ${options.output}`;
   const running: RunningProcess = {
     pid: child.pid ?? -1,
     exited,

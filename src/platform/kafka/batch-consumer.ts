@@ -11,8 +11,11 @@ export interface BatchConsumerOptions extends KafkaSettings {
   topic: string;
   /** Most records handed to one onBatch call (default 500). */
   maxBatchSize?: number;
-  /** How long a batch may wait for more records once it has one (default 20ms). */
-  maxWaitMs?: number;
+  /**
+   * Least time between two offset commits while batches keep coming (default 0: as soon as the
+   * previous commit is answered). Commits never hold up the next batch.
+   */
+  commitIntervalMs?: number;
   /** How soon the group gives the partitions of a member that vanished to the others (default 10s). */
   sessionTimeoutMs?: number;
   /** How long start() keeps trying to join the group before it rejects (default 60s). */
@@ -32,7 +35,7 @@ export interface BatchConsumerOptions extends KafkaSettings {
 export interface BatchConsumer {
   /** Joins the group and starts delivering batches; resolves once joined. Call it once. */
   start(): Promise<void>;
-  /** Stops fetching, waits for an in-flight onBatch and its commit, leaves the group. */
+  /** Stops fetching, waits for an in-flight onBatch and commits what was applied, leaves the group. */
   close(): Promise<void>;
   /** Records not yet committed, per partition currently assigned to this member. */
   lag(): Promise<Map<number, bigint>>;
@@ -46,8 +49,9 @@ export interface BatchConsumer {
 
 /**
  * Consumes `topic` as member of `groupId`, handing records to `onBatch` in batches, one call at a
- * time. Offsets are committed only after onBatch resolved, so delivery is at-least-once: after a
- * crash, a rebalance or a lost connection, records since the last commit come again. A batch whose
+ * time. Offsets are committed only after onBatch resolved (while the next batch is applied), so
+ * delivery is at-least-once: after a crash, a rebalance or a lost connection, records since the
+ * last commit come again. A batch whose
  * onBatch throws is retried as it is (backoff 100ms..5s) until it succeeds or close() is called.
  * onBatch may stop partitions at a record (BatchResult.stalled): their records from there on are
  * not committed, and not delivered again until the partition is read anew (a new session, a
@@ -66,7 +70,7 @@ export function createBatchConsumer(
     {
       topic: options.topic,
       maxBatchSize,
-      maxWaitMs: options.maxWaitMs ?? 20,
+      commitIntervalMs: options.commitIntervalMs ?? 0,
       startTimeoutMs: options.startTimeoutMs ?? 60_000,
       report: options.onError ?? (() => {}),
       ...(options.storedOffsets ? { storedOffsets: options.storedOffsets } : {}),

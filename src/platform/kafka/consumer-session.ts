@@ -11,8 +11,12 @@ export interface SessionOptions {
   topic: string;
   /** Most records one nextBatch() returns. */
   maxBatchSize: number;
-  /** How long a batch may wait for more records once it has one. */
-  maxWaitMs: number;
+  /**
+   * Least time between two offset commits while batches keep coming; the offsets of the batches
+   * applied meanwhile go in the next. 0: each batch's offsets are sent as soon as no commit is in
+   * flight.
+   */
+  commitIntervalMs: number;
   /**
    * The next offset to read per partition as the application stored it with what it applied,
    * for the topic with this id. Read on every assignment: see ConsumerSession.seekToStoredOffsets.
@@ -50,6 +54,13 @@ export class ConsumerSession {
   private wake: (() => void) | null = null;
   /** Highest offset committed per partition by this session, to never move a commit backwards. */
   private readonly committed = new Map<number, bigint>();
+  /** Offsets after the records applied and not yet sent to Kafka, per partition. */
+  private readonly uncommitted = new Map<number, bigint>();
+  /** The commits being sent (one at a time), until no offset is left to send. */
+  private committing: Promise<void> | null = null;
+  private lastCommitAt = 0;
+  /** Cuts the wait between commits short: the session is ending. */
+  private readonly flushing = new AbortController();
   /** The partitions onBatch stopped at a record, for the rest of this session. */
   readonly stalls = new PartitionStalls();
   /** Counts the seeks started; a seek superseded by a newer assignment leaves the stream to it. */
@@ -182,32 +193,30 @@ export class ConsumerSession {
   }
 
   /**
-   * Up to maxBatchSize records, or what arrived within maxWaitMs of the first; [] on close/failure.
+   * The records buffered, up to maxBatchSize, once there is at least one; [] on close/failure.
    * Records a stall holds back are left out.
+   *
+   * A batch does not wait for more records than the buffer holds: at rest that wait would delay
+   * every lone event by its whole length. Under load batches grow by themselves, as the stream
+   * keeps fetching while the previous batch is applied and committed.
    */
   async nextBatch(closing: AbortSignal): Promise<IncomingRecord[]> {
     const batch: IncomingRecord[] = [];
-    let deadline = 0;
     while (batch.length < this.options.maxBatchSize) {
       if (closing.aborted || this.broken) return [];
       const message = this.stream.read() as KafkaMessage | null;
       if (message !== null) {
         const record = fromKafkaMessage(message, this.topicId);
-        if (this.stalls.holds(record)) continue;
-        if (batch.length === 0) deadline = Date.now() + this.options.maxWaitMs;
-        batch.push(record);
+        if (!this.stalls.holds(record)) batch.push(record);
         continue;
       }
-      const remaining = batch.length === 0 ? Infinity : deadline - Date.now();
-      if (remaining <= 0) break;
+      if (batch.length > 0) break;
       await new Promise<void>((resolve) => {
         const done = () => {
-          clearTimeout(timer);
           closing.removeEventListener('abort', done);
           this.wake = null;
           resolve();
         };
-        const timer = remaining === Infinity ? undefined : setTimeout(done, remaining);
         this.wake = done;
         closing.addEventListener('abort', done, { once: true });
       });
@@ -215,19 +224,54 @@ export class ConsumerSession {
     return batch;
   }
 
-  /** Commits the offsets after `records` (which this session delivered). */
-  async commit(records: IncomingRecord[]): Promise<void> {
-    const next = new Map<number, bigint>();
+  /**
+   * Commits the offsets after `records` (which this session delivered) without waiting for Kafka:
+   * the next batch is applied while they are sent. One commit is in flight at a time, at most one
+   * per commitIntervalMs; the offsets applied meanwhile go in the next one. Every commit writes
+   * (and, on a broker that flushes each record, fsyncs) the group's offsets log, so under load this
+   * turns one commit per batch into a few per second. A commit that fails breaks the session, as a
+   * broken stream does; its records come again to the next session (at-least-once).
+   */
+  commitSoon(records: IncomingRecord[]): void {
     for (const { partition, offset } of records) {
-      if (offset + 1n > (next.get(partition) ?? -1n)) next.set(partition, offset + 1n);
+      if (offset + 1n > (this.uncommitted.get(partition) ?? this.committed.get(partition) ?? -1n)) this.uncommitted.set(partition, offset + 1n);
     }
-    // After a rebalance the stream may hand out again records this session already committed past.
-    const offsets = [...next]
-      .filter(([partition, offset]) => offset > (this.committed.get(partition) ?? -1n))
-      .map(([partition, offset]) => ({ topic: this.options.topic, partition, offset, leaderEpoch: -1 }));
-    if (offsets.length === 0) return;
-    await this.member.consumer.commit({ offsets });
-    for (const { partition, offset } of offsets) this.committed.set(partition, offset);
+    if (this.uncommitted.size > 0) this.committing ??= this.sendCommits();
+  }
+
+  /** Sends what commitSoon() queued, now, and waits for it; rejects if a commit failed. */
+  async flushCommits(): Promise<void> {
+    this.flushing.abort();
+    if (this.uncommitted.size > 0) this.committing ??= this.sendCommits();
+    await this.committing;
+    if (this.commitFailure) throw this.commitFailure;
+  }
+
+  private commitFailure: Error | null = null;
+
+  private async sendCommits(): Promise<void> {
+    try {
+      while (this.uncommitted.size > 0 && !this.commitFailure) {
+        const wait = this.lastCommitAt + this.options.commitIntervalMs - Date.now();
+        if (wait > 0) await sleep(wait, this.flushing.signal);
+        // After a rebalance the stream may hand out again records this session already committed past.
+        const offsets = [...this.uncommitted]
+          .filter(([partition, offset]) => offset > (this.committed.get(partition) ?? -1n))
+          .map(([partition, offset]) => ({ topic: this.options.topic, partition, offset, leaderEpoch: -1 }));
+        this.uncommitted.clear();
+        if (offsets.length === 0) break;
+        this.lastCommitAt = Date.now();
+        await this.member.consumer.commit({ offsets });
+        for (const { partition, offset } of offsets) {
+          if (offset > (this.committed.get(partition) ?? -1n)) this.committed.set(partition, offset);
+        }
+      }
+    } catch (error) {
+      this.commitFailure = toError(error);
+      this.fail(this.commitFailure);
+    } finally {
+      this.committing = null;
+    }
   }
 
   /** Closes the stream; the member stays, for the next session. */

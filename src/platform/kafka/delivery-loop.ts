@@ -102,19 +102,26 @@ export class DeliveryLoop {
   private async pump(session: ConsumerSession): Promise<Error | null> {
     while (!this.closing.aborted) {
       const records = await session.nextBatch(this.closing);
+      // Offsets queued but not sent are lost with a broken session: their records come again and are skipped.
       if (session.failure) return session.failure;
       if (records.length === 0) continue;
       const result = await this.deliver(records);
-      if (!result) return null;
+      if (!result) return this.flush(session);
       for (const stall of result.stalled ?? []) session.stalls.add(stall);
-      try {
-        await session.commit(records.filter((record) => !session.stalls.holds(record)));
-      } catch (error) {
-        // Processed but not committed: a new session re-reads from the last commit (at-least-once).
-        return toError(error);
-      }
+      // A commit that fails breaks the session: the next one re-reads from the last commit (at-least-once).
+      session.commitSoon(records.filter((record) => !session.stalls.holds(record)));
     }
-    return null;
+    return this.flush(session);
+  }
+
+  /** Commits what the session applied before it ends; the error if that failed. */
+  private async flush(session: ConsumerSession): Promise<Error | null> {
+    try {
+      await session.flushCommits();
+      return session.failure;
+    } catch (error) {
+      return toError(error);
+    }
   }
 
   /** Calls onBatch until it succeeds and returns what it told; null if close() came first. */

@@ -1,0 +1,49 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { BenchProcess } from '../../tools/bench/bench-process.ts';
+import { runGhz } from '../../tools/bench/ghz-load.ts';
+import { freePort } from '../../tools/lib/free-port.ts';
+import { missingTool, requireTool } from '../support/tools.ts';
+
+// The benchmark's load generator against its ceiling, the bare gRPC echo server (R1): ghz reads
+// Summa's proto, and its report is read into the figures the benchmark records.
+describe('ghz load against the echo server', { timeout: 120_000, skip: missingTool('ghz') }, () => {
+  let echo: BenchProcess;
+  let target: string;
+
+  before(async () => {
+    const port = await freePort();
+    echo = new BenchProcess({
+      name: 'echo',
+      entry: 'tools/bench/echo-server.ts',
+      env: { ECHO_PORT: String(port) },
+      isReady: async (output) => output.includes('listening'),
+    });
+    await echo.start();
+    target = `127.0.0.1:${port}`;
+  });
+
+  after(() => echo?.stop());
+
+  it('makes exactly the calls a fill asks for, every one acknowledged', async () => {
+    const result = await runGhz(requireTool('ghz'), target, { mode: 'fill', connections: 4, concurrency: 20, requests: 500 });
+    assert.deepEqual(result.statusCodes, { OK: 500 });
+    assert.equal(result.acked, 500);
+    assert.equal(result.failed, 0);
+    assert.ok(result.p50Ms > 0 && result.p50Ms <= result.p99Ms, `p50 ${result.p50Ms} ms, p99 ${result.p99Ms} ms`);
+    assert.ok(result.generatorCpuSeconds > 0, 'ghz used no CPU: its CPU time was not measured');
+  });
+
+  it('counts every call of a timed closed loop, in flight at the end or not', async () => {
+    const result = await runGhz(requireTool('ghz'), target, { mode: 'closed', connections: 2, concurrency: 10, durationSeconds: 1 });
+    assert.ok(result.acked > 0);
+    assert.equal(result.acked, result.requests, JSON.stringify(result.errors));
+    assert.ok(result.wallSeconds >= 1);
+  });
+
+  it('holds an open loop rate', async () => {
+    const result = await runGhz(requireTool('ghz'), target, { mode: 'open', rate: 100, durationSeconds: 2, connections: 2 });
+    assert.ok(result.requests >= 190 && result.requests <= 201, `${result.requests} calls for 100/s over 2 s`);
+    assert.equal(result.acked, result.requests);
+  });
+});
