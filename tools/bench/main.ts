@@ -17,6 +17,7 @@ import { startPostgresServer, type PostgresServer } from '../local-stack/postgre
 import { ensureK6 } from '../load/k6-binary.ts';
 import { freePort } from '../lib/free-port.ts';
 import { repoRoot } from '../lib/paths.ts';
+import { SERVICE_NODE_FLAGS } from '../lib/service-node-flags.ts';
 import { appliedEvents } from './applied-events.ts';
 import { BenchProcess, httpReady } from './bench-process.ts';
 import { runClusterPhase, type ClusterFigures } from './cluster-phase.ts';
@@ -134,7 +135,9 @@ async function main(): Promise<void> {
   const service = (name: 'calculator' | 'relay' | 'totals', port: number) =>
     new BenchProcess({
       name,
-      entry: `src/${name}/main.ts`,
+      // As they ship and as `npm start` runs them: compiled (`npm run bench` builds dist/ first).
+      entry: `dist/${name}/main.js`,
+      nodeFlags: SERVICE_NODE_FLAGS,
       env,
       isReady: httpReady(`http://127.0.0.1:${port}/readyz`),
       cpuProfileDir: flags['cpu-prof'] ? PROFILE_DIR : undefined,
