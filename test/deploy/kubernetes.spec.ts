@@ -22,6 +22,7 @@ import {
   type Yaml,
 } from './deploy-support.ts';
 import { envKafkaConfig } from '../../src/platform/service/service-config.ts';
+import { SERVICE_NODE_FLAGS } from '../../tools/lib/service-node-flags.ts';
 
 const DIR = path.join(root, 'deploy/kubernetes');
 const NAMESPACE = 'summa';
@@ -629,7 +630,8 @@ describe('Kubernetes manifests', () => {
 
   it('the image runs the compiled services with plain node, and holds the proto files and migrations they read', () => {
     const image = readImage();
-    assert.deepEqual(image.entrypoint, ['node'], 'no TypeScript loader at run time');
+    // No TypeScript loader at run time: node with the flags `npm start` gives the services, nothing else.
+    assert.deepEqual(image.entrypoint, ['node', ...SERVICE_NODE_FLAGS], 'the image runs node with SERVICE_NODE_FLAGS (tools/lib/service-node-flags.ts) and no loader');
     const inImage = (file: string) => path.posix.join(image.workdir, file);
     for (const file of ['proto/summa/v1/calculator.proto', 'proto/calculator_compat.proto', 'proto/grpc/health/v1/health.proto']) {
       assert.ok(imageHolds(image, inImage(file)), `the image lacks ${file}`);

@@ -10,6 +10,7 @@ import { freePort } from '../../tools/lib/free-port.ts';
 import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
 import { readRunState } from '../../src/cli/run-state.ts';
 import { repoRoot } from '../../tools/lib/paths.ts';
+import { SERVICE_NODE_FLAGS } from '../../tools/lib/service-node-flags.ts';
 import { Launcher, listening, processesOf, startedAs } from '../support/launcher-process.ts';
 import { testKafkaBrokers, createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 
@@ -68,11 +69,12 @@ describe('npm start: the whole system on embedded PostgreSQL and Kafka', { timeo
       ]);
       assert.deepEqual(state.components.find((c) => c.name === 'calculator')!.ports, [ports[3], ports[4]]);
 
-      // The services run as they ship: compiled by the build `npm start` ran, with plain node.
+      // The services run as they ship: compiled by the build `npm start` ran, with node and its
+      // flags for the services (as the image's entrypoint gives them), no loader.
       for (const role of ['calculator', 'relay', 'totals']) {
         const { pid } = state.components.find((c) => c.role === role)!;
         const { argv, nodeOptions } = startedAs(pid!);
-        assert.deepEqual(argv.slice(1), [path.join(repoRoot, 'dist', role, 'main.js')], `${role} runs ${JSON.stringify(argv)}`);
+        assert.deepEqual(argv.slice(1), [...SERVICE_NODE_FLAGS, path.join(repoRoot, 'dist', role, 'main.js')], `${role} runs ${JSON.stringify(argv)}`);
         assert.doesNotMatch(`${argv.join(' ')} ${nodeOptions}`, /tsx/, `${role} has no TypeScript loader`);
       }
 

@@ -12,6 +12,8 @@ export interface BenchProcessOptions {
   isReady: (output: string) => Promise<boolean>;
   /** Writes a V8 CPU profile here on exit (node --cpu-prof). */
   cpuProfileDir?: string;
+  /** Flags for node itself (SERVICE_NODE_FLAGS for Summa's services). */
+  nodeFlags?: readonly string[];
 }
 
 export class BenchProcess {
@@ -46,7 +48,7 @@ export class BenchProcess {
         ['--cpu-prof', `--cpu-prof-dir=${path.join(this.options.cpuProfileDir, `${this.options.name}-${Date.now()}`)}`]
       : [];
     const loader = this.options.entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
-    const child = spawn(process.execPath, [...profile, ...loader, path.join(repoRoot, this.options.entry)], {
+    const child = spawn(process.execPath, [...(this.options.nodeFlags ?? []), ...profile, ...loader, path.join(repoRoot, this.options.entry)], {
       cwd: repoRoot,
       env: { ...process.env, LOG_LEVEL: 'warn', ...this.options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -2,20 +2,44 @@
 // single-node `npm start` at rest. Starts its own run (a temporary data folder, free ports), waits
 // until it is up and has settled, reads VmRSS from /proc for the pids in the run state, and stops it.
 import { spawn } from 'node:child_process';
-import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { readRunState } from '../../src/cli/run-state.ts';
 import { freePort } from '../lib/free-port.ts';
 import { repoRoot } from '../lib/paths.ts';
-import { residentMb } from './process-stats.ts';
 
 const { values } = parseArgs({ options: { 'settle-seconds': { type: 'string', default: '30' } } });
 const settleSeconds = Number(values['settle-seconds']);
 if (!Number.isFinite(settleSeconds) || settleSeconds < 0) throw new Error('--settle-seconds must be a number of seconds ≥ 0');
 
-const vmRssMb = (pid: number) => Math.round(residentMb(pid) * 10) / 10;
+const mb = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10;
+
+/** VmRSS, and its file-backed part (mostly node's own binary, shared by every node process). */
+async function residentParts(pid: number): Promise<{ rss: number; file: number }> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(status)?.[1]);
+  return { rss: mb(kb('VmRSS') * 1024), file: mb(kb('RssFile') * 1024) };
+}
+
+/** Where the anonymous part goes: V8's heap (committed and used, new space apart) from the service's /metrics. */
+async function heapMb(healthUrl: string | undefined): Promise<Record<string, number>> {
+  if (!healthUrl) return {};
+  const text = await (await fetch(new URL('/metrics', healthUrl))).text();
+  // Lines such as `nodejs_heap_space_size_total_bytes{space="new",service="relay"} 33554432`.
+  const value = (name: string, space?: string) => {
+    const line = text.split('\n').find((l) => l.startsWith(`${name}{`) && (space === undefined || l.includes(`space="${space}"`)));
+    return Number(line?.split(' ').at(-1) ?? NaN);
+  };
+  return {
+    heap_committed: mb(value('nodejs_heap_size_total_bytes')),
+    heap_used: mb(value('nodejs_heap_size_used_bytes')),
+    new_space_committed: mb(value('nodejs_heap_space_size_total_bytes', 'new')),
+    old_space_committed: mb(value('nodejs_heap_space_size_total_bytes', 'old')),
+    external: mb(value('nodejs_external_memory_bytes')),
+  };
+}
 
 const dataDir = await mkdtemp(path.join(os.tmpdir(), 'summa-rss-'));
 await chmod(dataDir, 0o755); // as root, PostgreSQL runs as "postgres", which must enter it
@@ -46,10 +70,14 @@ try {
   await new Promise((resolve) => setTimeout(resolve, settleSeconds * 1000));
   const state = await readRunState(dataDir);
   const rss: Record<string, number> = {};
+  const breakdown: Record<string, Record<string, number>> = {};
   for (const component of state?.components ?? []) {
-    if (['calculator', 'relay', 'totals'].includes(component.role) && component.pid !== null) rss[component.name] = vmRssMb(component.pid);
+    if (!['calculator', 'relay', 'totals'].includes(component.role) || component.pid === null) continue;
+    const resident = await residentParts(component.pid);
+    rss[component.name] = resident.rss;
+    breakdown[component.name] = { rss_file_backed: resident.file, ...(await heapMb(component.healthUrl)) };
   }
-  console.log(JSON.stringify({ settle_seconds: settleSeconds, rss_at_rest_mb: rss }));
+  console.log(JSON.stringify({ settle_seconds: settleSeconds, node_options: process.env.NODE_OPTIONS ?? '', rss_at_rest_mb: rss, breakdown_mb: breakdown }));
 } finally {
   launcher.kill('SIGINT');
   await exited;

@@ -2,6 +2,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { repoRoot } from '../lib/paths.ts';
+import { SERVICE_NODE_FLAGS } from '../lib/service-node-flags.ts';
 import { hasExited, spawnTiedToParent } from '../lib/tied-process.ts';
 import type { TeeOutput } from '../lib/tied-process.ts';
 import type { RunningProcess } from './supervisor.ts';
@@ -25,7 +26,7 @@ export function startServiceProcess(options: ServiceProcessOptions): Promise<Run
   const entry = path.join(repoRoot, options.entry);
   // Plain node, no TypeScript loader: the services run as they ship. `npm start` builds dist/ first.
   if (!existsSync(entry)) return Promise.reject(new Error(`${options.name}: ${options.entry} is missing; run \`npm run build\` (npm start does)`));
-  const child = spawnTiedToParent(process.execPath, [entry], options.output, {
+  const child = spawnTiedToParent(process.execPath, [...SERVICE_NODE_FLAGS, entry], options.output, {
     cwd: repoRoot,
     env: options.env,
     ipc: true,

@@ -2,7 +2,7 @@ import { Producer, compatibilityPartitioner, type MessageToProduce } from '@plat
 import { backoffDelay, sleep } from '../backoff.ts';
 import { blamePublishFailure } from './publish-failures.ts';
 import { toKafkaMessage, type OutgoingRecord } from './records.ts';
-import { baseClientOptions, type KafkaSettings } from './settings.ts';
+import { baseClientOptions, DEFAULT_PUBLISH_TIMEOUT_MS, type KafkaSettings } from './settings.ts';
 import { guardUnknownBrokers } from './unknown-broker.ts';
 
 export interface EventPublisher {
@@ -37,7 +37,7 @@ export interface EventPublisherOptions {
   publishTimeoutMs?: number;
 }
 
-export const DEFAULT_PUBLISH_TIMEOUT_MS = 20_000;
+export { DEFAULT_PUBLISH_TIMEOUT_MS } from './settings.ts';
 
 /**
  * Kafka did not acknowledge a publish in time: whether its records were written is unknown. Like

@@ -2,6 +2,9 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, type Env } from '../config.ts';
 import { readPemFile } from '../security.ts';
 
+/** How long a publish may take before it fails (KAFKA_PUBLISH_TIMEOUT_MS in the services). */
+export const DEFAULT_PUBLISH_TIMEOUT_MS = 20_000;
+
 export const KAFKA_SECURITY_PROTOCOLS = ['PLAINTEXT', 'SSL', 'SASL_PLAINTEXT', 'SASL_SSL'] as const;
 export type KafkaSecurityProtocol = (typeof KAFKA_SECURITY_PROTOCOLS)[number];
 export const KAFKA_SASL_MECHANISMS = ['PLAIN', 'SCRAM-SHA-256', 'SCRAM-SHA-512'] as const;

@@ -1,6 +1,7 @@
 import { ConfigError, envDatabaseUrl, envHost, envInteger, envKafkaBrokers, envOptionalInteger, envPort, envTopic, type Env } from '../config.ts';
-import { DEFAULT_PUBLISH_TIMEOUT_MS } from '../kafka/publisher.ts';
-import { envKafkaSecurity, type KafkaSecurity, type KafkaSettings } from '../kafka/settings.ts';
+// Not from publisher.ts: that would load the Kafka client into every service that reads its
+// configuration, the calculator included, which never uses it.
+import { DEFAULT_PUBLISH_TIMEOUT_MS, envKafkaSecurity, type KafkaSecurity, type KafkaSettings } from '../kafka/settings.ts';
 import { envTlsIdentity, type TlsIdentity } from '../security.ts';
 import { envShutdownSettings, type ShutdownSettings } from './shutdown.ts';
 
