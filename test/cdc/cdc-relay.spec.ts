@@ -17,8 +17,10 @@ import { serviceEnvironment } from '../support/service-environment.ts';
 import { ServiceProcess } from '../support/service-process.ts';
 import { createTestDatabase, testKafkaBrokers, uniqueName, type TestDatabase } from '../support/test-environment.ts';
 
-const UNIQUE_REQUESTS = 300;
-const REPEATS = 100; // sent again under an id already sent, with the same numbers
+// The workload: 2,000 Adds, a fifth of them under an id already sent (with the same numbers).
+const WORKLOAD = { unique: 1_600, repeats: 400 };
+// Killing the worker halfway needs fewer.
+const KILL_WORKLOAD = { unique: 300, repeats: 100 };
 const CONNECTOR = 'summa-outbox';
 
 describe('change data capture (Kafka Connect + Debezium) as the relay', () => {
@@ -168,13 +170,13 @@ describe('change data capture (Kafka Connect + Debezium) as the relay', () => {
     assert.equal(BigInt(total.total), events.reduce((sum, event) => sum + event.sum, 0n));
   });
 
-  function workload() {
-    const requests = Array.from({ length: UNIQUE_REQUESTS }, () => ({
+  function workload({ unique, repeats }: { unique: number; repeats: number }) {
+    const requests = Array.from({ length: unique }, () => ({
       requestId: randomUUID(),
       num1: BigInt(randomInt(-1_000_000_000, 1_000_000_000)),
       num2: BigInt(randomInt(-1_000_000_000, 1_000_000_000)),
     }));
-    const sends = [...requests, ...Array.from({ length: REPEATS }, () => requests[randomInt(requests.length)]!)];
+    const sends = [...requests, ...Array.from({ length: repeats }, () => requests[randomInt(requests.length)]!)];
     return { requests, sends };
   }
 
@@ -194,9 +196,10 @@ describe('change data capture (Kafka Connect + Debezium) as the relay', () => {
     }
   }
 
-  it('counts a workload with repeated ids exactly, and the outbox stays empty', async () => {
+  it('counts 2,000 Adds with repeated ids exactly, and the outbox stays empty', async () => {
     const before = await readTotal();
-    const { requests, sends } = workload();
+    const { requests, sends } = workload(WORKLOAD);
+    const UNIQUE_REQUESTS = WORKLOAD.unique;
     await send(sends);
     const expected = requests.reduce((sum, { num1, num2 }) => sum + num1 + num2, BigInt(before.total));
     const total = await waitForCount(before.count + UNIQUE_REQUESTS);
@@ -213,7 +216,8 @@ describe('change data capture (Kafka Connect + Debezium) as the relay', () => {
 
   it('loses and doubles nothing when Kafka Connect is killed mid-run and started again', async () => {
     const before = await readTotal();
-    const { requests, sends } = workload();
+    const { requests, sends } = workload(KILL_WORKLOAD);
+    const UNIQUE_REQUESTS = KILL_WORKLOAD.unique;
     const half = Math.floor(sends.length / 2);
     await send(sends.slice(0, half));
     // No stop: offsets not yet flushed are lost, and the new worker replays from the slot's last
