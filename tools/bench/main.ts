@@ -1,9 +1,11 @@
-// `npm run bench [-- --quick] [--cpu-prof] [--connections N] [--concurrency N] [--vus N] [--kafka-os-flush] [--cluster] [--pg-set name=value]...`
+// `npm run bench [-- --quick] [--cpu-prof] [--connections N] [--concurrency N] [--vus N] [--kafka-os-flush] [--cluster] [--relay debezium] [--pg-set name=value]...`
 //
 // One run, one machine, one load generator (ghz, a Go gRPC generator, tools/bench/ghz-load.ts) against:
 //   R1  a bare grpc-js server with Summa's proto that answers Add in memory (the ceiling);
 //   P   the whole pipeline (calculator → PostgreSQL outbox → relay → Kafka → totals) as real
 //       processes on an embedded PostgreSQL and Kafka in a temp dir;
+//   CDC with --relay debezium, P once more with change data capture (Kafka Connect + Debezium) in
+//       place of the relay, same generator and settings (cdc-phase.ts);
 //   C   with --cluster, `npm start -- --cluster` behind nginx, and the apply throughput of 1 and
 //       3 totals consumers draining a backlog (cluster-phase.ts; still k6, --vus callers).
 // Then, over HTTP, POST /v1/sums on P's calculator against a bare Fastify echo server, with vegeta
@@ -24,6 +26,7 @@ import { repoRoot } from '../lib/paths.ts';
 import { SERVICE_NODE_FLAGS } from '../lib/service-node-flags.ts';
 import { appliedEvents } from './applied-events.ts';
 import { BenchProcess, httpReady } from './bench-process.ts';
+import { runCdcPhase, type CdcFigures } from './cdc-phase.ts';
 import { runClusterPhase, type ClusterFigures } from './cluster-phase.ts';
 import { runHttpPhase } from './http-phase.ts';
 import { cpuSeconds, peakRssMb, processTree, residentMb, treeCpuSeconds } from './process-stats.ts';
@@ -46,9 +49,12 @@ const { values: flags } = parseArgs({
     // record before its ack (the local broker's setting) costs.
     'kafka-os-flush': { type: 'boolean', default: false },
     cluster: { type: 'boolean', default: false },
+    // `debezium` adds the CDC phase: P with Kafka Connect in place of the relay (the poller's P stays).
+    relay: { type: 'string', default: 'poller' },
     'pg-set': { type: 'string', multiple: true, default: [] },
   },
 });
+if (flags.relay !== 'poller' && flags.relay !== 'debezium') throw new Error(`--relay must be poller or debezium, got ${flags.relay}`);
 const pgSettings = parsePgSettings(flags['pg-set']);
 const VUS = Number(flags.vus);
 if (!Number.isInteger(VUS) || VUS < 1) throw new Error(`--vus must be a positive whole number, got ${flags.vus}`);
@@ -82,6 +88,7 @@ function benchArguments(): string {
     flags['vus'] !== '64' && `--vus ${flags.vus}`,
     flags['kafka-os-flush'] && '--kafka-os-flush',
     flags.cluster && '--cluster',
+    flags.relay !== 'poller' && `--relay ${flags.relay}`,
     ...pgSettings.map(([name, value]) => `--pg-set ${name}=${value}`),
   ].filter(Boolean);
   return given.length > 0 ? ` -- ${given.join(' ')}` : '';
@@ -151,13 +158,13 @@ async function main(): Promise<void> {
     RELAY_HTTP_PORT: String(relayPort),
     TOTALS_HTTP_PORT: String(totalsPort),
   };
-  const service = (name: 'calculator' | 'relay' | 'totals', port: number) =>
+  const service = (name: 'calculator' | 'relay' | 'totals', port: number, extraEnv: Record<string, string> = {}) =>
     new BenchProcess({
       name,
       // As they ship and as `npm start` runs them: compiled (`npm run bench` builds dist/ first).
       entry: `dist/${name}/main.js`,
       nodeFlags: SERVICE_NODE_FLAGS,
-      env,
+      env: { ...env, ...extraEnv },
       isReady: httpReady(`http://127.0.0.1:${port}/readyz`),
       cpuProfileDir: flags['cpu-prof'] ? PROFILE_DIR : undefined,
     });
@@ -280,9 +287,31 @@ async function main(): Promise<void> {
   const applied = await appliedCount();
   if (applied !== expected) throw new Error(`${applied} events applied, but ${expected} sums were acknowledged`);
 
-  const loadAtEnd = loadAverage();
   const pgVersion = (await sql.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
   await Promise.all([calculator.stop(), relay.stop(), totals.stop()]);
+
+  let cdc: CdcFigures | undefined;
+  if (flags.relay === 'debezium') {
+    cdc = await runCdcPhase({
+      ghz,
+      target,
+      totalsUrl: `http://127.0.0.1:${totalsPort}`,
+      callers: CALLERS,
+      plan,
+      databaseUrl,
+      sql,
+      brokers: kafka.brokers,
+      kafkaPid: kafka.pid,
+      postmasterPid: postmaster,
+      workDir,
+      service: (name, extraEnv) => service(name, name === 'calculator' ? calculatorPort : totalsPort, extraEnv),
+      snapshotDelayMs: STATS_FLUSH_MS,
+      restSeconds: REST_SECONDS,
+      log,
+      onCleanUp: (cleanup) => cleanups.push(cleanup),
+    });
+  }
+  const loadAtEnd = loadAverage();
 
   let cluster: ClusterFigures | undefined;
   if (flags.cluster) {
@@ -364,12 +393,14 @@ async function main(): Promise<void> {
       infra_rss_mb: infraRssMb,
       http: http.details,
     },
+    ...(cdc ? { cdc } : {}),
     ...(cluster ? { cluster } : {}),
   };
 
   await mkdir(RESULTS_DIR, { recursive: true });
   await writeFile(path.join(RESULTS_DIR, 'latest.json'), `${JSON.stringify(results, null, 2)}\n`);
   printTable(results);
+  if (cdc) printCdcTable(results, cdc);
   if (cluster) printClusterTable(results, cluster);
   if (flags['cpu-prof']) log(`CPU profiles: ${path.relative(repoRoot, PROFILE_DIR)}/*.cpuprofile (open in Chrome DevTools → Performance)`);
 }
@@ -467,3 +498,18 @@ try {
 }
 await cleanUp();
 process.exit(exitCode);
+
+function printCdcTable(
+  p: { pipeline_rps: number; ack_p50_ms: number; ack_p99_ms: number; e2e_p50_ms: number; e2e_p99_ms: number; idle_e2e_p50_ms: number; cpu_ms_per_request: Record<string, number>; rss_mb: Record<string, number> },
+  c: CdcFigures,
+): void {
+  console.log('\nP with the poller relay, then with change data capture (--relay debezium)');
+  console.table([
+    ['Add/s (closed loop)', p.pipeline_rps, c.pipeline_rps],
+    ['ack p50 / p99 ms @50%', `${p.ack_p50_ms} / ${p.ack_p99_ms}`, `${c.ack_p50_ms} / ${c.ack_p99_ms}`],
+    ['end-to-end p50 / p99 ms @50%', `${p.e2e_p50_ms} / ${p.e2e_p99_ms}`, `${c.e2e_p50_ms} / ${c.e2e_p99_ms}`],
+    ['idle end-to-end p50 ms', p.idle_e2e_p50_ms, c.idle_e2e_p50_ms],
+    ['CPU ms per request, saturated', JSON.stringify(p.cpu_ms_per_request), JSON.stringify(c.cpu_ms_per_request)],
+    ['peak RSS MB', `relay ${p.rss_mb.relay}`, `kafka_connect ${c.rss_mb.kafka_connect}`],
+  ].map(([figure, poller, capture]) => ({ figure, poller, capture })));
+}
