@@ -182,6 +182,12 @@ describe('switching from the poller relay to change data capture and back', () =
   it('loses and doubles nothing, with Adds arriving during each switch', async () => {
     sender = new Sender(calculatorUrl);
     await sender.waitFor(300);
+    // A poller that is behind at the switch: its relay down for a while, so that the outbox holds
+    // rows written before the slot exists, which only the poller can publish.
+    await relay!.stop();
+    await sender.waitFor(200);
+    const leftovers = await outboxRows();
+    assert.ok(leftovers >= 100, `${leftovers} rows left in the outbox by the poller before the switch`);
 
     // ---- poller → capture (docs/cdc.md, "Switching") ----
     // 1. The publication and the connector; its slot exists before the first write that leaves no
@@ -201,8 +207,10 @@ describe('switching from the poller relay to change data capture and back', () =
     await sender.waitFor(100); // rows now both captured and polled: the totals service drops the second of each
     // 2. The calculators in RELAY_MODE=debezium.
     await startCalculator('debezium');
-    // 3. The relay publishes what the outbox still holds (rows written before the slot existed are
-    //    not in the capture), then stops.
+    // 3. The relay (back, here) publishes what the outbox still holds (rows written before the slot
+    //    existed are not in the capture), then stops.
+    relay = new ServiceProcess('relay', env, `${relayUrl}/readyz`);
+    await relay.start();
     await waitUntil('the poller relay empties the outbox', async () => (await outboxRows()) === 0);
     await relay!.stop();
     await sender.waitFor(600);
