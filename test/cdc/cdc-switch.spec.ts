@@ -34,6 +34,8 @@ interface Add {
  */
 class Sender {
   readonly sent = new Map<string, Add>();
+  /** The ids acknowledged so far, each once. */
+  readonly acknowledgedIds = new Set<string>();
   private stopping = false;
   private failure: unknown;
   private readonly done: Promise<void>;
@@ -74,6 +76,7 @@ class Sender {
       );
       if (status && (status.code === 200 || status.code === 201)) {
         this.acknowledged += 1;
+        this.acknowledgedIds.add(requestId);
         return;
       }
       // Only unavailability (no answer, 503 while starting or stopping) is expected here.
@@ -140,10 +143,10 @@ describe('switching from the poller relay to change data capture and back', () =
 
   const outboxRows = async () => Number((await sql.query<{ n: string }>('SELECT count(*)::text AS n FROM calculator.outbox')).rows[0]!.n);
 
-  async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  async function waitUntil(what: string | (() => string), check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!(await check())) {
-      assert.ok(Date.now() < deadline, `${what}: not within ${timeoutMs / 1000}s`);
+      assert.ok(Date.now() < deadline, `${typeof what === 'string' ? what : what()}: not within ${timeoutMs / 1000}s`);
       await sleep(200);
     }
   }
@@ -178,6 +181,24 @@ describe('switching from the poller relay to change data capture and back', () =
   });
 
   const readTotal = async () => (await (await fetch(`${totalsUrl}/total`)).json()) as { total: string; count: number };
+
+  /** Every id acknowledged until now is applied (while more keep coming, so by id, not by count). */
+  async function waitUntilAllAcknowledgedApplied(where: string): Promise<void> {
+    const acknowledged = [...sender!.acknowledgedIds];
+    let missing = acknowledged.length;
+    await waitUntil(
+      () => `${where}: every id acknowledged is applied (${missing} of ${acknowledged.length} missing)`,
+      async () => {
+        const { rows } = await sql.query<{ n: string }>(
+          'SELECT count(DISTINCT request_id)::text AS n FROM totals.applied_events WHERE request_id = ANY($1::text[])',
+          [acknowledged],
+        );
+        missing = acknowledged.length - Number(rows[0]!.n);
+        return missing === 0;
+      },
+      60_000,
+    );
+  }
 
   it('loses and doubles nothing, with Adds arriving during each switch', async () => {
     sender = new Sender(calculatorUrl);
@@ -215,6 +236,8 @@ describe('switching from the poller relay to change data capture and back', () =
     await relay!.stop();
     await sender.waitFor(600);
     assert.equal(await outboxRows(), 0, 'RELAY_MODE=debezium leaves no row in the outbox');
+    // With no relay left, everything so far, the poller's leftovers included, reached the totals.
+    await waitUntilAllAcknowledgedApplied('capture only');
 
     // ---- capture → poller ----
     // 1. The relay, then the calculators in RELAY_MODE=poller.
