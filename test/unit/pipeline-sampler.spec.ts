@@ -84,6 +84,32 @@ describe('the console sampler', () => {
     }
   });
 
+  it('shows the calculators’ ack latency over its window, and names those it could not read', async () => {
+    const { pool, store } = fakeDatabase();
+    const reading = (count: number): BucketCounts => [[0.005, count], [Infinity, count]];
+    let calls = 0;
+    const ack = async () => {
+      calls += 1;
+      if (calls === 2) throw new Error('run state unreadable');
+      return calls === 1
+        ? { readings: new Map([['http://127.0.0.1:1/metrics', reading(3)]]), problems: ['ack latency: http://127.0.0.1:2/metrics: the calculator is down'] }
+        : { readings: new Map([['http://127.0.0.1:1/metrics', reading(7)]]), problems: [] };
+    };
+    const sampler = new PipelineSampler({ pool, store, status, logger, intervalMs: 100, ack });
+    try {
+      const first = await nextSample(sampler);
+      assert.deepEqual(first.ack, { events: 3, p50: 0.005, p99: 0.005 });
+      assert.ok(first.problems.some((p) => p.includes('127.0.0.1:2')), first.problems.join('; '));
+      const second = await nextSample(sampler);
+      assert.equal(second.ack, null);
+      assert.ok(second.problems.includes('ack latency: run state unreadable'), second.problems.join('; '));
+      const third = await nextSample(sampler);
+      assert.equal(third.ack?.events, 4, 'counted since the earliest reading kept');
+    } finally {
+      sampler.stop();
+    }
+  });
+
   it('samples only while someone listens, and keeps a bounded history', async () => {
     const { pool, store } = fakeDatabase();
     const sampler = new PipelineSampler({ pool, store, status, logger, intervalMs: 20, historySize: 3 });

@@ -63,8 +63,9 @@ function show(sample) {
   $('outbox').textContent = outbox ? `${number.format(outbox.pending)}${outbox.parked ? ` (+${outbox.parked} parked)` : ''}` : '–';
   $('outbox-age').textContent = outbox ? (outbox.pending ? seconds(outbox.oldestAgeSeconds) : 'empty') : '–';
   $('lag').textContent = sample.totalLag === null ? '–' : number.format(sample.totalLag);
-  const latency = sample.endToEnd;
-  $('latency').textContent = !latency ? '–' : latency.events === 0 ? 'no events' : `≤ ${bound(latency.p50)} / ≤ ${bound(latency.p99)}`;
+  const percentiles = (latency) => (!latency ? '–' : latency.events === 0 ? 'no events' : `≤ ${bound(latency.p50)} / ≤ ${bound(latency.p99)}`);
+  $('ack-latency').textContent = percentiles(sample.ack);
+  $('latency').textContent = percentiles(sample.endToEnd);
 
   $('lag-table').tBodies[0].replaceChildren(
     ...sample.consumerLag.map((p) =>
