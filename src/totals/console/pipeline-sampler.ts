@@ -24,7 +24,7 @@ export interface PipelineSample {
   outbox: OutboxBacklog | null;
   /** Accepted → applied, for the events this instance applied in the last LATENCY_WINDOW samples. */
   endToEnd: LatencyPercentiles | null;
-  /** Arrival → answer of the Adds every calculator answered in the last LATENCY_WINDOW samples; null when no calculator could be read. */
+  /** Arrival → answer of the Adds every calculator answered in the last LATENCY_WINDOW samples; null when no calculator could be read, and in the first sample. */
   ack: LatencyPercentiles | null;
   consumerLag: PartitionLag[];
   /** The sum of the known lags. */
@@ -117,6 +117,8 @@ export class PipelineSampler {
     clearTimeout(this.statusTimer);
     this.timer = undefined;
     this.statusTimer = undefined;
+    // A window spanning the time nobody watched would not be the last seconds.
+    this.ackReadings.length = 0;
   }
 
   /** One probe at a time: a hung component must not pile probes up, nor a page that leaves and comes back start a second chain. */
@@ -165,7 +167,9 @@ export class PipelineSampler {
       let ack: LatencyPercentiles | null = null;
       if (acks) {
         problems.push(...acks.problems);
-        if (acks.readings.size > 0) ack = latencyPercentiles(ackWindow(acks.readings, this.ackReadings), undefined);
+        // The first reading has nothing to be differenced with: a calculator's counts since it
+        // started are no figure for the last seconds.
+        if (acks.readings.size > 0 && this.ackReadings.length > 0) ack = latencyPercentiles(ackWindow(acks.readings, this.ackReadings), undefined);
         this.ackReadings.push(acks.readings);
         if (this.ackReadings.length > LATENCY_WINDOW) this.ackReadings.shift();
       }
