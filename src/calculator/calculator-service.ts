@@ -1,6 +1,7 @@
 import { createGrpcServerMetrics } from '../platform/grpc/server-metrics.ts';
 import type { Logger } from '../platform/logger.ts';
 import { CaptureSlotMonitor } from '../outbox/capture-slot-monitor.ts';
+import { ensureOutboxPublication } from '../outbox/outbox-capture.ts';
 import { OutboxNotifier } from '../outbox/outbox-notifier.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
 import type { CalculatorConfig } from './config.ts';
@@ -49,6 +50,9 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
       registerCalculatorRoutes(http, add, { writeToken: config.writeToken });
       return {
         async start() {
+          // The connector is told not to make the publication (it would publish every operation):
+          // the outbox's owner makes it, once its table exists, unless someone made it already.
+          if (config.relayMode === 'debezium') await ensureOutboxPublication(pool);
           const grpc = await startCalculatorGrpcServer({
             host: config.host,
             port: config.grpcPort,
