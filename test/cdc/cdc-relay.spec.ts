@@ -239,7 +239,7 @@ async function waitForSlotActive(calculatorUrl: string, value: 0 | 1): Promise<v
   let last = '';
   while (Date.now() < deadline) {
     const text = await (await fetch(`${calculatorUrl}/metrics`)).text();
-    last = /^summa_outbox_capture_slot_active (\S+)$/m.exec(text)?.[1] ?? 'missing';
+    last = /^summa_outbox_capture_slot_active(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? 'missing';
     if (last === String(value)) return;
     await new Promise((resolve) => setTimeout(resolve, 500));
   }

@@ -5,6 +5,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { Registry } from 'prom-client';
+import { startCalculator } from '../../src/calculator/calculator-service.ts';
+import { readCalculatorConfig } from '../../src/calculator/config.ts';
 import { probeCaptureSlot } from '../../src/cli/status-postgres.ts';
 import { CaptureSlotMonitor } from '../../src/outbox/capture-slot-monitor.ts';
 import { gradeCaptureSlot, readCaptureSlot } from '../../src/outbox/capture-slot.ts';
@@ -98,5 +100,42 @@ describe('the outbox capture slot on a real PostgreSQL', { timeout: 60_000 }, ()
     url.port = '1';
     const probed = await probeCaptureSlot(url.toString(), slot, 500);
     assert.ok('error' in probed);
+  });
+});
+
+describe('a calculator in RELAY_MODE=debezium', { timeout: 60_000 }, () => {
+  it("makes the outbox's publication, and serves the slot's gauges on /metrics", async () => {
+    const database = await createTestDatabase('capture_calc');
+    const slot = uniqueName('calc_slot').toLowerCase().replace(/[^a-z0-9_]/g, '_');
+    const sql = new pg.Pool({ connectionString: database.url, max: 1 });
+    const config = readCalculatorConfig({
+      DATABASE_URL: database.url,
+      CALCULATOR_GRPC_PORT: '0',
+      CALCULATOR_HTTP_PORT: '0',
+      KAFKA_TOPIC: 'capture-slot-test',
+      RELAY_MODE: 'debezium',
+      CAPTURE_SLOT_NAME: slot,
+    });
+    const calculator = await startCalculator(config, logger);
+    try {
+      const { rows } = await sql.query<{ pubinsert: boolean; pubdelete: boolean }>(`SELECT pubinsert, pubdelete FROM pg_publication WHERE pubname = 'summa_outbox'`);
+      assert.deepEqual(rows, [{ pubinsert: true, pubdelete: false }]);
+      await sql.query(`SELECT pg_create_logical_replication_slot($1, 'test_decoding')`, [slot]);
+      // The first sample ran at start, before the slot existed; the next comes within 5 s.
+      const deadline = Date.now() + 15_000;
+      let retained: number | undefined;
+      while (Date.now() < deadline && !retained) {
+        const text = await (await fetch(`http://127.0.0.1:${calculator.httpPort}/metrics`)).text();
+        assert.match(text, /^summa_outbox_capture_slot_active(\{[^}]*\})? 0$/m);
+        retained = Number(/^summa_outbox_capture_slot_retained_bytes(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1]);
+        if (!retained) await new Promise((resolve) => setTimeout(resolve, 500));
+      }
+      assert.ok(retained && retained > 0, `summa_outbox_capture_slot_retained_bytes ${retained}`);
+    } finally {
+      await calculator.stop();
+      await sql.query('SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1', [slot]).catch(() => {});
+      await sql.end();
+      await database.drop();
+    }
   });
 });
