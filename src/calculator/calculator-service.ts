@@ -1,5 +1,7 @@
 import { createGrpcServerMetrics } from '../platform/grpc/server-metrics.ts';
 import type { Logger } from '../platform/logger.ts';
+import { CaptureSlotMonitor } from '../outbox/capture-slot-monitor.ts';
+import { ensureOutboxPublication } from '../outbox/outbox-capture.ts';
 import { OutboxNotifier } from '../outbox/outbox-notifier.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
 import type { CalculatorConfig } from './config.ts';
@@ -43,10 +45,14 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
         // No relay polls the outbox under change data capture: nobody to wake.
         config.relayMode === 'debezium' ? () => {} : () => notifier.committed(),
       );
+      const slotMonitor = config.captureSlot && new CaptureSlotMonitor(pool, config.captureSlot, registry, logger);
       const add = recorder.record.bind(recorder);
       registerCalculatorRoutes(http, add, { writeToken: config.writeToken });
       return {
         async start() {
+          // The connector is told not to make the publication (it would publish every operation):
+          // the outbox's owner makes it, once its table exists, unless someone made it already.
+          if (config.relayMode === 'debezium') await ensureOutboxPublication(pool);
           const grpc = await startCalculatorGrpcServer({
             host: config.host,
             port: config.grpcPort,
@@ -56,6 +62,7 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
             tls: config.tls,
             writeToken: config.writeToken,
           });
+          slotMonitor?.start();
           const { delayMs, timeoutMs } = config.shutdown;
           return {
             grpcPort: grpc.port,
@@ -65,7 +72,7 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
             stopSteps: {
               beforeDelay: [() => grpc.markNotServing()],
               withHttpClose: [() => grpc.shutdown(Math.max(1_000, timeoutMs - delayMs - 1_000))],
-              afterHttpClose: [() => recorder.drain(), () => notifier.drain()],
+              afterHttpClose: [() => recorder.drain(), () => notifier.drain(), async () => slotMonitor?.stop()],
             },
           };
         },

@@ -2,6 +2,7 @@ import { ConfigError, envInteger, envPort, envString, type Env } from '../platfo
 import { DEFAULT_PORTS } from '../platform/ports.ts';
 import { envWriteToken } from '../platform/security.ts';
 import { envServiceConfig, type ServiceConfig } from '../platform/service/service-config.ts';
+import { envCaptureSlotLimits, type CaptureSlotLimits } from '../outbox/capture-slot.ts';
 
 /** Its TLS identity, when set, serves gRPC as well as HTTP. */
 export interface CalculatorConfig extends ServiceConfig {
@@ -21,6 +22,8 @@ export interface CalculatorConfig extends ServiceConfig {
    * is deleted in the transaction that wrote it).
    */
   readonly relayMode: RelayMode;
+  /** Under change data capture: the replication slot it watches, and when the slot is a warning. */
+  readonly captureSlot: CaptureSlotLimits | undefined;
 }
 
 export const RELAY_MODES = ['poller', 'debezium'] as const;
@@ -35,6 +38,7 @@ function envRelayMode(env: Env): RelayMode {
 }
 
 export function readCalculatorConfig(env: Env = process.env): CalculatorConfig {
+  const relayMode = envRelayMode(env);
   const maxConcurrentWrites = envInteger(env, 'CALCULATOR_CONCURRENT_WRITES', 4, { min: 1, max: 64 });
   return Object.freeze({
     ...envServiceConfig(env, 'CALCULATOR_HTTP_PORT', DEFAULT_PORTS.calculatorHttp),
@@ -46,6 +50,7 @@ export function readCalculatorConfig(env: Env = process.env): CalculatorConfig {
     databaseConnectTimeoutMs: envInteger(env, 'CALCULATOR_DB_CONNECT_TIMEOUT_MS', 2_000, { min: 100, max: 60_000 }),
     databaseQueryTimeoutMs: envInteger(env, 'CALCULATOR_DB_QUERY_TIMEOUT_MS', 5_000, { min: 100, max: 300_000 }),
     writeToken: envWriteToken(env),
-    relayMode: envRelayMode(env),
+    relayMode,
+    captureSlot: relayMode === 'debezium' ? envCaptureSlotLimits(env) : undefined,
   });
 }

@@ -26,8 +26,9 @@ const USAGE = `usage:
   summa outbox release (<event id>... | --all)    hand parked events back to the relays, attempts reset
   summa status [--json]                           every component npm start runs (role, pid, ports, health), Kafka
                                                  brokers and the partitions they lead, PostgreSQL replication lag,
-                                                 consumer lag per partition; exit 0 all healthy, 1 something is not,
-                                                 3 nothing is running from the data folder
+                                                 consumer lag per partition, the capture slot under --relay debezium;
+                                                 exit 0 all healthy, 1 something is not, 3 nothing is running from the
+                                                 data folder, 4 all healthy but a warning (a slot holding WAL)
   summa logs [<service>] [-f] [-n <lines>]        the components' logs of a running npm start; -f follows them
   summa stop [--timeout <s>] [--json]             stop a running npm start from another terminal
   summa load [--rate <n> | --concurrency <n>] [--duration <s>] [--ids-repeat <p>] [--json]
@@ -44,6 +45,8 @@ environment:
   SUMMA_WRITE_TOKEN        sent as "authorization: Bearer <token>" with add
   SUMMA_DATA_DIR           (status, logs, stop, load, watch) the data folder npm start ran from, default <repo>/.data
   SUMMA_STATUS_TIMEOUT_MS  (status) how long each component may take to answer, default 2000
+  CAPTURE_SLOT_MAX_RETAINED_MB, CAPTURE_SLOT_MAX_INACTIVE_SECONDS
+                           (status) the capture slot is a warning above these, default 1024 MiB and 300 s
   DATABASE_URL             (verify, dlq, outbox) default: the database npm start runs; CALCULATOR_DATABASE_URL
                            and TOTALS_DATABASE_URL override it per schema`;
 

@@ -52,6 +52,8 @@ export interface RunState {
   /** The totals service's consumer group and the event topic. */
   consumerGroup: string;
   topic: string;
+  /** Under change data capture (npm start -- --relay debezium): the outbox's replication slot. */
+  captureSlot?: string;
   components: RunComponent[];
 }
 

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { envCaptureSlotLimits, gradeCaptureSlot } from '../outbox/capture-slot.ts';
 import { envInteger } from '../platform/config.ts';
 import { readRunState, runStateFile, type RunComponent, type RunState } from './run-state.ts';
 import type { KafkaSnapshot } from './status-kafka.ts';
@@ -73,10 +74,14 @@ export async function collectStatus(state: RunState, dataDir: string, env: NodeJ
   const ca = caFile ? readFileSync(caFile) : undefined;
   // Longer only for a slow link or an overloaded machine: the default keeps the whole command within about 5 s.
   const timeoutMs = envInteger(env, 'SUMMA_STATUS_TIMEOUT_MS', PROBE_TIMEOUT_MS, { min: 100, max: 60_000 });
+  // Read before anything is asked, so a bad threshold stops the command with its name.
+  const slotLimits = envCaptureSlotLimits({ ...env, ...(state.captureSlot ? { CAPTURE_SLOT_NAME: state.captureSlot } : {}) });
   const loaded = await clients();
   const kafka = loaded.probeKafka(state.kafkaBrokers, state.kafkaAdmin, state.topic, state.consumerGroup, timeoutMs);
+  const slot = state.captureSlot ? loaded.probeCaptureSlot(state.databaseUrl, slotLimits.slotName, timeoutMs) : undefined;
   const components = await Promise.all(state.components.map((component) => componentStatus(component, state, kafka, ca, timeoutMs, loaded)));
   const snapshot = await kafka;
+  const captureSlot = slot && { name: slotLimits.slotName, ...gradeCaptureSlot(await slot, slotLimits) };
   const launcherAlive = pidAlive(state.launcherPid) === true;
   return {
     topology: state.topology,
@@ -91,6 +96,8 @@ export async function collectStatus(state: RunState, dataDir: string, env: NodeJ
     consumerLag: snapshot.consumerLag,
     partitions: 'error' in snapshot.metadata ? [] : snapshot.metadata.partitions,
     ...(snapshot.error ? { kafkaError: snapshot.error } : {}),
+    ...(captureSlot ? { captureSlot } : {}),
+    warnings: captureSlot?.warnings ?? [],
   };
 }
 

@@ -2,10 +2,15 @@
 // that says why, the exit code, and the report as a person reads it. No I/O here, so each rule can
 // be tested on its own.
 import type { ComponentRole, RunComponent, RunState } from './run-state.ts';
+import type { CaptureSlotGrade } from '../outbox/capture-slot.ts';
 import type { ConnectorProbe } from './status-probes.ts';
 
-/** Exit codes of `summa status` (also in the usage text and README). */
-export const STATUS_EXIT = { healthy: 0, unhealthy: 1, usage: 2, notRunning: 3 } as const;
+/**
+ * Exit codes of `summa status` (also in the usage text and README). `warning`: every component is
+ * healthy but something needs an operator soon (a replication slot holding WAL); an unhealthy
+ * component always wins over it.
+ */
+export const STATUS_EXIT = { healthy: 0, unhealthy: 1, usage: 2, notRunning: 3, warning: 4 } as const;
 
 export interface ReplicaLag {
   /** The replica's application_name as the primary sees it. */
@@ -75,6 +80,10 @@ export interface StatusReport {
   partitions: PartitionReplicas[];
   /** Why the Kafka figures are missing, when they are. */
   kafkaError?: string;
+  /** Under change data capture: the outbox's replication slot, graded (see capture-slot.ts). */
+  captureSlot?: CaptureSlotGrade & { name: string };
+  /** What needs attention without making anything unhealthy. */
+  warnings: string[];
 }
 
 /** What was measured about a service (calculator, relay, totals). */
@@ -210,7 +219,8 @@ export function consumerLag(partitions: number[], offsets: TopicOffsets): Partit
 }
 
 export function exitCodeFor(report: StatusReport): number {
-  return report.healthy ? STATUS_EXIT.healthy : STATUS_EXIT.unhealthy;
+  if (!report.healthy) return STATUS_EXIT.unhealthy;
+  return report.warnings.length > 0 ? STATUS_EXIT.warning : STATUS_EXIT.healthy;
 }
 
 export function formatBytes(bytes: number | null): string {
@@ -236,6 +246,7 @@ export function formatStatus(report: StatusReport): string {
   const launcher = `launcher pid ${report.launcher.pid}${report.launcher.alive ? '' : ' (NOT RUNNING: this state is left from a run that ended)'}`;
   lines.push(`summa ${report.topology} started ${report.startedAt} by ${launcher}; data ${report.dataDir}`);
   lines.push(report.healthy ? 'all components healthy' : `UNHEALTHY: ${report.components.filter((c) => !c.healthy).map((c) => c.name).join(', ')}`);
+  for (const warning of report.warnings) lines.push(`WARNING: ${warning}`);
   lines.push('');
   lines.push(
     ...table([
@@ -269,6 +280,8 @@ export function formatStatus(report: StatusReport): string {
     }
   }
   for (const replica of replicas) lines.push(`  ${replica.name}: ${replica.detail}`);
+
+  if (report.captureSlot) lines.push('', 'Change data capture:', `  ${report.captureSlot.detail}`);
 
   const total = report.consumerLag.reduce((sum, p) => sum + (p.lag ?? 0), 0);
   const partial = report.consumerLag.some((p) => p.lag === null) ? ' (not counting the partitions whose offsets are unknown)' : '';

@@ -20,6 +20,7 @@ import { TOTALS_MIGRATIONS, TOTALS_SCHEMA } from './schema.ts';
 import { TotalsStore } from './totals-store.ts';
 import { registerConsoleRoutes } from './console/console-routes.ts';
 import { PipelineSampler } from './console/pipeline-sampler.ts';
+import { runStateAckSource } from './console/ack-latency.ts';
 import { pipelineStatus } from './console/pipeline-status.ts';
 import { bucketCounts } from './console/latency-window.ts';
 import { TopicBrowser, type BrowserClientOptions } from './console/topic-browser.ts';
@@ -84,6 +85,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
         store,
         logger,
         endToEnd: async () => bucketCounts((await metrics.endToEndSeconds.get()).values),
+        ack: runStateAckSource(config.console.runDataDir),
         status: pipelineStatus({
           runDataDir: config.console.runDataDir,
           ownLag: () => consumer.lag(),

@@ -70,6 +70,10 @@ describe('npm start -- --relay debezium', { timeout: 600_000 }, () => {
     const report = await collectStatus(state!, dataDir, env);
     const connect = report.components.find((component) => component.role === 'kafka-connect');
     assert.deepEqual([connect?.healthy, connect?.detail], [true, 'connector summa-outbox RUNNING, task 0 RUNNING']);
+    // ... and the primary for the slot the connector streams from.
+    assert.equal(report.captureSlot?.level, 'ok', report.captureSlot?.detail);
+    assert.match(report.captureSlot!.detail, /^slot summa_outbox: active, retains /);
+    assert.deepEqual(report.warnings, []);
 
     const add = async (requestId: string, num1: number, num2: number) => {
       const response = await fetch(`${calculatorUrl}/v1/sums`, {

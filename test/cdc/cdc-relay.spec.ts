@@ -41,7 +41,7 @@ describe('change data capture (Kafka Connect + Debezium) as the relay', () => {
     database = await createTestDatabase('cdc');
     sql = new pg.Pool({ connectionString: database.url, max: 4 });
     ({ env, relayUrl, calculatorUrl, totalsUrl } = await serviceEnvironment({ name: 'cdc', databaseUrl: database.url, partitions: 3 }));
-    calculator = new ServiceProcess('calculator', { ...env, RELAY_MODE: 'debezium' }, `${calculatorUrl}/readyz`);
+    calculator = new ServiceProcess('calculator', { ...env, RELAY_MODE: 'debezium', CAPTURE_SLOT_NAME: slotName }, `${calculatorUrl}/readyz`);
     totals = new ServiceProcess('totals', env, `${totalsUrl}/readyz`);
     // The calculator migrates its schema (the outbox) before the publication can name the table.
     await calculator.start();
@@ -224,6 +224,8 @@ describe('change data capture (Kafka Connect + Debezium) as the relay', () => {
     // confirmed LSN; the totals service absorbs the replayed events by event id.
     await connect!.kill();
     const sending = send(sends.slice(half)); // recorded while nothing captures: they wait in the WAL
+    // The calculator's gauge sees the slot go idle (it samples every 5 s).
+    await waitForSlotActive(calculatorUrl, 0);
     connect = await startKafkaConnect({ dataDir: connectDir, brokers: testKafkaBrokers().join(','), groupId });
     await connect.waitUntilRunning(CONNECTOR);
     await sending;
@@ -231,8 +233,22 @@ describe('change data capture (Kafka Connect + Debezium) as the relay', () => {
     const total = await waitForCount(before.count + UNIQUE_REQUESTS);
     assert.equal(total.count, before.count + UNIQUE_REQUESTS);
     assert.equal(BigInt(total.total), expected);
+    await waitForSlotActive(calculatorUrl, 1);
   });
 });
+
+/** Waits until the calculator's summa_outbox_capture_slot_active gauge reads `value`. */
+async function waitForSlotActive(calculatorUrl: string, value: 0 | 1): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  let last = '';
+  while (Date.now() < deadline) {
+    const text = await (await fetch(`${calculatorUrl}/metrics`)).text();
+    last = /^summa_outbox_capture_slot_active(?:\{[^}]*\})? (\S+)$/m.exec(text)?.[1] ?? 'missing';
+    if (last === String(value)) return;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  assert.fail(`summa_outbox_capture_slot_active is ${last}, not ${value}, after 30 s`);
+}
 
 function sortedHeaders(record: IncomingRecord): [string, string][] {
   return Object.entries(record.headers).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));

@@ -129,7 +129,7 @@ describe('switching from the poller relay to change data capture and back', () =
 
   const startCalculator = async (relayMode: 'poller' | 'debezium') => {
     await calculator?.stop();
-    calculator = new ServiceProcess('calculator', { ...env, RELAY_MODE: relayMode }, `${calculatorUrl}/readyz`);
+    calculator = new ServiceProcess('calculator', { ...env, RELAY_MODE: relayMode, CAPTURE_SLOT_NAME: slotName }, `${calculatorUrl}/readyz`);
     await calculator.start();
   };
 

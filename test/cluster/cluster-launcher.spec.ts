@@ -60,6 +60,40 @@ async function httpAdd(port: number, num1: number, num2: number, requestId: stri
   return body.sum!;
 }
 
+interface ConsoleSample {
+  at: number;
+  total: string | null;
+  count: number | null;
+  ack: { events: number; p50: number | string | null; p99: number | string | null } | null;
+  problems: string[];
+}
+
+/** The samples /console/events delivers within withinMs (the stream is closed then). */
+async function consoleSamples(base: string, withinMs: number): Promise<ConsoleSample[]> {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), withinMs);
+  const samples: ConsoleSample[] = [];
+  let text = '';
+  try {
+    const response = await fetch(`${base}/console/events`, { signal: controller.signal });
+    assert.match(response.headers.get('content-type') ?? '', /^text\/event-stream/);
+    const decoder = new TextDecoder();
+    for await (const chunk of response.body!) {
+      text += decoder.decode(chunk as Uint8Array, { stream: true });
+      for (let end = text.indexOf('\n\n'); end >= 0; end = text.indexOf('\n\n')) {
+        const [event, data] = text.slice(0, end).split('\n');
+        text = text.slice(end + 2);
+        if (event === 'event: sample') samples.push(JSON.parse(data!.slice('data: '.length)) as ConsoleSample);
+      }
+    }
+  } catch (error) {
+    if (!controller.signal.aborted) throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  return samples;
+}
+
 describe('npm start -- --cluster', { skip: missingTool('nginx'), timeout: 240_000 }, () => {
   let dataDir: string;
   let topology: Topology;
@@ -175,6 +209,38 @@ describe('npm start -- --cluster', { skip: missingTool('nginx'), timeout: 240_00
     const strong = await fetch(`http://127.0.0.1:${nginx.totalsPort}/total?consistency=strong`);
     assert.equal(strong.headers.get('summa-read-source'), 'primary');
     assert.equal(((await strong.json()) as { total: string }).total, expected.toString());
+
+    // The console through nginx: the page, an Add from its form (forwarded to the calculators'
+    // entry point) and the live stream, which nginx must pass on as it comes (X-Accel-Buffering).
+    const consoleBase = `http://127.0.0.1:${nginx.totalsPort}`;
+    const page = await fetch(`${consoleBase}/`);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<title>Summa console<\/title>/);
+    // The Add is sent while a page watches: the ack latency is that of the last seconds.
+    const watched = consoleSamples(consoleBase, 5_000);
+    await sleep(1_500);
+    const consoleAdd = await fetch(`${consoleBase}/console/sums`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ num1: '40', num2: '2', requestId: 'console-through-nginx' }),
+    });
+    const consoleAnswer = (await consoleAdd.json()) as { sum?: string; replayed?: boolean };
+    assert.ok(consoleAdd.status === 200 || consoleAdd.status === 201, `POST /console/sums: ${consoleAdd.status} ${JSON.stringify(consoleAnswer)}`);
+    assert.equal(consoleAnswer.sum, '42');
+    assert.equal(consoleAnswer.replayed, false);
+    expected += 42n;
+    count += 1;
+    const during = await watched;
+    assert.ok(during.length >= 2, `at least 2 samples in 5 s through nginx, got ${during.length}`);
+    // Every calculator's ack histogram is read and summed (calculator-2 may still be starting).
+    const withAck = during.find((sample) => (sample.ack?.events ?? 0) > 0);
+    assert.ok(withAck, `the Add's ack latency: ${JSON.stringify(during.map((sample) => sample.ack))}; ${during.at(-1)?.problems.join('; ')}`);
+    assert.equal(typeof withAck.ack!.p99, 'number');
+    assert.deepEqual(await waitForTotalCount(consoleBase, count, 60_000), { total: expected.toString(), count });
+    const samples = await consoleSamples(consoleBase, 5_000);
+    assert.ok(samples.length >= 2, `at least 2 samples in 5 s through nginx, got ${samples.length}`);
+    const latest = samples.at(-1)!;
+    assert.deepEqual({ total: latest.total, count: latest.count }, { total: expected.toString(), count }, latest.problems.join('; '));
 
     // The operator commands find nginx and each service's log file through the run state.
     const load = await summaCli(dataDir, 'load', '--concurrency', '6', '--duration', '2', '--ids-repeat', '10', '--json');

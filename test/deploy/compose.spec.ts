@@ -22,10 +22,15 @@ import {
 } from './deploy-support.ts';
 import { missingTool, requireTool } from '../support/tools.ts';
 import { envKafkaConfig } from '../../src/platform/service/service-config.ts';
+import { OUTBOX_CAPTURE_SLOT } from '../../src/outbox/capture-slot.ts';
+import { outboxConnectorConfig } from '../../tools/local-stack/kafka-connect.ts';
 
 const COMPOSE_FILE = path.join(root, 'deploy/compose/docker-compose.yml');
 /** The cluster topology: three brokers, a PostgreSQL replica, two relays, three totals behind nginx. */
 const CLUSTER_FILE = path.join(root, 'deploy/compose/docker-compose.cluster.yml');
+/** Change data capture: Kafka Connect with Debezium's connector instead of the relay. */
+const CDC_FILE = path.join(root, 'deploy/compose/docker-compose.cdc.yml');
+const CONNECT_POM = path.join(root, 'tools/local-stack/kafka-connect/pom.xml');
 
 interface ComposeStack {
   readonly file: string;
@@ -798,6 +803,104 @@ function checkHealthAndStop(stack: ComposeStack, behindNginx: ServiceName[] = ['
   return problems;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Change data capture
+
+const DEBEZIUM_CONNECT_IMAGE = /^quay\.io\/debezium\/connect:(.+)$/;
+
+/**
+ * The CDC stack: no relay; every calculator in RELAY_MODE=debezium; PostgreSQL 18 or later (the
+ * publication carries generated columns) with wal_level=logical; a Kafka Connect worker on the
+ * official Debezium image at the version `npm start -- --relay debezium` resolves, bootstrapping
+ * from the compose Kafka; and a one-shot service that PUTs a connector config which is
+ * outboxConnectorConfig() for the calculators' database and slot, once the worker and the
+ * calculators (which make the publication) are healthy.
+ */
+function checkCdc(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  const all = services(stack);
+  const { containers } = summaContainers(stack);
+  for (const relay of containers.filter((c) => c.service === 'relay')) problems.push(`${relay.name}: a relay service runs beside change data capture`);
+  const calculators = containers.filter((c) => c.service === 'calculator');
+  if (calculators.length === 0) problems.push('no calculator');
+  const slots = new Set<string>();
+  for (const { name } of calculators) {
+    const env = environment(all[name]);
+    if (env.RELAY_MODE !== 'debezium') problems.push(`${name}: RELAY_MODE is ${env.RELAY_MODE ?? 'not set'}, not debezium`);
+    slots.add(env.CAPTURE_SLOT_NAME ?? OUTBOX_CAPTURE_SLOT);
+  }
+  if (slots.size > 1) problems.push(`the calculators watch different slots: ${[...slots].join(', ')}`);
+
+  const { primaries } = postgresServices(stack);
+  const postgres = primaries[0];
+  if (!postgres) problems.push('no PostgreSQL');
+  for (const name of primaries) {
+    const service = all[name];
+    const major = Number(/:(\d+)/.exec(String(service.image))?.[1]);
+    if (!(major >= 18)) problems.push(`${name}: ${service.image} is older than PostgreSQL 18, which the outbox's publication needs (generated columns)`);
+    const command = (argv(service.command) ?? []).join(' ');
+    if (!/(^|\s)(-c\s+|--)wal_level=logical(\s|$)/.test(command)) problems.push(`${name} does not run with wal_level=logical`);
+  }
+
+  const pomVersion = /<debezium\.version>([^<]+)<\/debezium\.version>/.exec(stack.read(CONNECT_POM))?.[1];
+  const connectImages = Object.entries(all).filter(([, service]) => DEBEZIUM_CONNECT_IMAGE.test(String(service?.image ?? '')));
+  for (const [name, service] of connectImages) {
+    const tag = DEBEZIUM_CONNECT_IMAGE.exec(String(service.image))![1];
+    if (tag !== pomVersion) problems.push(`${name}: ${service.image} is not Debezium ${pomVersion}, which tools/local-stack/kafka-connect/pom.xml resolves`);
+  }
+  const workers = connectImages.filter(([, service]) => environment(service).BOOTSTRAP_SERVERS !== undefined).map(([name]) => name);
+  if (workers.length !== 1) problems.push(`one Kafka Connect worker expected, found ${workers.length}`);
+  const worker = workers[0];
+  if (worker) {
+    const env = environment(all[worker]);
+    const advertised = [...kafkaBrokers(stack).values()].flat();
+    for (const server of listOf(env.BOOTSTRAP_SERVERS)) if (!advertised.includes(server)) problems.push(`${worker}: BOOTSTRAP_SERVERS names ${server}, not a compose broker`);
+    for (const name of ['GROUP_ID', 'CONFIG_STORAGE_TOPIC', 'OFFSET_STORAGE_TOPIC', 'STATUS_STORAGE_TOPIC']) if (!env[name]) problems.push(`${worker}: ${name} is not set`);
+    if (!(argv(all[worker].healthcheck?.test) ?? []).join(' ').includes(':8083/connectors')) problems.push(`${worker}: no health check on its REST API's /connectors`);
+  }
+
+  const registrations = Object.entries(all).filter(([, service]) => (argv(service?.entrypoint) ?? []).concat(argv(service?.command) ?? []).some((arg) => /\/connectors\/[^/]+\/config$/.test(arg)));
+  if (registrations.length !== 1) problems.push(`one service that registers the connector expected, found ${registrations.length}`);
+  for (const [name, service] of registrations) {
+    const args = (argv(service.entrypoint) ?? []).concat(argv(service.command) ?? []);
+    const url = parseUrl(args.find((arg) => /\/connectors\/[^/]+\/config$/.test(arg)));
+    if (!url || url.hostname !== worker || url.port !== '8083') problems.push(`${name} registers the connector at ${url?.host}, not ${worker}:8083`);
+    if (!args.includes('PUT')) problems.push(`${name} does not PUT the connector's config (a PUT creates or updates it, so a rerun is harmless)`);
+    const depends = service.depends_on ?? {};
+    for (const needed of [worker, ...calculators.map((c) => c.name)]) {
+      if (needed && depends[needed]?.condition !== 'service_healthy') problems.push(`${name} does not wait for ${needed} to be healthy`);
+    }
+    const data = args.find((arg) => arg.startsWith('@'))?.slice(1);
+    const file = data && mountedFrom(stack, service, data);
+    if (!file || !existsSync(file)) {
+      problems.push(`${name} sends ${data ?? 'no file'}, which no bind mount of the repository provides`);
+      continue;
+    }
+    const databaseUrl = calculators[0] && parseUrl(environment(all[calculators[0].name]).DATABASE_URL);
+    if (!databaseUrl) continue;
+    const expected = outboxConnectorConfig({
+      database: {
+        host: databaseUrl.hostname,
+        port: Number(databaseUrl.port || 5432),
+        user: decodeURIComponent(databaseUrl.username),
+        password: decodeURIComponent(databaseUrl.password),
+        name: databaseUrl.pathname.slice(1),
+      },
+      slotName: [...slots][0] ?? OUTBOX_CAPTURE_SLOT,
+    });
+    const actual: unknown = JSON.parse(stack.read(file));
+    try {
+      assert.deepStrictEqual(actual, expected);
+    } catch {
+      problems.push(
+        `${name}: ${path.relative(root, file)} is not outboxConnectorConfig() for the calculators' database and slot; write it again with:\n` +
+          JSON.stringify(expected, null, 2),
+      );
+    }
+  }
+  return problems;
+}
+
 function assertClean(problems: string[]): void {
   assert.deepEqual(problems, [], `expected no problems, got:${describeProblems(problems)}`);
 }
@@ -1071,5 +1174,59 @@ describe('docker compose cluster stack (docker-compose.cluster.yml)', () => {
     });
     assertCaught(checkScaling(fewerPartitions, { relay: 2, totals: 3 }), /3 totals services in consumer group summa-totals but 2 partitions: 1 would sit idle/);
     assertCaught(checkScaling(cluster((s) => delete s['relay-2']), { relay: 2, totals: 3 }), /2 relay services expected, found 1/);
+  });
+});
+
+describe('docker compose CDC stack (docker-compose.cdc.yml)', () => {
+  const cdc = (change: (services: Record<string, Yaml>) => void = () => {}, files: Record<string, (text: string) => string> = {}) => changedStack(change, files, CDC_FILE);
+  const setEnv = (service: Yaml, values: Record<string, string | undefined>) => {
+    service.environment = { ...service.environment, ...values };
+    for (const [name, value] of Object.entries(values)) if (value === undefined) delete service.environment[name];
+  };
+  const connectorJson = 'deploy/compose/cdc/summa-outbox.json';
+  const editJson = (edit: (config: Record<string, string>) => void) => (text: string) => {
+    const config = JSON.parse(text) as Record<string, string>;
+    edit(config);
+    return JSON.stringify(config);
+  };
+
+  it('docker-compose accepts the file (config -q)', { skip: missingTool('docker-compose') }, () => {
+    assertClean(checkComposeConfig({ file: CDC_FILE }));
+  });
+
+  it('each Summa container has its health check, mounts, connections and metrics', () => {
+    const stack = loadStack(CDC_FILE);
+    assertClean([...checkMounts(stack), ...checkConnections(stack), ...checkHealthAndStop(stack, []), ...checkPrometheus(stack), ...checkKafkaStorage(stack)]);
+  });
+
+  it('captures instead of relaying: Debezium on PostgreSQL 18 with wal_level=logical, and the connector registered as npm start registers it', () => {
+    assertClean(checkCdc(loadStack(CDC_FILE)));
+  });
+
+  it("the connector's config in compose is outboxConnectorConfig()'s, byte for byte in meaning", () => {
+    const stack = loadStack(CDC_FILE);
+    const file = path.join(root, connectorJson);
+    assert.deepStrictEqual(
+      JSON.parse(readFileSync(file, 'utf8')),
+      outboxConnectorConfig({ database: { host: 'postgres', port: 5432, user: 'summa', password: 'summa', name: 'summa' } }),
+    );
+    assert.equal(environment(services(stack).calculator).DATABASE_URL, 'postgres://summa:summa@postgres:5432/summa');
+  });
+
+  it('the CDC check fails on a relay, a poller calculator, an old or non-logical PostgreSQL, another Debezium, or a connector config of its own', () => {
+    assertCaught(checkCdc(cdc((s) => (s.relay = { ...s.totals, command: ['dist/relay/main.js'] }))), /relay: a relay service runs beside change data capture/);
+    assertCaught(checkCdc(cdc((s) => setEnv(s.calculator, { RELAY_MODE: undefined }))), /calculator: RELAY_MODE is not set, not debezium/);
+    assertCaught(checkCdc(cdc((s) => (s.postgres.image = 'postgres:17'))), /postgres: postgres:17 is older than PostgreSQL 18/);
+    assertCaught(checkCdc(cdc((s) => (s.postgres.command = ['postgres']))), /postgres does not run with wal_level=logical/);
+    assertCaught(checkCdc(cdc((s) => (s['kafka-connect'].image = 'quay.io/debezium/connect:3.5.0.Final'))), /kafka-connect: quay.io\/debezium\/connect:3.5.0.Final is not Debezium 3.6.1.Final/);
+    assertCaught(checkCdc(cdc((s) => setEnv(s['kafka-connect'], { BOOTSTRAP_SERVERS: 'broker:9092' }))), /kafka-connect: BOOTSTRAP_SERVERS names broker:9092, not a compose broker/);
+    assertCaught(checkCdc(cdc((s) => delete s.connector.depends_on.calculator)), /connector does not wait for calculator to be healthy/);
+    assertCaught(checkCdc(cdc((s) => delete s.connector)), /one service that registers the connector expected, found 0/);
+    assertCaught(checkCdc(cdc((s) => (s.connector.volumes = []))), /connector sends \/summa\/summa-outbox.json, which no bind mount/);
+    assertCaught(checkCdc(cdc(() => {}, { [connectorJson]: editJson((c) => (c['snapshot.mode'] = 'initial')) })), /summa-outbox.json is not outboxConnectorConfig\(\)/);
+    assertCaught(checkCdc(cdc(() => {}, { [connectorJson]: editJson((c) => delete c['transforms.dropRouterId.headers']) })), /is not outboxConnectorConfig\(\)/);
+    // The slot the calculator watches must be the one the connector streams from.
+    assertCaught(checkCdc(cdc((s) => setEnv(s.calculator, { CAPTURE_SLOT_NAME: 'other_slot' }))), /is not outboxConnectorConfig\(\) for the calculators' database and slot/);
+    assertCaught(checkCdc(cdc(() => {}, { 'tools/local-stack/kafka-connect/pom.xml': (text) => text.replace('<debezium.version>3.6.1.Final<', '<debezium.version>3.7.0.Final<') })), /is not Debezium 3.7.0.Final/);
   });
 });

@@ -67,6 +67,8 @@ describe('the console page in a real browser, on `npm start`', { skip: missingTo
     await page.locator('#total', { hasText: /^15$/ }).waitFor();
     await page.locator('#count', { hasText: /^1$/ }).waitFor();
     await page.locator('#latency', { hasText: /^≤ [\d.]+ m?s \/ ≤ [\d.]+ m?s$/ }).waitFor();
+    // The calculator answered that Add: its ack latency, read from its /metrics.
+    await page.locator('#ack-latency', { hasText: /^≤ [\d.]+ m?s \/ ≤ [\d.]+ m?s$/ }).waitFor();
     // ... and the charts: the applied rate has a point above the baseline.
     await page.waitForFunction(() => {
       const points = document.querySelector('#chart-rates polyline.applied')?.getAttribute('points') ?? '';

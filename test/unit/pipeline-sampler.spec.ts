@@ -84,6 +84,34 @@ describe('the console sampler', () => {
     }
   });
 
+  it('shows the calculators’ ack latency over its window, and names those it could not read', async () => {
+    const { pool, store } = fakeDatabase();
+    const reading = (count: number): BucketCounts => [[0.005, count], [Infinity, count]];
+    let calls = 0;
+    const ack = async () => {
+      calls += 1;
+      if (calls === 2) throw new Error('run state unreadable');
+      return calls === 1
+        ? { readings: new Map([['http://127.0.0.1:1/metrics', reading(3)]]), problems: ['ack latency: http://127.0.0.1:2/metrics: the calculator is down'] }
+        : { readings: new Map([['http://127.0.0.1:1/metrics', reading(7)]]), problems: [] };
+    };
+    const sampler = new PipelineSampler({ pool, store, status, logger, intervalMs: 100, ack });
+    // One watcher throughout: the window is dropped while nobody watches.
+    const samples: PipelineSample[] = [];
+    const threeSamples = new Promise<void>((resolve) => sampler.subscribe((sample) => samples.push(sample) >= 3 && resolve()));
+    try {
+      await threeSamples;
+      const [first, second, third] = samples as [PipelineSample, PipelineSample, PipelineSample];
+      assert.equal(first.ack, null, 'a first reading has nothing to be differenced with');
+      assert.ok(first.problems.some((p) => p.includes('127.0.0.1:2')), first.problems.join('; '));
+      assert.equal(second.ack, null);
+      assert.ok(second.problems.includes('ack latency: run state unreadable'), second.problems.join('; '));
+      assert.deepEqual(third.ack, { events: 4, p50: 0.005, p99: 0.005 }, 'counted since the earliest reading kept');
+    } finally {
+      sampler.stop();
+    }
+  });
+
   it('samples only while someone listens, and keeps a bounded history', async () => {
     const { pool, store } = fakeDatabase();
     const sampler = new PipelineSampler({ pool, store, status, logger, intervalMs: 20, historySize: 3 });

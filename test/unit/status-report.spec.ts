@@ -17,6 +17,7 @@ import {
   type KafkaMetadata,
   type StatusReport,
 } from '../../src/cli/status-report.ts';
+import { gradeCaptureSlot } from '../../src/outbox/capture-slot.ts';
 
 const calculator: RunComponent = { name: 'calculator-1', role: 'calculator', pid: 100, ports: [19091, 18091], healthUrl: 'http://127.0.0.1:18091/readyz' };
 const broker = (id: number, pid: number | null = 200 + id): RunComponent => ({ name: `kafka-${id}`, role: 'kafka-broker', pid, ports: [9091 + id], brokerId: id });
@@ -135,6 +136,7 @@ describe('summa status: consumer lag', () => {
       topic: 't',
       consumerLag: lag,
       partitions: [],
+      warnings: [],
     });
     assert.match(text, /Consumer lag \(group g\): 0 records \(not counting the partitions whose offsets are unknown\)\n/);
     assert.match(text, /partition 1: committed 3, end and lag unknown: leader 2: Cannot connect to any broker\.$/);
@@ -156,12 +158,32 @@ describe('summa status: the report', () => {
       { partition: 1, committed: null, end: 0, lag: 0 },
     ],
     partitions: metadata.partitions,
+    warnings: [],
     ...overrides,
   });
 
   it('exits 0 when everything is healthy and 1 when anything is not', () => {
     assert.equal(exitCodeFor(report()), 0);
     assert.equal(exitCodeFor(report({ healthy: false })), 1);
+  });
+
+  it('exits 4 on a warning, but 1 when something is also unhealthy: a warning never hides a failure', () => {
+    assert.equal(exitCodeFor(report({ warnings: ['replication slot summa_outbox does not exist'] })), 4);
+    assert.equal(exitCodeFor(report({ healthy: false, warnings: ['replication slot summa_outbox does not exist'] })), 1);
+  });
+
+  it("prints the capture slot's line and its warnings under the health line", () => {
+    const captureSlot = {
+      name: 'summa_outbox',
+      ...gradeCaptureSlot(
+        { exists: true, active: false, retainedBytes: 3 * 1024 ** 3, unconfirmedBytes: 3 * 1024 ** 3, inactiveSeconds: 900, walStatus: 'extended' },
+        { slotName: 'summa_outbox', maxRetainedBytes: 1024 ** 3, maxInactiveSeconds: 300 },
+      ),
+    };
+    const text = formatStatus(report({ captureSlot, warnings: captureSlot.warnings }));
+    assert.match(text, /\nall components healthy\nWARNING: slot summa_outbox inactive for more than 5 min .*\nWARNING: slot summa_outbox retains more than 1.00 GiB of WAL \(CAPTURE_SLOT_MAX_RETAINED_MB\)\n/);
+    assert.match(text, /\nChange data capture:\n  slot summa_outbox: INACTIVE for 15 min, retains 3.00 GiB of WAL, 3.00 GiB not yet confirmed by the connector — WARNING: /);
+    assert.doesNotMatch(formatStatus(report()), /Change data capture|WARNING/);
   });
 
   it('prints a table of the components, then brokers, replication and consumer lag', () => {

@@ -383,6 +383,7 @@ function runState(): RunState {
     ...(kafkaCluster ? { kafkaAdmin: kafkaCluster.admin } : {}),
     consumerGroup: consumerGroup(),
     topic: envTopic(env),
+    ...(capture ? { captureSlot: SLOT } : {}),
     components: [...infrastructure, ...services, ...nginx],
   };
 }

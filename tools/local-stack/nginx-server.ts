@@ -121,6 +121,9 @@ function httpServer(proxy: NginxProxy): string {
       proxy_connect_timeout 2s;
       proxy_next_upstream error timeout${retryStatuses(proxy)};
       proxy_next_upstream_tries ${proxy.upstreamPorts.length};
+      # Between two reads: the console's event stream (/console/events) sends a sample every second,
+      # so it is never cut, and it asks for no buffering itself (X-Accel-Buffering: no), which
+      # nginx honours as long as proxy_ignore_headers does not name it.
       proxy_read_timeout 60s;
     }
   }`;

@@ -9,6 +9,7 @@ import type { TotalsStore } from '../totals-store.ts';
 import type { ComponentHealth, PipelineStatus } from './pipeline-status.ts';
 import type { PartitionLag } from '../../cli/status-report.ts';
 import { latencyPercentiles, type BucketCounts, type LatencyPercentiles } from './latency-window.ts';
+import { ackWindow, type AckReadings } from './ack-latency.ts';
 
 export interface PipelineSample {
   /** When it was taken, ms since the epoch (this host's clock). */
@@ -23,6 +24,8 @@ export interface PipelineSample {
   outbox: OutboxBacklog | null;
   /** Accepted → applied, for the events this instance applied in the last LATENCY_WINDOW samples. */
   endToEnd: LatencyPercentiles | null;
+  /** Arrival → answer of the Adds every calculator answered in the last LATENCY_WINDOW samples; null when no calculator could be read, and in the first sample. */
+  ack: LatencyPercentiles | null;
   consumerLag: PartitionLag[];
   /** The sum of the known lags. */
   totalLag: number | null;
@@ -43,6 +46,8 @@ export interface SamplerOptions {
   statusIntervalMs?: number;
   /** This instance's end-to-end latency histogram, cumulative. */
   endToEnd?: () => Promise<BucketCounts>;
+  /** Every calculator's cumulative ack latency histogram, and which ones could not be read. */
+  ack?: () => Promise<{ readings: AckReadings; problems: string[] }>;
 }
 
 /** Samples the latency percentiles span: enough events to say something at a few Adds a second. */
@@ -56,6 +61,7 @@ export class PipelineSampler {
   private readonly history: PipelineSample[] = [];
   private readonly listeners = new Map<(sample: PipelineSample) => void, (() => void) | undefined>();
   private readonly latencyReadings: BucketCounts[] = [];
+  private readonly ackReadings: AckReadings[] = [];
   private timer: NodeJS.Timeout | undefined;
   private statusTimer: NodeJS.Timeout | undefined;
   private previous: { at: number; count: number | null; accepted: bigint | null } | undefined;
@@ -111,6 +117,8 @@ export class PipelineSampler {
     clearTimeout(this.statusTimer);
     this.timer = undefined;
     this.statusTimer = undefined;
+    // A window spanning the time nobody watched would not be the last seconds.
+    this.ackReadings.length = 0;
   }
 
   /** One probe at a time: a hung component must not pile probes up, nor a page that leaves and comes back start a second chain. */
@@ -143,17 +151,27 @@ export class PipelineSampler {
         problems.push(`${what}: ${error.message}`);
         return null;
       };
-      const [total, accepted, outbox, buckets] = await Promise.all([
+      const [total, accepted, outbox, buckets, acks] = await Promise.all([
         this.options.store.readTotal().catch(failed('total')),
         this.options.pool.query<{ accepted: string }>(ACCEPTED_SQL).then((result) => BigInt(result.rows[0]!.accepted), failed('accepted Adds (calculator.outbox_id_seq)')),
         readOutboxBacklog(this.options.pool).catch(failed('outbox backlog')),
         this.options.endToEnd ? this.options.endToEnd().catch(failed('end-to-end latency')) : Promise.resolve(null),
+        this.options.ack ? this.options.ack().catch(failed('ack latency')) : Promise.resolve(null),
       ]);
       let endToEnd: LatencyPercentiles | null = null;
       if (buckets) {
         endToEnd = latencyPercentiles(buckets, this.latencyReadings[0]);
         this.latencyReadings.push(buckets);
         if (this.latencyReadings.length > LATENCY_WINDOW) this.latencyReadings.shift();
+      }
+      let ack: LatencyPercentiles | null = null;
+      if (acks) {
+        problems.push(...acks.problems);
+        // The first reading has nothing to be differenced with: a calculator's counts since it
+        // started are no figure for the last seconds.
+        if (acks.readings.size > 0 && this.ackReadings.length > 0) ack = latencyPercentiles(ackWindow(acks.readings, this.ackReadings), undefined);
+        this.ackReadings.push(acks.readings);
+        if (this.ackReadings.length > LATENCY_WINDOW) this.ackReadings.shift();
       }
       const at = Date.now();
       const previous = this.previous;
@@ -172,6 +190,7 @@ export class PipelineSampler {
         appliedPerSecond: rate(total?.count ?? null, previous?.count),
         outbox,
         endToEnd,
+        ack,
         consumerLag: status.consumerLag,
         totalLag: known.length === 0 ? null : known.reduce((sum, p) => sum + p.lag!, 0),
         components: status.components,

@@ -24,7 +24,7 @@ function el(tag, attributes = {}, ...children) {
 const number = new Intl.NumberFormat();
 const rate = (value) => (value === null || value === undefined ? '–' : value < 10 ? value.toFixed(1) : number.format(Math.round(value)));
 // A histogram knows the bucket a latency falls under, not the latency itself.
-const bound = (value) => (value === null ? '?' : value === '+Inf' ? '> 30 s' : value < 1 ? `${Math.round(value * 1000)} ms` : `${value} s`);
+const bound = (value, largest) => (value === null ? '?' : value === '+Inf' ? `> ${largest} s` : value < 1 ? `${Math.round(value * 1000)} ms` : `${value} s`);
 const seconds = (value) => (value < 60 ? `${value.toFixed(1)} s` : `${Math.floor(value / 60)} min ${Math.round(value % 60)} s`);
 
 // Live figures ---------------------------------------------------------------------------------
@@ -63,8 +63,11 @@ function show(sample) {
   $('outbox').textContent = outbox ? `${number.format(outbox.pending)}${outbox.parked ? ` (+${outbox.parked} parked)` : ''}` : '–';
   $('outbox-age').textContent = outbox ? (outbox.pending ? seconds(outbox.oldestAgeSeconds) : 'empty') : '–';
   $('lag').textContent = sample.totalLag === null ? '–' : number.format(sample.totalLag);
-  const latency = sample.endToEnd;
-  $('latency').textContent = !latency ? '–' : latency.events === 0 ? 'no events' : `≤ ${bound(latency.p50)} / ≤ ${bound(latency.p99)}`;
+  // Above the largest bucket (30 s end to end, 10 s for an answer) a histogram knows only that.
+  const percentiles = (latency, largest) =>
+    !latency ? '–' : latency.events === 0 ? 'no events' : `≤ ${bound(latency.p50, largest)} / ≤ ${bound(latency.p99, largest)}`;
+  $('ack-latency').textContent = percentiles(sample.ack, 10);
+  $('latency').textContent = percentiles(sample.endToEnd, 30);
 
   $('lag-table').tBodies[0].replaceChildren(
     ...sample.consumerLag.map((p) =>
