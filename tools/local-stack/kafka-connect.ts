@@ -166,6 +166,9 @@ export function outboxConnectorConfig(options: OutboxConnectorOptions): Record<s
     // hand them to the router as reads, which it does not route.
     'snapshot.mode': 'no_data',
     'skipped.operations': 'u,d,t',
+    // How long the task waits for more changes before it hands a batch to Connect when the queue
+    // runs dry, 500 ms by default: at rest every event waited for it. A full batch goes at once.
+    'poll.interval.ms': '10',
     'tombstones.on.delete': 'false',
     'key.converter': stringConverter,
     'value.converter': stringConverter,
