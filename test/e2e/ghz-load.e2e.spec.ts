@@ -38,12 +38,14 @@ describe('ghz load against the echo server', { timeout: 120_000, skip: missingTo
     const result = await runGhz(requireTool('ghz'), target, { mode: 'closed', connections: 2, concurrency: 10, durationSeconds: 1 });
     assert.ok(result.acked > 0);
     assert.equal(result.acked, result.requests, JSON.stringify(result.errors));
-    assert.ok(result.wallSeconds >= 1);
+    // ghz's own clock for the run, which may end a few milliseconds short of the second asked.
+    assert.ok(result.wallSeconds >= 0.95, `ran ${result.wallSeconds} s of 1`);
   });
 
   it('holds an open loop rate', async () => {
     const result = await runGhz(requireTool('ghz'), target, { mode: 'open', rate: 100, durationSeconds: 2, connections: 2 });
-    assert.ok(result.requests >= 190 && result.requests <= 201, `${result.requests} calls for 100/s over 2 s`);
+    // A few over 200: the pacer's first tick comes at once, and the calls due at the end still go.
+    assert.ok(result.requests >= 190 && result.requests <= 206, `${result.requests} calls for 100/s over 2 s`);
     assert.equal(result.acked, result.requests);
   });
 });
