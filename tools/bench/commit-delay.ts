@@ -13,12 +13,12 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startPostgresServer } from '../local-stack/postgres-server.ts';
-import { ensureK6 } from '../load/k6-binary.ts';
 import { freePort } from '../lib/free-port.ts';
 import { repoRoot } from '../lib/paths.ts';
 import { BenchProcess, httpReady } from './bench-process.ts';
 import { benchCleanups } from './cleanups.ts';
 import { runLoad } from './k6-load.ts';
+import { pinnedTool } from '../lib/tools.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -44,7 +44,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const { cleanups, cleanUp } = benchCleanups(log);
 
 async function main(): Promise<void> {
-  const k6 = ensureK6();
+  const k6 = await pinnedTool('k6');
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-commit-delay-'));
   await chmod(workDir, 0o755);
   cleanups.push(() => rm(workDir, { recursive: true, force: true }));

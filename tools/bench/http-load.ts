@@ -5,7 +5,6 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { locateTool, runSetupScript, setupDir } from '../lib/tools.ts';
 import { reapedChildrenCpuSeconds } from './process-stats.ts';
 
 export interface HttpLoadShape {
@@ -85,20 +84,6 @@ export function parseVegetaReport(text: string): VegetaFigures {
     statusCodes,
     errorMessages: (report.errors ?? []).slice(0, 5),
   };
-}
-
-/**
- * The pinned vegeta, built by tools/setup/43-vegeta.sh on first use (a few minutes; then instant).
- * VEGETA_BIN points at another vegeta instead.
- */
-export async function ensureVegeta(): Promise<string> {
-  if (!process.env.VEGETA_BIN) {
-    const setup = await runSetupScript(path.join(setupDir, '43-vegeta.sh'), { stdout: process.stderr });
-    if (!setup.ok) throw new HttpLoadError(`tools/setup/43-vegeta.sh could not install vegeta: ${setup.reason}`);
-  }
-  const vegeta = locateTool('vegeta');
-  if (!vegeta) throw new HttpLoadError(`vegeta is not there: VEGETA_BIN is ${process.env.VEGETA_BIN}, which is not an executable file`);
-  return vegeta;
 }
 
 function run(command: string, args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -2,7 +2,8 @@
 // memory (http-echo-server.ts), with the same generator (vegeta), workers and duration for both.
 import { freePort } from '../lib/free-port.ts';
 import { BenchProcess } from './bench-process.ts';
-import { ensureVegeta, runHttpLoad, type HttpLoadResult } from './http-load.ts';
+import { runHttpLoad, type HttpLoadResult } from './http-load.ts';
+import { pinnedTool } from '../lib/tools.ts';
 
 export interface HttpPhaseOptions {
   /** The calculator's HTTP port, where POST /v1/sums is served. */
@@ -36,7 +37,7 @@ const BODY = JSON.stringify({ num1: 5, num2: 10 });
 
 export async function runHttpPhase(options: HttpPhaseOptions): Promise<HttpFigures> {
   const { workers, durationSeconds, warmupSeconds, log } = options;
-  const vegeta = await ensureVegeta();
+  const vegeta = await pinnedTool('vegeta');
   const load = (url: string, seconds: number) => runHttpLoad(vegeta, { url, body: BODY, workers, durationSeconds: seconds });
 
   log('HTTP: starting the bare Fastify echo server');

@@ -18,8 +18,6 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { startKafkaBroker, type KafkaBroker } from '../local-stack/kafka-broker.ts';
 import { startPostgresServer, type PostgresServer } from '../local-stack/postgres-server.ts';
-import { ensureK6 } from '../load/k6-binary.ts';
-import { ensureGhz } from './ghz-binary.ts';
 import { runGhz } from './ghz-load.ts';
 import { freePort } from '../lib/free-port.ts';
 import { repoRoot } from '../lib/paths.ts';
@@ -35,6 +33,7 @@ import { kafkaBatchingBetween, readKafkaBatching } from './kafka-batching.ts';
 import { benchCleanups } from './cleanups.ts';
 import { applyPgSettings, parsePgSettings } from './pg-settings.ts';
 import { fsyncsPerRequestBySource, walFsyncsBySourceReader, type WalFsyncsBySource } from './wal-fsyncs.ts';
+import { pinnedTool } from '../lib/tools.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -101,8 +100,8 @@ interface Snapshot {
 }
 
 async function main(): Promise<void> {
-  const ghz = ensureGhz();
-  const k6 = flags.cluster ? ensureK6() : '';
+  const ghz = await pinnedTool('ghz');
+  const k6 = flags.cluster ? await pinnedTool('k6') : '';
   if (flags['cpu-prof']) await mkdir(PROFILE_DIR, { recursive: true });
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-bench-'));
   // PostgreSQL runs as its own user when started as root, and must reach its cluster folder.

@@ -145,6 +145,26 @@ export async function ensureTool(name: ToolName): Promise<string | undefined> {
   return locateTool(name);
 }
 
+/**
+ * A pinned tool (k6, ghz, vegeta): its setup script runs every time, which is instant when the
+ * pinned version is there and builds it (a few minutes) when it is not or the pin changed, unless
+ * the override variable names another command. Throws with the reason when it cannot be had.
+ */
+export async function pinnedTool(name: ToolName): Promise<string> {
+  const spec: ToolSpec = TOOLS[name];
+  const override = spec.override ? process.env[spec.override] : undefined;
+  const script = setupScriptOf(name);
+  if (!override && script) {
+    const setup = await runSetupScript(path.join(repoRoot, script), { stdout: process.stderr });
+    if (!setup.ok) throw new Error(`${script} could not install ${name}: ${setup.reason}`);
+  }
+  const command = locateTool(name);
+  if (!command) {
+    throw new Error(override ? `${spec.override} is ${override}, which is not an executable file` : `${name} is not in ${projectToolDirs().join(' or ')}`);
+  }
+  return command;
+}
+
 export interface SetupFailure {
   tool: string;
   script: string;

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { DEFAULT_PORTS } from '../../src/platform/ports.ts';
 import { repoRoot } from '../lib/paths.ts';
-import { ensureK6 } from './k6-binary.ts';
+import { pinnedTool } from '../lib/tools.ts';
 
 export const SCENARIOS = ['smoke', 'ramp', 'spike', 'mix'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
@@ -93,7 +93,7 @@ export async function readTotal(totalsUrl: string): Promise<TotalSnapshot> {
 
 export async function runLoadtest(options: LoadtestOptions): Promise<LoadtestResult> {
   const { targets } = options;
-  const k6 = ensureK6();
+  const k6 = await pinnedTool('k6');
   const before = await readTotal(targets.totalsUrl);
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'summa-loadtest-'));
   try {
