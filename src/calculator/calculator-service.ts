@@ -3,6 +3,8 @@ import type { Logger } from '../platform/logger.ts';
 import { CaptureSlotMonitor } from '../outbox/capture-slot-monitor.ts';
 import { ensureOutboxPublication } from '../outbox/outbox-capture.ts';
 import { OutboxNotifier } from '../outbox/outbox-notifier.ts';
+import { PeriodPartitions } from '../platform/db/period-partitions.ts';
+import { registerRetentionMetrics } from '../platform/db/retention-metrics.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
 import type { CalculatorConfig } from './config.ts';
 import { startCalculatorGrpcServer } from './grpc-server.ts';
@@ -45,6 +47,13 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
         // No relay polls the outbox under change data capture: nobody to wake.
         config.relayMode === 'debezium' ? () => {} : () => notifier.committed(),
       );
+      // The idempotency records, kept for the window and dropped a partition at a time.
+      const requestPartitions = new PeriodPartitions(
+        pool,
+        { schema: CALCULATOR_SCHEMA, table: 'requests', amountColumn: 'sum', ...config.idempotency },
+        logger,
+      );
+      registerRetentionMetrics(registry, { [`${CALCULATOR_SCHEMA}.requests`]: requestPartitions });
       const slotMonitor = config.captureSlot && new CaptureSlotMonitor(pool, config.captureSlot, registry, logger);
       const add = recorder.record.bind(recorder);
       registerCalculatorRoutes(http, add, { writeToken: config.writeToken });
@@ -63,6 +72,7 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
             writeToken: config.writeToken,
           });
           slotMonitor?.start();
+          requestPartitions.start();
           const { delayMs, timeoutMs } = config.shutdown;
           return {
             grpcPort: grpc.port,
@@ -72,7 +82,7 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
             stopSteps: {
               beforeDelay: [() => grpc.markNotServing()],
               withHttpClose: [() => grpc.shutdown(Math.max(1_000, timeoutMs - delayMs - 1_000))],
-              afterHttpClose: [() => recorder.drain(), () => notifier.drain(), async () => slotMonitor?.stop()],
+              afterHttpClose: [() => recorder.drain(), () => notifier.drain(), async () => slotMonitor?.stop(), () => requestPartitions.stop()],
             },
           };
         },

@@ -3,6 +3,7 @@ import { DEFAULT_PORTS } from '../platform/ports.ts';
 import { envWriteToken } from '../platform/security.ts';
 import { envServiceConfig, type ServiceConfig } from '../platform/service/service-config.ts';
 import { envCaptureSlotLimits, type CaptureSlotLimits } from '../outbox/capture-slot.ts';
+import { envRetentionWindow, type RetentionWindow } from '../platform/db/retention-config.ts';
 
 /** Its TLS identity, when set, serves gRPC as well as HTTP. */
 export interface CalculatorConfig extends ServiceConfig {
@@ -24,6 +25,12 @@ export interface CalculatorConfig extends ServiceConfig {
   readonly relayMode: RelayMode;
   /** Under change data capture: the replication slot it watches, and when the slot is a warning. */
   readonly captureSlot: CaptureSlotLimits | undefined;
+  /**
+   * How long a request id is remembered (IDEMPOTENCY_WINDOW_SECONDS, default 7 days): a retry within
+   * it gets the original answer; after it the id is free and a request under it is a new one.
+   * Requests are kept in partitions of IDEMPOTENCY_PARTITION_SECONDS (default 1 day).
+   */
+  readonly idempotency: RetentionWindow;
 }
 
 export const RELAY_MODES = ['poller', 'debezium'] as const;
@@ -52,5 +59,6 @@ export function readCalculatorConfig(env: Env = process.env): CalculatorConfig {
     writeToken: envWriteToken(env),
     relayMode,
     captureSlot: relayMode === 'debezium' ? envCaptureSlotLimits(env) : undefined,
+    idempotency: envRetentionWindow(env, 'IDEMPOTENCY'),
   });
 }

@@ -9,12 +9,20 @@ import { endSpans, startOutboxWriteSpan } from '../platform/tracing/messaging-sp
 import { traceHeadersOf } from '../platform/tracing/tracing.ts';
 import { replayOf, type AddCommand, type AddResult, type RecordedRequest } from './add-command.ts';
 import type { CalculatorMetrics } from './metrics.ts';
-import { OUTBOX_TABLE, REQUESTS_TABLE } from './schema.ts';
+import { currentGenerationSql } from '../platform/db/period-partitions.ts';
+import { CALCULATOR_SCHEMA, OUTBOX_TABLE, REQUESTS_TABLE } from './schema.ts';
+
+const CURRENT_REQUESTS_GENERATION = currentGenerationSql(CALCULATOR_SCHEMA, 'requests');
 
 /**
  * Records new requests together with their outbox events in one statement, so both commit or
  * neither does. Both tables are written by a single INSERT ... WITH, which PostgreSQL runs as one
  * transaction.
+ *
+ * The requests are kept for the idempotency window, in partitions by period (migration 005): an id
+ * is looked up in every partition, and inserted into the current one, whose unique index settles two
+ * writes of one id at the same time (ON CONFLICT waits for the other to commit). A write of an
+ * earlier generation never overlaps one of the current (the switch waits for writes in flight).
  *
  * accepted_at and the outbox row's created_at are the database's now() (the transaction's start),
  * never this host's clock: `summa verify` and the outbox age gauge measure ages against the
@@ -24,10 +32,13 @@ const recordSql = (withHeaders: boolean) => `
 WITH input AS (
   SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::uuid[], $6::text[]${withHeaders ? ', $8::jsonb[]' : ''})
     AS t(request_id, num1, num2, sum, event_id, payload${withHeaders ? ', headers' : ''})
+), earlier AS (
+  SELECT request_id FROM ${REQUESTS_TABLE} WHERE request_id = ANY($1::text[])
 ), accepted AS (
-  INSERT INTO ${REQUESTS_TABLE} (request_id, num1, num2, sum, event_id, accepted_at)
-  SELECT request_id, num1, num2, sum, event_id, now() FROM input
-  ON CONFLICT (request_id) DO NOTHING
+  INSERT INTO ${REQUESTS_TABLE} (request_id, num1, num2, sum, event_id, accepted_at, generation)
+  SELECT request_id, num1, num2, sum, event_id, now(), ${CURRENT_REQUESTS_GENERATION} FROM input
+  WHERE NOT EXISTS (SELECT 1 FROM earlier WHERE earlier.request_id = input.request_id)
+  ON CONFLICT (request_id, generation) DO NOTHING
   RETURNING request_id, event_id
 )
 ${outboxInsertSql(`SELECT accepted.event_id, $7, input.request_id, input.payload, ${withHeaders ? 'input.headers' : `'{}'::jsonb`}, now()
@@ -36,7 +47,8 @@ const RECORD_SQL = recordSql(false);
 /** Used only for batches with a traced request: stores each request's traceparent in its outbox row. */
 const RECORD_TRACED_SQL = recordSql(true);
 
-const RECORDED_SQL = `SELECT request_id, num1, num2, sum FROM ${REQUESTS_TABLE} WHERE request_id = ANY($1::text[])`;
+// In generation order: were an id ever in two (not within one window), the latest answers.
+const RECORDED_SQL = `SELECT request_id, num1, num2, sum FROM ${REQUESTS_TABLE} WHERE request_id = ANY($1::text[]) ORDER BY generation`;
 
 export interface SumRecorderOptions {
   topic: string;

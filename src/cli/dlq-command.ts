@@ -3,6 +3,7 @@ import { ConfigError, type Env } from '../platform/config.ts';
 import { createPool, type Pool } from '../platform/db/pool.ts';
 import { isFailure, replayRejectedRecords, type ReplayOutcome } from '../totals/dead-letter-replay.ts';
 import { formatRecordId, listRejectedRecords, parseRecordId, type RecordId, type RejectedRecordRow } from '../totals/rejected-records.ts';
+import { TOO_OLD_REASON } from '../totals/totals-store.ts';
 import { previewBytes, previewText, safeText } from './payload-preview.ts';
 import { verifyDatabaseUrls } from './verify-command.ts';
 
@@ -226,7 +227,7 @@ async function replay(pool: Pool, command: Extract<DlqCommand, { kind: 'replay' 
     added: count('added'),
     alreadyApplied: count('already-applied'),
     alreadyReplayed: count('already-replayed'),
-    invalid: count('invalid'),
+    invalid: count('invalid') + count('too-old'),
     notFound: count('not-found'),
   };
   const code = outcomes.some(isFailure) ? DLQ_EXIT.notReplayed : DLQ_EXIT.ok;
@@ -259,6 +260,11 @@ function describeOutcome(outcome: ReplayOutcome, dryRun: boolean): string {
       return `${dryRun ? 'would stay parked' : 'still parked'}: ${safeText(outcome.reason)}`;
     case 'not-found':
       return 'not found: no such rejected record';
+    case 'too-old':
+      return (
+        `${dryRun ? 'would stay parked' : 'still parked'}: event ${outcome.eventId} (request ${safeText(outcome.requestId)}, sum ${outcome.sum}) ` +
+        `is ${TOO_OLD_REASON} (horizon ${outcome.horizon}): it may have been applied in a period already dropped`
+      );
   }
 }
 

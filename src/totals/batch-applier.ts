@@ -104,6 +104,15 @@ export function createBatchApplier(parts: BatchApplierParts) {
     const now = Date.now();
     metrics.applied.inc(outcome.applied);
     metrics.duplicates.inc(outcome.duplicates);
+    if (outcome.tooOld.length > 0) {
+      metrics.quarantined.inc(outcome.tooOld.length);
+      for (const { event, partition, offset } of outcome.tooOld) {
+        logger.error(
+          { eventId: event.eventId, requestId: event.requestId, partition, offset: offset.toString(), acceptedAt: event.acceptedAt, horizon: outcome.horizon },
+          'quarantined an event older than the dedup window: it may have been applied before, so it is not applied again; `summa dlq` shows it',
+        );
+      }
+    }
     for (const acceptedAt of outcome.acceptedAtMs) metrics.endToEndSeconds.observe(Math.max(0, now - acceptedAt) / 1000);
     if (rejected.length > 0) {
       metrics.rejected.inc(rejected.length);
@@ -156,7 +165,7 @@ function sortOut(records: IncomingRecord[], decode: (value: Buffer) => SumAccept
   for (const { record, event, malformed: reason } of decoded) {
     const stall = stalls.get(record.partition);
     if (stall && record.offset >= stall.offset) continue;
-    if (event) events.set({ event, partition: record.partition, offset: record.offset }, record);
+    if (event) events.set({ event, partition: record.partition, offset: record.offset, source: record }, record);
     else malformed.push({ ...record, reason: reason! });
   }
   return { events, malformed, stalled: [...stalls.values()] };

@@ -1,4 +1,5 @@
 import { ConfigError, envInteger, envOptionalDatabaseUrl, envString, envTopic, envTopicName, type Env } from '../platform/config.ts';
+import { envRetentionWindow, type RetentionWindow } from '../platform/db/retention-config.ts';
 import { DEFAULT_PORTS } from '../platform/ports.ts';
 import { envKafkaConfig, envServiceConfig, type KafkaConfig, type ServiceConfig } from '../platform/service/service-config.ts';
 
@@ -18,6 +19,13 @@ export interface TotalsConfig extends ServiceConfig, KafkaConfig {
   readonly readDatabaseUrl: string | undefined;
   /** What the console page at / reaches beyond this service's own database and Kafka. */
   readonly console: ConsoleConfig;
+  /**
+   * How long applied events are kept to recognise a duplicate delivery (DEDUP_WINDOW_SECONDS,
+   * default 7 days), in partitions of DEDUP_PARTITION_SECONDS (default 1 day). It must cover the
+   * longest an event may wait in the outbox plus the relay's republish delay; an event older than
+   * what is kept is quarantined, never applied blindly.
+   */
+  readonly dedup: RetentionWindow;
 }
 
 export interface ConsoleConfig {
@@ -50,6 +58,7 @@ export function readTotalsConfig(env: Env = process.env): TotalsConfig {
     deadLetterTopic: envDeadLetterTopic(env),
     stallAfterMs: envInteger(env, 'TOTALS_STALL_AFTER_MS', 10_000, { min: 100, max: 3_600_000 }),
     readDatabaseUrl: envOptionalDatabaseUrl(env, 'TOTALS_READ_DATABASE_URL'),
+    dedup: envRetentionWindow(env, 'DEDUP'),
     console: Object.freeze({
       calculatorUrl: envOptionalHttpUrl(env, 'TOTALS_CONSOLE_CALCULATOR_URL'),
       runDataDir: env.TOTALS_CONSOLE_DATA_DIR?.trim() || undefined,

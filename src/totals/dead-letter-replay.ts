@@ -9,11 +9,13 @@ export type ReplayOutcome =
   | { id: string; status: 'already-applied'; eventId: string; requestId: string; sum: string }
   | { id: string; status: 'already-replayed'; replayedAt: string; eventId: string | null }
   | { id: string; status: 'invalid'; reason: string }
+  /** Older than the dedup window: it may have been applied in a period already dropped; left parked. */
+  | { id: string; status: 'too-old'; eventId: string; requestId: string; sum: string; horizon: string }
   | { id: string; status: 'not-found' };
 
 /** Outcomes that leave a record parked (or name none): the command fails on any of them. */
 export function isFailure(outcome: ReplayOutcome): boolean {
-  return outcome.status === 'invalid' || outcome.status === 'not-found';
+  return outcome.status === 'invalid' || outcome.status === 'not-found' || outcome.status === 'too-old';
 }
 
 const IS_APPLIED_SQL = 'SELECT EXISTS (SELECT 1 FROM totals.applied_events WHERE event_id = $1) AS applied';
@@ -57,6 +59,7 @@ async function replayOne(client: PoolClient, recordId: RecordId, dryRun: boolean
     return { id, status: rows[0]!.applied ? 'already-applied' : 'added', ...described };
   }
   const outcome = await applyEvents(client, [{ event, partition: record.partition, offset: record.offset }]);
+  if (outcome.tooOld.length > 0) return { id, status: 'too-old', ...described, horizon: outcome.horizon?.toISOString() ?? '' };
   await markReplayed(client, recordId, event.eventId);
   return { id, status: outcome.applied === 1 ? 'added' : 'already-applied', ...described };
 }

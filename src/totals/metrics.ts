@@ -10,6 +10,7 @@ export interface TotalsMetrics {
   applied: Counter;
   duplicates: Counter;
   rejected: Counter;
+  quarantined: Counter;
   deadLetterFailures: Counter;
   endToEndSeconds: Histogram;
   fetches: Counter;
@@ -36,6 +37,11 @@ export function createTotalsMetrics(registry: Registry, store: TotalsStore): Tot
     rejected: new Counter({
       name: 'summa_totals_records_rejected_total',
       help: 'Records that were not valid events, or events PostgreSQL refused, kept in totals.rejected_records (and sent to the dead-letter topic).',
+      registers: [registry],
+    }),
+    quarantined: new Counter({
+      name: 'summa_totals_events_quarantined_total',
+      help: 'Valid events not applied because they are older than the dedup window (they may have been applied before); kept in totals.rejected_records for `summa dlq`.',
       registers: [registry],
     }),
     deadLetterFailures: new Counter({

@@ -7,6 +7,8 @@ import { baseClientOptions, parseBrokerList } from '../platform/kafka/settings.t
 import { readRunState } from '../cli/run-state.ts';
 import { kafkaConnectionOptions } from '../cli/status-kafka.ts';
 import type { Logger } from '../platform/logger.ts';
+import { PeriodPartitions } from '../platform/db/period-partitions.ts';
+import { registerRetentionMetrics } from '../platform/db/retention-metrics.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
 import { kafkaSettingsOf } from '../platform/service/service-config.ts';
 import { ensureServiceTopics } from '../platform/service/service-topics.ts';
@@ -67,6 +69,13 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
           deadLetters: createDeadLetterSink(deadLetterPublisher, config.deadLetterTopic),
         }),
       );
+      // The applied events, kept for the dedup window and dropped a partition at a time.
+      const appliedPartitions = new PeriodPartitions(
+        pool,
+        { schema: TOTALS_SCHEMA, table: 'applied_events', amountColumn: 'amount', ...config.dedup },
+        logger,
+      );
+      registerRetentionMetrics(registry, { [`${TOTALS_SCHEMA}.applied_events`]: appliedPartitions });
       registerConsumerLagGauge(registry, () => consumer.lag());
       registerStalledPartitionsGauge(registry, () => consumer.stalled());
       // Readiness does not follow the replica: while it is down every read falls back to the
@@ -100,6 +109,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
       registerConsoleRoutes(http, { pool, sampler, browser, calculatorUrl: config.console.calculatorUrl });
       return {
         async start() {
+          appliedPartitions.start();
           await consumer.start();
           started = true;
           return {
@@ -108,7 +118,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
             // being served; a successor resumes from that commit.
             stopSteps: {
               beforeDelay: [() => sampler.stop(), () => consumer.close(), () => deadLetterPublisher.close(), () => browser.close()],
-              afterHttpClose: [async () => readPool?.end(), async () => unfollow()],
+              afterHttpClose: [async () => readPool?.end(), async () => unfollow(), () => appliedPartitions.stop()],
             },
           };
         },

@@ -2,7 +2,23 @@ import type pg from 'pg';
 import { inTransaction, type Pool, type PoolClient } from '../platform/db/pool.ts';
 import type { SumAccepted } from '../events/sum-accepted.ts';
 import type { IncomingRecord } from '../platform/kafka/records.ts';
+import { currentGenerationSql } from '../platform/db/period-partitions.ts';
 import { isPermanentDatabaseError } from './database-errors.ts';
+import { TOTALS_SCHEMA } from './schema.ts';
+
+/**
+ * The dedup horizon: the latest accepted_at among the events of every generation of applied events
+ * that was dropped (or is being dropped). An event accepted then or earlier may have been applied in
+ * one of them, where it can no longer be found, so it is not applied but quarantined. Retiring a
+ * generation commits this before its rows go (period-partitions.ts), so a statement that no longer
+ * sees the rows sees the horizon that covers them.
+ */
+export const DEDUP_HORIZON_SQL = `SELECT max(max_accepted_at) AS at FROM totals.partitions WHERE table_name = 'applied_events' AND retired_at IS NOT NULL`;
+
+const CURRENT_APPLIED_GENERATION = currentGenerationSql(TOTALS_SCHEMA, 'applied_events');
+
+/** The reason a quarantined event is kept with in totals.rejected_records; `summa verify` and `summa dlq` look for it. */
+export const TOO_OLD_REASON = 'older than the dedup window';
 
 /**
  * Applies events that are not applied yet and adds exactly those to the total, in one statement:
@@ -14,10 +30,18 @@ const APPLY_SQL = `
 WITH input AS (
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::timestamptz[], $5::int4[], $6::int8[])
     AS t(event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset)
+), horizon AS (
+  ${DEDUP_HORIZON_SQL}
+), earlier AS (
+  SELECT event_id FROM totals.applied_events WHERE event_id = ANY($1::uuid[])
+), fresh AS (
+  SELECT input.* FROM input, horizon
+  WHERE (horizon.at IS NULL OR input.accepted_at > horizon.at)
+    AND NOT EXISTS (SELECT 1 FROM earlier WHERE earlier.event_id = input.event_id)
 ), applied AS (
-  INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset)
-  SELECT event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset FROM input
-  ON CONFLICT (event_id) DO NOTHING
+  INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset, generation)
+  SELECT event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset, ${CURRENT_APPLIED_GENERATION} FROM fresh
+  ON CONFLICT (event_id, generation) DO NOTHING
   RETURNING amount, accepted_at, kafka_partition
 ), added AS (
   INSERT INTO totals.partition_totals AS p (partition, total, count)
@@ -28,11 +52,15 @@ WITH input AS (
       updated_at = now()
 )
 SELECT (SELECT count(*) FROM applied)::int AS applied,
-       (SELECT coalesce(json_agg(extract(epoch FROM accepted_at)), '[]') FROM applied) AS accepted_epochs`;
+       (SELECT coalesce(json_agg(extract(epoch FROM accepted_at)), '[]') FROM applied) AS accepted_epochs,
+       (SELECT coalesce(json_agg(input.event_id), '[]') FROM input, horizon
+        WHERE horizon.at IS NOT NULL AND input.accepted_at <= horizon.at
+          AND NOT EXISTS (SELECT 1 FROM earlier WHERE earlier.event_id = input.event_id)) AS too_old,
+       (SELECT at FROM horizon) AS horizon`;
 
 const REJECT_SQL = `
-INSERT INTO totals.rejected_records (topic, kafka_partition, kafka_offset, reason, message_key, payload, dead_lettered)
-SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::text[], $5::text[], $6::bytea[], $7::bool[])
+INSERT INTO totals.rejected_records (topic, kafka_partition, kafka_offset, reason, message_key, payload, dead_lettered, event_id)
+SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::text[], $5::text[], $6::bytea[], $7::bool[], $8::uuid[])
 ON CONFLICT DO NOTHING`;
 
 /**
@@ -57,6 +85,8 @@ export interface EventAtOffset {
   event: SumAccepted;
   partition: number;
   offset: bigint;
+  /** The record it was read from: kept as it came when the event is quarantined. */
+  source?: Pick<IncomingRecord, 'topic' | 'key' | 'value'>;
 }
 
 /** A consumed record that is not a valid event, and why: kept in totals.rejected_records. */
@@ -64,6 +94,8 @@ export interface RejectedRecord extends Pick<IncomingRecord, 'topic' | 'partitio
   reason: string;
   /** Whether the dead-letter topic took it; null without one. */
   deadLettered: boolean | null;
+  /** The event it carries, when it is a valid event kept back (quarantined as too old). */
+  eventId?: string;
 }
 
 export interface PartitionOffset extends Pick<IncomingRecord, 'topic' | 'topicId' | 'partition'> {
@@ -73,6 +105,13 @@ export interface PartitionOffset extends Pick<IncomingRecord, 'topic' | 'topicId
 export interface BatchOutcome {
   applied: number;
   duplicates: number;
+  /**
+   * Events not applied because they are older than the dedup horizon (and not among the applied
+   * events kept): applyBatch quarantines them in totals.rejected_records.
+   */
+  tooOld: EventAtOffset[];
+  /** The dedup horizon the statement saw; null while no applied events were ever dropped. */
+  horizon: Date | null;
   /** When each newly applied event was accepted by the calculator, in ms since the epoch. */
   acceptedAtMs: number[];
 }
@@ -97,6 +136,7 @@ export class TotalsStore {
   applyBatch(groupId: string, events: EventAtOffset[], rejected: RejectedRecord[], offsets: PartitionOffset[]): Promise<BatchOutcome> {
     return inTransaction(this.pool, async (client) => {
       const outcome = await applyEvents(client, events);
+      rejected = [...rejected, ...outcome.tooOld.map((event) => quarantined(event, outcome.horizon))];
       if (rejected.length > 0) {
         await client.query(REJECT_SQL, [
           rejected.map((r) => r.topic),
@@ -106,6 +146,7 @@ export class TotalsStore {
           rejected.map((r) => (r.key === null ? null : storableText(r.key))),
           rejected.map((r) => r.value),
           rejected.map((r) => r.deadLettered),
+          rejected.map((r) => r.eventId ?? null),
         ]);
       }
       if (offsets.length > 0) {
@@ -175,8 +216,8 @@ export async function applyEvents(client: PoolClient, events: EventAtOffset[]): 
   const unique = [...new Map(events.map((e) => [e.event.eventId, e])).values()].sort((a, b) =>
     a.event.eventId < b.event.eventId ? -1 : 1,
   );
-  if (unique.length === 0) return { applied: 0, duplicates: events.length, acceptedAtMs: [] };
-  const { rows } = await client.query<{ applied: number; accepted_epochs: number[] }>(APPLY_SQL, [
+  if (unique.length === 0) return { applied: 0, duplicates: events.length, acceptedAtMs: [], tooOld: [], horizon: null };
+  const { rows } = await client.query<{ applied: number; accepted_epochs: number[]; too_old: string[]; horizon: Date | null }>(APPLY_SQL, [
     unique.map((e) => e.event.eventId),
     unique.map((e) => e.event.requestId),
     unique.map((e) => e.event.sum.toString()),
@@ -184,8 +225,10 @@ export async function applyEvents(client: PoolClient, events: EventAtOffset[]): 
     unique.map((e) => e.partition),
     unique.map((e) => e.offset.toString()),
   ]);
-  const applied = rows[0]!.applied;
-  return { applied, duplicates: events.length - applied, acceptedAtMs: rows[0]!.accepted_epochs.map((s) => s * 1000) };
+  const { applied, accepted_epochs, too_old, horizon } = rows[0]!;
+  const tooOldIds = new Set(too_old);
+  const tooOld = unique.filter((e) => tooOldIds.has(e.event.eventId));
+  return { applied, duplicates: events.length - applied - tooOld.length, acceptedAtMs: accepted_epochs.map((s) => s * 1000), tooOld, horizon };
 }
 
 /** Applies `events` under a savepoint, splitting them until each one PostgreSQL refuses is found. */
@@ -228,4 +271,22 @@ function postgresTimestamp(date: Date): string {
 /** Text PostgreSQL takes from anything: a NUL character (a Kafka key may hold one) becomes U+FFFD. */
 function storableText(value: string): string {
   return value.replaceAll('\u0000', '\uFFFD');
+}
+
+/** A valid event kept back because it is older than the dedup horizon, as a rejected record. */
+function quarantined(event: EventAtOffset, horizon: Date | null): RejectedRecord {
+  const accepted = event.event.acceptedAt.toISOString();
+  return {
+    topic: event.source?.topic ?? '',
+    partition: event.partition,
+    offset: event.offset,
+    key: event.source?.key ?? event.event.requestId,
+    value: event.source?.value ?? Buffer.alloc(0),
+    reason:
+      `${TOO_OLD_REASON}: event ${event.event.eventId} (request ${JSON.stringify(event.event.requestId)}) was accepted at ${accepted}, ` +
+      `not after ${horizon?.toISOString() ?? 'the horizon'}, the latest accepted_at of the applied events already dropped; ` +
+      'it may have been applied then, so it is kept here instead of being applied again',
+    deadLettered: null,
+    eventId: event.event.eventId,
+  };
 }

@@ -30,7 +30,7 @@ function setup(options: { withSink?: boolean } = {}) {
   const log: string[] = [];
   const store = {
     calls: [] as ApplyCall[],
-    outcome: { applied: 0, duplicates: 0, acceptedAtMs: [] } as BatchOutcome,
+    outcome: { applied: 0, duplicates: 0, acceptedAtMs: [], tooOld: [], horizon: null } as BatchOutcome,
     failure: undefined as Error | undefined,
     /** Request ids PostgreSQL refuses: a batch holding one fails with this error, and findRefused names it. */
     refuses: new Map<string, pg.DatabaseError>(),
@@ -171,7 +171,7 @@ describe('createBatchApplier', () => {
     it('goes on when the dead-letter topic does not take the records: they are kept as rejected, marked, and counted', async () => {
       const { apply, store, sink, metrics } = setup();
       sink.failure = new Error('UNKNOWN_TOPIC_OR_PARTITION');
-      store.outcome = { applied: 2, duplicates: 0, acceptedAtMs: [] };
+      store.outcome = { applied: 2, duplicates: 0, acceptedAtMs: [], tooOld: [], horizon: null };
       await apply([valid('sums', 0, 0n), garbage('sums', 0, 1n), valid('sums', 0, 2n)]);
       assert.equal(store.calls.length, 1);
       const call = store.calls[0]!;
@@ -247,7 +247,7 @@ describe('createBatchApplier', () => {
       const { apply, store, sink, metrics, log } = setup();
       const refused = record('sums', 1, 3n, encodeSumAccepted(sumAccepted('refused', 1n, 1n)));
       store.refuses.set('refused', databaseError('23514', 'new row violates check constraint "no_refused"'));
-      store.outcome = { applied: 2, duplicates: 0, acceptedAtMs: [] };
+      store.outcome = { applied: 2, duplicates: 0, acceptedAtMs: [], tooOld: [], horizon: null };
       await apply([valid('sums', 0, 0n), refused, garbage('sums', 0, 1n), valid('sums', 1, 4n)]);
       assert.deepEqual(log, ['dead letters', 'store', 'find refused', 'dead letters', 'store']);
       const retry = store.calls[1]!;
@@ -290,7 +290,7 @@ describe('createBatchApplier', () => {
     it('propagates a store failure and counts nothing as applied or rejected', async () => {
       const { apply, store, metrics } = setup();
       store.failure = new Error('serialization failure');
-      store.outcome = { applied: 1, duplicates: 0, acceptedAtMs: [Date.now()] };
+      store.outcome = { applied: 1, duplicates: 0, acceptedAtMs: [Date.now()], tooOld: [], horizon: null };
       await assert.rejects(apply([valid('sums', 0, 0n), garbage('sums', 0, 1n)]), store.failure);
       const { applied, duplicates, rejected } = await counters(metrics);
       assert.deepEqual({ applied, duplicates, rejected }, { applied: 0, duplicates: 0, rejected: 0 });
@@ -302,7 +302,7 @@ describe('createBatchApplier', () => {
     it('counts consumed records, applied events, duplicates and rejected records, and observes each applied event\'s latency', async () => {
       const { apply, store, metrics } = setup();
       const now = Date.now();
-      store.outcome = { applied: 2, duplicates: 1, acceptedAtMs: [now - 1_000, now - 2_000] };
+      store.outcome = { applied: 2, duplicates: 1, acceptedAtMs: [now - 1_000, now - 2_000], tooOld: [], horizon: null };
       await apply([valid('sums', 0, 0n), valid('sums', 0, 1n), valid('sums', 0, 2n), garbage('sums', 0, 3n)]);
       assert.deepEqual(await counters(metrics), { consumed: 4, applied: 2, duplicates: 1, rejected: 1, deadLetterFailures: 0 });
       const latency = (await metrics.endToEndSeconds.get()).values;
@@ -311,7 +311,7 @@ describe('createBatchApplier', () => {
       assert.equal(count, 2);
       assert.ok(sum >= 3 && sum < 4, `latency sum ${sum}s`);
 
-      store.outcome = { applied: 0, duplicates: 1, acceptedAtMs: [] };
+      store.outcome = { applied: 0, duplicates: 1, acceptedAtMs: [], tooOld: [], horizon: null };
       await apply([valid('sums', 0, 0n)]);
       assert.deepEqual(await counters(metrics), { consumed: 5, applied: 2, duplicates: 2, rejected: 1, deadLetterFailures: 0 });
     });
