@@ -57,5 +57,12 @@ CREATE TABLE calculator.requests (
   PRIMARY KEY (request_id, generation)
 ) PARTITION BY LIST (generation);
 
+-- The generation written to now. The column's default, so that a row written without naming its
+-- generation (by hand, by a tool) lands in the current one like the services' rows.
+CREATE FUNCTION calculator.current_generation(of_table text) RETURNS integer LANGUAGE sql STABLE AS $$
+  SELECT generation FROM calculator.partitions WHERE table_name = of_table AND started_at IS NOT NULL AND ended_at IS NULL
+$$;
+ALTER TABLE calculator.requests ALTER COLUMN generation SET DEFAULT calculator.current_generation('requests');
+
 ALTER TABLE calculator.requests ATTACH PARTITION calculator.requests_g0 FOR VALUES IN (0);
 INSERT INTO calculator.partitions (table_name, generation, started_at) VALUES ('requests', 0, now());

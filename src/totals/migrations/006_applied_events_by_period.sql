@@ -46,6 +46,13 @@ CREATE TABLE totals.applied_events (
 ) PARTITION BY LIST (generation);
 CREATE INDEX applied_events_request_id ON totals.applied_events (request_id);
 
+-- The generation written to now. The column's default, so that a row written without naming its
+-- generation (by hand, by a tool) lands in the current one like the services' rows.
+CREATE FUNCTION totals.current_generation(of_table text) RETURNS integer LANGUAGE sql STABLE AS $$
+  SELECT generation FROM totals.partitions WHERE table_name = of_table AND started_at IS NOT NULL AND ended_at IS NULL
+$$;
+ALTER TABLE totals.applied_events ALTER COLUMN generation SET DEFAULT totals.current_generation('applied_events');
+
 ALTER TABLE totals.applied_events ATTACH PARTITION totals.applied_events_g0 FOR VALUES IN (0);
 INSERT INTO totals.partitions (table_name, generation, started_at) VALUES ('applied_events', 0, now());
 
