@@ -280,7 +280,7 @@ describe('calculator schema upgrade from a database with the notify trigger', ()
       await Promise.all(pools.map((pool) => migrate(pool, CALCULATOR_SCHEMA, CALCULATOR_MIGRATIONS)));
       const [triggers, functions, applied, pending] = await Promise.all([
         pools[0]!.query(`SELECT tgname FROM pg_trigger WHERE tgrelid = 'calculator.outbox'::regclass AND NOT tgisinternal`),
-        pools[0]!.query(`SELECT proname FROM pg_proc WHERE pronamespace = 'calculator'::regnamespace`),
+        pools[0]!.query(`SELECT proname FROM pg_proc WHERE pronamespace = 'calculator'::regnamespace AND proname = 'notify_outbox'`),
         pools[0]!.query<{ version: number }>('SELECT version FROM calculator.schema_migrations ORDER BY version'),
         pools[0]!.query(`SELECT 1 FROM calculator.outbox WHERE message_key = 'pending'`),
       ]);
