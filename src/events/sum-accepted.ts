@@ -17,7 +17,7 @@ export interface SumAccepted {
   acceptedAt: Date;
 }
 
-interface SumAcceptedJson {
+export interface SumAcceptedJson {
   type: typeof SUM_ACCEPTED_TYPE;
   version: typeof SUM_ACCEPTED_VERSION;
   eventId: string;
@@ -28,8 +28,9 @@ interface SumAcceptedJson {
   acceptedAt: string;
 }
 
-export function encodeSumAccepted(event: SumAccepted): string {
-  const json: SumAcceptedJson = {
+/** An event as its JSON value carries it (int64 values as decimal strings), before serialising. */
+export function sumAcceptedJson(event: SumAccepted): SumAcceptedJson {
+  return {
     type: SUM_ACCEPTED_TYPE,
     version: SUM_ACCEPTED_VERSION,
     eventId: event.eventId,
@@ -39,7 +40,10 @@ export function encodeSumAccepted(event: SumAccepted): string {
     sum: event.sum.toString(),
     acceptedAt: event.acceptedAt.toISOString(),
   };
-  return JSON.stringify(json);
+}
+
+export function encodeSumAccepted(event: SumAccepted): string {
+  return JSON.stringify(sumAcceptedJson(event));
 }
 
 /** A record that can never be a valid event: nothing any release could read in it. */

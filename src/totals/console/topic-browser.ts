@@ -2,7 +2,7 @@
 // offsets; the consumer group's committed offsets; and the latest records of one partition, read
 // with a plain Fetch at an offset (no consumer group is joined, so browsing moves nobody's offsets).
 import { Admin, Consumer, type ClusterMetadata } from '@platformatic/kafka';
-import { decodeSumAccepted } from '../../events/sum-accepted.ts';
+import { decodeSumAccepted, sumAcceptedJson } from '../../events/sum-accepted.ts';
 import { SummaError } from '../../platform/errors.ts';
 import type { baseClientOptions } from '../../platform/kafka/settings.ts';
 import { DEAD_LETTER_HEADERS } from '../dead-letters.ts';
@@ -204,15 +204,8 @@ function recordView(offset: bigint, timestamp: bigint, key: Buffer | null, value
   }
   let decoded: RecordView['decoded'];
   try {
-    const event = decodeSumAccepted(bytes);
-    decoded = {
-      eventId: event.eventId,
-      requestId: event.requestId,
-      num1: event.num1.toString(),
-      num2: event.num2.toString(),
-      sum: event.sum.toString(),
-      acceptedAt: event.acceptedAt.toISOString(),
-    };
+    const { type: _type, version: _version, ...fields } = sumAcceptedJson(decodeSumAccepted(bytes));
+    decoded = fields;
   } catch (error) {
     decoded = { error: (error as Error).message };
   }
