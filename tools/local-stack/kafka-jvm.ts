@@ -5,7 +5,6 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { open, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Admin } from '@platformatic/kafka';
@@ -277,18 +276,4 @@ export async function tail(file: string, bytes = 256 * 1024): Promise<string> {
   return errors.length > 0 ? [...errors, '...', ...last].join('\n') : last.join('\n');
 }
 
-/** A port on 127.0.0.1 that was free a moment ago and is none of `exclude`. */
-export function freePort(exclude: readonly number[] = []): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, HOST, () => {
-      const address = server.address();
-      server.close(() => {
-        const port = typeof address === 'object' && address ? address.port : 0;
-        if (port === 0 || exclude.includes(port)) freePort(exclude).then(resolve, reject);
-        else resolve(port);
-      });
-    });
-  });
-}
+export { freePort } from '../lib/free-port.ts';
