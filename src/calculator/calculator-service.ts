@@ -3,6 +3,7 @@ import type { Logger } from '../platform/logger.ts';
 import { CaptureSlotMonitor } from '../outbox/capture-slot-monitor.ts';
 import { ensureOutboxPublication } from '../outbox/outbox-capture.ts';
 import { OutboxNotifier } from '../outbox/outbox-notifier.ts';
+import { createPool } from '../platform/db/pool.ts';
 import { PeriodPartitions } from '../platform/db/period-partitions.ts';
 import { registerRetentionMetrics } from '../platform/db/retention-metrics.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
@@ -48,8 +49,11 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
         config.relayMode === 'debezium' ? () => {} : () => notifier.committed(),
       );
       // The idempotency records, kept for the window and dropped a partition at a time.
+      // A connection of its own, without the service's statement timeouts: a checkpoint reads a whole
+      // period, and dropping a partition waits for the transactions that may still read it.
+      const retentionPool = createPool(config.databaseUrl, { max: 1, applicationName: 'summa-calculator-retention', statementTimeoutMs: 0 });
       const requestPartitions = new PeriodPartitions(
-        pool,
+        retentionPool,
         { schema: CALCULATOR_SCHEMA, table: 'requests', amountColumn: 'sum', ...config.idempotency },
         logger,
       );
@@ -82,7 +86,7 @@ export function startCalculator(config: CalculatorConfig, logger: Logger): Promi
             stopSteps: {
               beforeDelay: [() => grpc.markNotServing()],
               withHttpClose: [() => grpc.shutdown(Math.max(1_000, timeoutMs - delayMs - 1_000))],
-              afterHttpClose: [() => recorder.drain(), () => notifier.drain(), async () => slotMonitor?.stop(), () => requestPartitions.stop()],
+              afterHttpClose: [() => recorder.drain(), () => notifier.drain(), async () => slotMonitor?.stop(), () => requestPartitions.stop(), () => retentionPool.end()],
             },
           };
         },

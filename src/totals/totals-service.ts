@@ -70,8 +70,11 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
         }),
       );
       // The applied events, kept for the dedup window and dropped a partition at a time.
+      // A connection of its own, without the service's statement timeouts: a checkpoint reads a whole
+      // period, and dropping a partition waits for the transactions that may still read it.
+      const retentionPool = createPool(config.databaseUrl, { max: 1, applicationName: 'summa-totals-retention', statementTimeoutMs: 0 });
       const appliedPartitions = new PeriodPartitions(
-        pool,
+        retentionPool,
         { schema: TOTALS_SCHEMA, table: 'applied_events', amountColumn: 'amount', ...config.dedup },
         logger,
       );
@@ -118,7 +121,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
             // being served; a successor resumes from that commit.
             stopSteps: {
               beforeDelay: [() => sampler.stop(), () => consumer.close(), () => deadLetterPublisher.close(), () => browser.close()],
-              afterHttpClose: [async () => readPool?.end(), async () => unfollow(), () => appliedPartitions.stop()],
+              afterHttpClose: [async () => readPool?.end(), async () => unfollow(), () => appliedPartitions.stop(), () => retentionPool.end()],
             },
           };
         },
