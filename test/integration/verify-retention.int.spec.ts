@@ -46,6 +46,8 @@ describe('summa verify across dropped periods, against real PostgreSQL', () => {
   let offset = 0n;
   /** Requests and their events, accepted and applied before the first drop. */
   const early: Accepted[] = [];
+  /** A request whose event is still in the outbox. */
+  let pending: Accepted;
 
   // In the window just kept, accepted_at is a second or so old: no grace, no edge.
   const audit = (options: AuditOptions = {}) => auditInvariant({ calculator: sql, totals: sql }, { batchSize: 3, graceSeconds: 0, edgeSeconds: 0, ...options });
@@ -107,7 +109,7 @@ describe('summa verify across dropped periods, against real PostgreSQL', () => {
     // A later history, in the periods kept: three applied, one still in the outbox.
     await sleep(20);
     for (let i = 1n; i <= 3n; i++) await deliver(await accept(i));
-    await accept(10n, { outbox: true });
+    pending = await accept(10n, { outbox: true });
   });
 
   after(async () => {
@@ -224,6 +226,13 @@ describe('summa verify across dropped periods, against real PostgreSQL', () => {
     const cli = await runCli(['verify', '--edge-seconds', '0'], { DATABASE_URL: database.url });
     assert.equal(cli.code, 6, cli.output);
     assert.match(cli.output, /exit code 6: events quarantined as older than the dedup window: decide with summa dlq/);
+    // --wait waits for the pipeline, not for an operator: once nothing is in flight, it does not wait.
+    await sql.query('DELETE FROM calculator.outbox WHERE event_id = $1', [pending.eventId]);
+    await sql.query('DELETE FROM calculator.requests WHERE event_id = $1', [pending.eventId]);
+    const started = Date.now();
+    const waited = await runCli(['verify', '--edge-seconds', '0', '--wait', '60'], { DATABASE_URL: database.url });
+    assert.equal(waited.code, 6, waited.output);
+    assert.ok(Date.now() - started < 30_000, `took ${Date.now() - started} ms`);
 
     // Once decided (here: marked replayed, as summa dlq replay does when it applies one), it is no longer reported.
     await sql.query(`UPDATE totals.rejected_records SET replayed_at = now() WHERE event_id IS NOT NULL`);
