@@ -84,14 +84,14 @@ export interface InvariantReport {
   /** One line per problem kind found, empty when ok. */
   failures: string[];
   counts: {
-    /** Rows in calculator.requests: every acknowledged request has one. */
+    /** Rows in calculator.requests of the periods kept: every acknowledged request has one until its period is dropped. */
     requests: number;
-    /** Rows in totals.applied_events. */
+    /** Rows in totals.applied_events of the periods kept. */
     applied: number;
     /**
      * Requests whose event was applied once, as accepted: under their request id, with their sum.
-     * Every request is counted in exactly one of appliedOnce, pendingInOutbox, inTransit,
-     * problems.lost and problems.mismatched. (Other events applied under the same request id are
+     * Every request kept is counted in exactly one of appliedOnce, pendingInOutbox, inTransit,
+     * quarantined, beyondAppliedWindow, problems.lost and problems.mismatched. (Other events applied under the same request id are
      * counted in problems.appliedTwice.)
      */
     appliedOnce: number;
