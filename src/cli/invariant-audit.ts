@@ -1,6 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { OUTBOX_TABLE, REQUESTS_TABLE } from '../calculator/schema.ts';
+import { TOO_OLD_REASON } from '../totals/totals-store.ts';
+import { readAuditWindow, type AuditWindow } from './audit-window.ts';
 import { forEachRow, RowStream } from './row-stream.ts';
 
 /**
@@ -24,6 +26,13 @@ import { forEachRow, RowStream } from './row-stream.ts';
  * the snapshot, before it is called lost.
  *
  * Every age is measured by the database's clock (now() of the snapshot), never this host's.
+ *
+ * Both tables are kept for a window only, in periods (period-partitions.ts). The audit goes row by
+ * row through the periods still kept, and checks the dropped ones through their checkpoints: the
+ * recorded total must equal the checkpoints' sums plus the applied events kept. Where the two
+ * windows do not line up, a request whose event was applied in a dropped period (or an event whose
+ * request was dropped) has nothing to be matched with; it is told apart from a lost request (or an
+ * event without a request) by its accepted_at, earlier than the other side's window.
  */
 
 export interface AuditOptions {
@@ -38,6 +47,17 @@ export interface AuditOptions {
   maxOutboxAgeSeconds?: number;
   /** Rows fetched per round trip from each cursor (default 10,000); memory holds a few such batches. */
   batchSize?: number;
+  /**
+   * How far past the start of the other side's window accepted_at may be and still count as beyond
+   * it (default 60 s): the two windows are cut by different keepers, on the clocks of two databases,
+   * and an event is applied some time after its request was accepted.
+   */
+  edgeSeconds?: number;
+  /**
+   * The calculator's idempotency window (default 7 days): two events applied under one request id
+   * are a double count only when accepted within it of each other; after it the id is free again.
+   */
+  idempotencyWindowSeconds?: number;
   /**
    * A test seam, not behaviour to rely on: called with each batch of lost candidates after the
    * snapshot read and before their second read, so a test can settle one in between.
@@ -64,14 +84,14 @@ export interface InvariantReport {
   /** One line per problem kind found, empty when ok. */
   failures: string[];
   counts: {
-    /** Rows in calculator.requests: every acknowledged request has one. */
+    /** Rows in calculator.requests of the periods kept: every acknowledged request has one until its period is dropped. */
     requests: number;
-    /** Rows in totals.applied_events. */
+    /** Rows in totals.applied_events of the periods kept. */
     applied: number;
     /**
      * Requests whose event was applied once, as accepted: under their request id, with their sum.
-     * Every request is counted in exactly one of appliedOnce, pendingInOutbox, inTransit,
-     * problems.lost and problems.mismatched. (Other events applied under the same request id are
+     * Every request kept is counted in exactly one of appliedOnce, pendingInOutbox, inTransit,
+     * quarantined, beyondAppliedWindow, problems.lost and problems.mismatched. (Other events applied under the same request id are
      * counted in problems.appliedTwice.)
      */
     appliedOnce: number;
@@ -84,10 +104,35 @@ export interface InvariantReport {
     inTransit: number;
     /** Of inTransit, the requests older than the grace period that the second read found applied (or pending). */
     clearedOnReread: number;
-    /** Rows in totals.rejected_records (records that were not valid events). */
+    /** Rows in totals.rejected_records (records that were not valid events, and events quarantined). */
     rejectedRecords: number;
+    /** Requests whose event was quarantined as older than the dedup window (not applied, not lost). */
+    quarantined: number;
+    /**
+     * Requests not applied among the applied events kept, accepted before their window began (plus
+     * edgeSeconds): applied, if at all, in a period already dropped, which the total check covers.
+     */
+    beyondAppliedWindow: number;
+    /** Applied events (not among `applied`'s matches) whose request was accepted before the requests' window. */
+    beyondRequestWindow: number;
   };
-  total: { recorded: string; recordedCount: number; ofAppliedEvents: string; appliedCount: number };
+  total: {
+    recorded: string;
+    recordedCount: number;
+    /** Of the applied events kept (the periods not dropped). */
+    ofAppliedEvents: string;
+    appliedCount: number;
+    /** Of the checkpoints of the dropped periods of applied events. */
+    ofCheckpoints: string;
+    checkpointCount: number;
+  };
+  /** What was audited row by row, and what only through the checkpoints of dropped periods. */
+  window: {
+    requests: AuditedWindow;
+    applied: AuditedWindow;
+    edgeSeconds: number;
+    idempotencyWindowSeconds: number;
+  };
   /** The outbox backlog, aged by the database's clock. */
   outbox: {
     /** Rows in calculator.outbox. */
@@ -104,11 +149,13 @@ export interface InvariantReport {
     withoutRequest: string[];
     mismatched: AppliedMismatch[];
     outboxWithoutRequest: string[];
+    quarantined: string[];
+    withoutCheckpoint: string[];
   };
   problems: {
     /** Requests older than the grace period whose event is neither in the outbox nor applied, read twice. */
     lost: number;
-    /** Request ids with more than one applied event. */
+    /** Request ids with more than one applied event accepted within one idempotency window of each other. */
     appliedTwice: number;
     /** Applied events whose event id no accepted request has. */
     withoutRequest: number;
@@ -116,13 +163,29 @@ export interface InvariantReport {
     mismatched: number;
     /** Outbox rows whose event id no accepted request has. */
     outboxWithoutRequest: number;
-    /** totals.total disagrees with the applied events. */
+    /** totals.total disagrees with the checkpoints of the dropped periods plus the applied events kept. */
     totalMismatch: boolean;
+    /** Dropped periods (of either table) without a checkpoint: their rows went unaccounted for. */
+    withoutCheckpoint: number;
     /** The oldest outbox event is older than maxOutboxAgeSeconds: the relay is not delivering. */
     stuckOutbox: boolean;
+    /**
+     * Events quarantined as older than the dedup window and not replayed: applied in a dropped period
+     * or never; `summa dlq` decides. Not counted as lost, not a broken invariant.
+     */
+    quarantined: number;
   };
   /** How long this audit took, in seconds. */
   auditSeconds: number;
+}
+
+export interface AuditedWindow {
+  /** The start of the oldest period kept (ISO 8601); null when nothing was ever dropped. */
+  since: string | null;
+  /** Rows audited one by one. */
+  audited: number;
+  /** The dropped periods, through their checkpoints. */
+  dropped: AuditWindow['dropped'];
 }
 
 export interface AuditDatabases {
@@ -144,41 +207,71 @@ const RECORDED_TOTAL_SQL = 'SELECT total::text, count::text FROM totals.total WH
 /** Size and oldest age of the outbox, by the database's clock (created_at is the database's now() of its write). */
 const OUTBOX_BACKLOG_SQL = `SELECT count(*)::text AS pending, extract(epoch FROM now() - min(created_at))::float8 AS oldest FROM ${OUTBOX_TABLE}`;
 
+// In the statements below, $1 of the totals side is the list of dropped generations of applied
+// events: their rows, while still there, are checked through their checkpoints, not one by one.
+
+/** The applied events kept, added up. */
 const TOTALS_AGGREGATES_SQL = `SELECT coalesce(sum(amount), 0)::text AS total, count(*)::text AS count,
   (SELECT count(*) FROM totals.rejected_records)::text AS rejected
-FROM totals.applied_events`;
+FROM totals.applied_events WHERE NOT (generation = ANY($1::int[]))`;
 
 /**
- * Request ids applied more than once. Keyed by the request id the event carries: two events applied
- * under one request id is the double count an idempotency key exists to prevent, whichever requests
- * they came from. Answered from the request id index alone where the visibility map allows.
+ * Request ids with more than one applied event: the candidates for "applied twice". Keyed by the
+ * request id the event carries: two events applied under one request id is the double count an
+ * idempotency key exists to prevent, whichever requests they came from. Answered from the request
+ * id index alone where the visibility map allows.
  */
-const APPLIED_TWICE_SQL = `SELECT request_id, count(*)::text
-FROM totals.applied_events GROUP BY request_id HAVING count(*) > 1 ORDER BY request_id`;
+const APPLIED_MORE_THAN_ONCE_SQL = `SELECT request_id FROM totals.applied_events WHERE NOT (generation = ANY($1::int[]))
+GROUP BY request_id HAVING count(*) > 1 ORDER BY request_id`;
+
+/**
+ * Of the candidates $2, those with two events accepted within one idempotency window ($3 seconds)
+ * of each other. An id used again after the window is a new request (documented behaviour), not a
+ * double count. Asked of a group of candidates at a time, through the request id index, rather than
+ * in the statement above, where the planner would scan every applied event a second time.
+ */
+const APPLIED_TWICE_SQL = `SELECT request_id, count(*)::text FROM (
+  SELECT request_id, accepted_at - lag(accepted_at) OVER (PARTITION BY request_id ORDER BY accepted_at) AS gap
+  FROM totals.applied_events WHERE request_id = ANY($2::text[]) AND NOT (generation = ANY($1::int[]))
+) s GROUP BY request_id HAVING bool_or(gap < make_interval(secs => $3::float8)) ORDER BY request_id`;
 
 /** A few events of each of the request ids listed, for the examples. */
 const APPLIED_TWICE_EVENTS_SQL = `SELECT request_id, (array_agg(event_id::text ORDER BY event_id))[1:5] AS events
-FROM totals.applied_events WHERE request_id = ANY($1::text[]) GROUP BY request_id`;
+FROM totals.applied_events WHERE request_id = ANY($2::text[]) AND NOT (generation = ANY($1::int[])) GROUP BY request_id`;
 
 /** Outbox events no request has: an anti-join within the calculator snapshot. */
 const OUTBOX_WITHOUT_REQUEST_SQL = `SELECT o.event_id::text FROM ${OUTBOX_TABLE} o
 WHERE NOT EXISTS (SELECT 1 FROM ${REQUESTS_TABLE} r WHERE r.event_id = o.event_id) ORDER BY o.event_id`;
 
 /**
- * Every request in event id order, with whether its event waits in the outbox and whether it is
- * within the grace period ($1 seconds, by the database's clock).
+ * Every request kept (not of the dropped generations $2) in event id order, with whether its event
+ * waits in the outbox, whether it is within the grace period ($1 seconds, by the database's clock),
+ * and whether it was accepted before the applied events' window began ($3, plus $4 seconds).
  */
 const REQUESTS_SQL = `SELECT r.event_id::text, r.request_id, r.sum::text,
-  r.accepted_at > now() - make_interval(secs => $1::float8) AS recent, o.event_id IS NOT NULL AS pending
+  r.accepted_at > now() - make_interval(secs => $1::float8) AS recent, o.event_id IS NOT NULL AS pending,
+  coalesce(r.accepted_at < $3::timestamptz + make_interval(secs => $4::float8), false) AS beyond
 FROM ${REQUESTS_TABLE} r LEFT JOIN (SELECT DISTINCT event_id FROM ${OUTBOX_TABLE}) o ON o.event_id = r.event_id
+WHERE NOT (r.generation = ANY($2::int[]))
 ORDER BY r.event_id`;
 
 /**
- * Every applied event in event id order, the same order as REQUESTS_SQL (a uuid sorts as its
- * lowercase text does). The amount without trailing zeros, so that it compares as text with a sum.
+ * Every applied event kept, and every event quarantined as older than the dedup window ($4) that
+ * was neither replayed nor is among the applied events, in event id order: the same order as
+ * REQUESTS_SQL (a uuid sorts as its lowercase text does). The amount without trailing zeros, so that
+ * it compares as text with a sum; whether the request was accepted before the requests' window
+ * began ($2, plus $3 seconds).
  */
-const APPLIED_SQL = `SELECT a.event_id::text, a.request_id, trim_scale(a.amount)::text
-FROM totals.applied_events a ORDER BY a.event_id`;
+const APPLIED_SQL = `SELECT e.event_id::text, e.request_id, e.amount, e.beyond, e.quarantined FROM (
+  SELECT a.event_id, a.request_id, trim_scale(a.amount)::text AS amount,
+    coalesce(a.accepted_at < $2::timestamptz + make_interval(secs => $3::float8), false) AS beyond, false AS quarantined
+  FROM totals.applied_events a WHERE NOT (a.generation = ANY($1::int[]))
+  UNION ALL
+  SELECT DISTINCT ON (q.event_id) q.event_id, q.message_key, NULL, false, true
+  FROM totals.rejected_records q
+  WHERE q.event_id IS NOT NULL AND q.replayed_at IS NULL AND starts_with(q.reason, $4::text)
+    AND NOT EXISTS (SELECT 1 FROM totals.applied_events a WHERE a.event_id = q.event_id)
+) e ORDER BY e.event_id, e.quarantined`;
 
 // Outside the snapshot: what is committed now.
 const REREAD_APPLIED_SQL = 'SELECT event_id::text FROM totals.applied_events WHERE event_id = ANY($1::uuid[])';
@@ -195,8 +288,18 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
   const sampleSize = options.sampleSize ?? 20;
   const maxOutboxAgeSeconds = options.maxOutboxAgeSeconds ?? 300;
   const batchSize = options.batchSize ?? 10_000;
+  const edgeSeconds = options.edgeSeconds ?? 60;
+  const idempotencyWindowSeconds = options.idempotencyWindowSeconds ?? 7 * 86_400;
 
-  const samples: InvariantReport['samples'] = { lost: [], appliedTwice: [], withoutRequest: [], mismatched: [], outboxWithoutRequest: [] };
+  const samples: InvariantReport['samples'] = {
+    lost: [],
+    appliedTwice: [],
+    withoutRequest: [],
+    mismatched: [],
+    outboxWithoutRequest: [],
+    quarantined: [],
+    withoutCheckpoint: [],
+  };
   const problems: InvariantReport['problems'] = {
     lost: 0,
     appliedTwice: 0,
@@ -204,7 +307,9 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
     mismatched: 0,
     outboxWithoutRequest: 0,
     totalMismatch: false,
+    withoutCheckpoint: 0,
     stuckOutbox: false,
+    quarantined: 0,
   };
   const counts: InvariantReport['counts'] = {
     requests: 0,
@@ -214,6 +319,9 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
     inTransit: 0,
     clearedOnReread: 0,
     rejectedRecords: 0,
+    quarantined: 0,
+    beyondAppliedWindow: 0,
+    beyondRequestWindow: 0,
   };
   const note = <T>(list: T[], item: T) => {
     if (list.length < sampleSize) list.push(item);
@@ -251,6 +359,8 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
   let recorded: { total: string; count: string } | undefined;
   let ofApplied: { total: string; count: string };
   let backlog: { pending: string; oldest: number | null };
+  let appliedWindow: AuditWindow;
+  let requestsWindow: AuditWindow;
   try {
     totalsClient = await databases.totals.connect();
     await beginSnapshot(totalsClient);
@@ -258,9 +368,12 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
     // database, the calculator side takes the very same snapshot.
     const snapshot = shared ? (await totalsClient.query<{ id: string }>('SELECT pg_export_snapshot() AS id')).rows[0]!.id : undefined;
     recorded = (await totalsClient.query<{ total: string; count: string }>(RECORDED_TOTAL_SQL)).rows[0];
+    appliedWindow = await readAuditWindow(totalsClient, 'totals', 'applied_events');
     calculatorClient = await databases.calculator.connect();
     await beginSnapshot(calculatorClient, snapshot);
     backlog = (await calculatorClient.query<{ pending: string; oldest: number | null }>(OUTBOX_BACKLOG_SQL)).rows[0]!;
+    requestsWindow = await readAuditWindow(calculatorClient, 'calculator', 'requests');
+    const droppedApplied = appliedWindow.droppedGenerations;
 
     // Each side's set-based checks, then the sort that starts its stream for the merge: the two
     // sides at the same time.
@@ -268,29 +381,44 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
     const calculatorSide = calculatorClient;
     const [[aggregates, applied], requests] = await Promise.all([
       (async () => {
-        const aggregates = (await totalsSide.query<{ total: string; count: string; rejected: string }>(TOTALS_AGGREGATES_SQL)).rows[0]!;
+        const aggregates = (await totalsSide.query<{ total: string; count: string; rejected: string }>(TOTALS_AGGREGATES_SQL, [droppedApplied])).rows[0]!;
         const sampled: { requestId: string; times: string }[] = [];
-        await forEachRow(totalsSide, 'audit_applied_twice', APPLIED_TWICE_SQL, [], batchSize, (row) => {
-          const [requestId, times] = row as [string, string];
-          problems.appliedTwice += 1;
-          note(sampled, { requestId, times });
-        });
+        const candidates = await RowStream.open(totalsSide, 'audit_applied_twice', APPLIED_MORE_THAN_ONCE_SQL, [droppedApplied], batchSize);
+        const group: string[] = [];
+        const judge = async () => {
+          const ids = group.splice(0);
+          if (ids.length === 0) return;
+          const { rows } = await totalsSide.query<{ request_id: string; count: string }>(APPLIED_TWICE_SQL, [droppedApplied, ids, idempotencyWindowSeconds]);
+          for (const row of rows) {
+            problems.appliedTwice += 1;
+            note(sampled, { requestId: row.request_id, times: row.count });
+          }
+        };
+        while (candidates.row) {
+          group.push(candidates.row[0] as string);
+          if (group.length >= REREAD_BATCH) await judge();
+          const wait = candidates.advance();
+          if (wait) await wait;
+        }
+        await judge();
         if (sampled.length > 0) {
-          const { rows } = await totalsSide.query<{ request_id: string; events: string[] }>(APPLIED_TWICE_EVENTS_SQL, [sampled.map((d) => d.requestId)]);
+          const { rows } = await totalsSide.query<{ request_id: string; events: string[] }>(APPLIED_TWICE_EVENTS_SQL, [droppedApplied, sampled.map((d) => d.requestId)]);
           const events = new Map(rows.map((row) => [row.request_id, row.events]));
           for (const { requestId, times } of sampled) {
             const some = events.get(requestId) ?? [];
             samples.appliedTwice.push(`request ${requestId} applied ${times} times (events ${some.join(', ')}${Number(times) > some.length ? ', …' : ''})`);
           }
         }
-        return [aggregates, await openSorted(totalsSide, 'audit_applied', APPLIED_SQL, [], batchSize)] as const;
+        const appliedParams = [droppedApplied, requestsWindow.since, edgeSeconds, TOO_OLD_REASON];
+        return [aggregates, await openSorted(totalsSide, 'audit_applied', APPLIED_SQL, appliedParams, batchSize)] as const;
       })(),
       (async () => {
         await forEachRow(calculatorSide, 'audit_outbox_orphans', OUTBOX_WITHOUT_REQUEST_SQL, [], batchSize, (row) => {
           problems.outboxWithoutRequest += 1;
           note(samples.outboxWithoutRequest, `outbox event ${row[0] as string}`);
         });
-        return openSorted(calculatorSide, 'audit_requests', REQUESTS_SQL, [graceSeconds], batchSize);
+        const requestParams = [graceSeconds, requestsWindow.droppedGenerations, appliedWindow.since, edgeSeconds];
+        return openSorted(calculatorSide, 'audit_requests', REQUESTS_SQL, requestParams, batchSize);
       })(),
     ]);
     ofApplied = { total: aggregates.total, count: aggregates.count };
@@ -298,24 +426,33 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
 
     // The merge: both sides in event id order, walked side by side.
     for (;;) {
-      const request = requests.row as [eventId: string, requestId: string, sum: string, recent: boolean, pending: boolean] | undefined;
-      const event = applied.row as [eventId: string, requestId: string, amount: string] | undefined;
+      const request = requests.row as [eventId: string, requestId: string, sum: string, recent: boolean, pending: boolean, beyond: boolean] | undefined;
+      const event = applied.row as [eventId: string, requestId: string | null, amount: string | null, beyond: boolean, quarantined: boolean] | undefined;
       if (!request && !event) break;
       let advanceRequest = false;
       let advanceEvent = false;
       if (event && (!request || event[0] < request[0])) {
-        problems.withoutRequest += 1;
-        note(samples.withoutRequest, `event ${event[0]} (request id ${event[1]}, amount ${event[2]})`);
+        if (event[4]) {
+          // Its request, if any, is not among those kept: nothing more to say than that it is quarantined.
+        } else if (event[3]) counts.beyondRequestWindow += 1;
+        else {
+          problems.withoutRequest += 1;
+          note(samples.withoutRequest, `event ${event[0]} (request id ${event[1]}, amount ${event[2]})`);
+        }
         advanceEvent = true;
       } else if (request && (!event || request[0] < event[0])) {
-        const [eventId, requestId, sum, recent, pending] = request;
+        const [eventId, requestId, sum, recent, pending, beyond] = request;
         if (pending) counts.pendingInOutbox += 1;
         else if (recent) counts.inTransit += 1;
+        else if (beyond) counts.beyondAppliedWindow += 1;
         else {
           candidates.push({ eventId, requestId, sum });
           if (candidates.length >= REREAD_BATCH) await reread();
         }
         advanceRequest = true;
+      } else if (event![4]) {
+        counts.quarantined += 1;
+        advanceRequest = advanceEvent = true;
       } else {
         const [eventId, requestId, sum] = request!;
         const [, appliedRequestId, amount] = event!;
@@ -336,7 +473,10 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
         if (wait) await wait;
       }
       if (advanceEvent) {
-        counts.applied += 1;
+        if (event![4]) {
+          problems.quarantined += 1;
+          note(samples.quarantined, `event ${event![0]} (request id ${event![1] ?? 'unknown'})`);
+        } else counts.applied += 1;
         const wait = applied.advance();
         if (wait) await wait;
       }
@@ -348,7 +488,14 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
   }
 
   const recordedTotal = recorded ?? { total: 'missing', count: '-1' };
-  problems.totalMismatch = !recorded || BigInt(recorded.total) !== BigInt(ofApplied.total) || recorded.count !== ofApplied.count;
+  // The total outlives the rows it sums: what the dropped periods added is in their checkpoints.
+  const expectedTotal = BigInt(ofApplied.total) + BigInt(appliedWindow.dropped.amount);
+  const expectedCount = BigInt(ofApplied.count) + BigInt(appliedWindow.dropped.rows);
+  problems.totalMismatch = !recorded || BigInt(recorded.total) !== expectedTotal || BigInt(recorded.count) !== expectedCount;
+  for (const [table, window] of [['calculator.requests', requestsWindow], ['totals.applied_events', appliedWindow]] as const) {
+    problems.withoutCheckpoint += window.withoutCheckpoint.length;
+    for (const generation of window.withoutCheckpoint) note(samples.withoutCheckpoint, `${table} generation ${generation}`);
+  }
   const oldestAgeSeconds = backlog.oldest;
   problems.stuckOutbox = oldestAgeSeconds !== null && oldestAgeSeconds > maxOutboxAgeSeconds;
 
@@ -361,11 +508,22 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
   if (problems.mismatched > 0) failures.push(`${problems.mismatched} applied event(s) differ from their request (request id or amount)`);
   if (problems.outboxWithoutRequest > 0) failures.push(`${problems.outboxWithoutRequest} outbox event(s) match no accepted request`);
   if (problems.totalMismatch) {
+    const dropped = appliedWindow.dropped;
+    const checkpoints =
+      dropped.periods > 0
+        ? ` plus the checkpoints of ${dropped.periods} dropped period(s), ${dropped.amount} over ${dropped.rows}: ${expectedTotal} over ${expectedCount}`
+        : '';
     failures.push(
-      `totals.total says ${recordedTotal.total} over ${recordedTotal.count} events, the applied events add up to ${ofApplied.total} over ${ofApplied.count}`,
+      `totals.total says ${recordedTotal.total} over ${recordedTotal.count} events, the applied events add up to ${ofApplied.total} over ${ofApplied.count}${checkpoints}`,
     );
   }
+  if (problems.withoutCheckpoint > 0) {
+    failures.push(`${problems.withoutCheckpoint} dropped period(s) without a checkpoint: their rows went unaccounted for`);
+  }
   if (problems.stuckOutbox) failures.push(stuckOutboxLine(Number(backlog.pending), oldestAgeSeconds!, maxOutboxAgeSeconds));
+  if (problems.quarantined > 0) {
+    failures.push(`${problems.quarantined} event(s) quarantined as older than the dedup window: decide with summa dlq`);
+  }
 
   return {
     ok: failures.length === 0,
@@ -376,6 +534,14 @@ export async function auditInvariant(databases: AuditDatabases, options: AuditOp
       recordedCount: Number(recordedTotal.count),
       ofAppliedEvents: ofApplied.total,
       appliedCount: Number(ofApplied.count),
+      ofCheckpoints: appliedWindow.dropped.amount,
+      checkpointCount: appliedWindow.dropped.rows,
+    },
+    window: {
+      requests: { since: requestsWindow.since, audited: counts.requests, dropped: requestsWindow.dropped },
+      applied: { since: appliedWindow.since, audited: counts.applied, dropped: appliedWindow.dropped },
+      edgeSeconds,
+      idempotencyWindowSeconds,
     },
     outbox: { pending: Number(backlog.pending), oldestAgeSeconds, maxAgeSeconds: maxOutboxAgeSeconds },
     samples,
@@ -411,9 +577,31 @@ export async function auditUntilQuiet(databases: AuditDatabases, options: AuditU
   const deadline = performance.now() + options.waitSeconds * 1000;
   for (;;) {
     const report = await auditInvariant(databases, options);
-    if ((report.ok && inFlight(report) === 0) || performance.now() >= deadline) return report;
+    // Quarantined events wait for an operator (summa dlq), not for the pipeline: no reason to wait on.
+    const onlyQuarantined = report.failures.length === 1 && report.problems.quarantined > 0;
+    if (((report.ok || onlyQuarantined) && inFlight(report) === 0) || performance.now() >= deadline) return report;
     await new Promise((resolve) => setTimeout(resolve, options.pollMs ?? 500));
   }
+}
+
+/** What was audited row by row and what through checkpoints, in two lines. */
+export function formatCoverage(report: InvariantReport): string[] {
+  const { requests, applied, edgeSeconds } = report.window;
+  const audited =
+    requests.since === null && applied.since === null
+      ? `every request (${requests.audited}) and applied event (${applied.audited}): no period dropped yet`
+      : `requests of the periods since ${requests.since ?? 'the start'} (${requests.audited}), ` +
+        `applied events of the periods since ${applied.since ?? 'the start'} (${applied.audited})`;
+  const dropped = (side: AuditedWindow, rows: string) => `${side.dropped.periods} dropped period(s), ${side.dropped.rows} ${rows}, sum ${side.dropped.amount}`;
+  const lines = [`audited request by request: ${audited}`];
+  if (requests.since !== null || applied.since !== null) {
+    lines.push(`checked through checkpoints: ${dropped(requests, 'requests')} / ${dropped(applied, 'applied events')}`);
+    lines.push(
+      `beyond the window:     ${report.counts.beyondAppliedWindow} request(s) accepted before the applied events kept (applied, if at all, in a dropped period), ` +
+        `${report.counts.beyondRequestWindow} applied event(s) whose request was dropped (edge ${edgeSeconds} s)`,
+    );
+  }
+  return lines;
 }
 
 export function formatReport(report: InvariantReport): string {
@@ -424,15 +612,24 @@ export function formatReport(report: InvariantReport): string {
     `accepted requests:     ${counts.requests}`,
     `applied once:          ${counts.appliedOnce}`,
     `in flight:             ${inFlight(report)} (${counts.pendingInOutbox} in the outbox, ${counts.inTransit} published, not yet applied${cleared})`,
+    ...(report.problems.quarantined > 0
+      ? [`quarantined:           ${report.problems.quarantined} event(s) older than the dedup window, not applied (${counts.quarantined} of the requests kept)`]
+      : []),
     `outbox:                ${oldest} (limit ${outbox.maxAgeSeconds} s)`,
     `applied events:        ${counts.applied}`,
     `rejected records:      ${counts.rejectedRecords}`,
     `total (totals.total):  ${total.recorded} over ${total.recordedCount} events`,
-    `total (of events):     ${total.ofAppliedEvents} over ${total.appliedCount} events`,
+    `total (of events):     ${total.ofAppliedEvents} over ${total.appliedCount} events` +
+      (report.window.applied.since === null ? '' : ` kept, and ${total.ofCheckpoints} over ${total.checkpointCount} in checkpoints`),
+    ...formatCoverage(report),
     `audited in:            ${report.auditSeconds.toFixed(2)} s`,
   ];
   if (report.ok) {
-    lines.push(inFlight(report) === 0 ? 'OK: every accepted request is applied exactly once' : 'OK so far: no problem found, some requests still in flight');
+    const dropped = report.window.requests.since !== null || report.window.applied.since !== null;
+    const quiet = dropped
+      ? 'OK: every accepted request kept is applied exactly once or beyond the window, and the total agrees with the checkpoints'
+      : 'OK: every accepted request is applied exactly once';
+    lines.push(inFlight(report) === 0 ? quiet : 'OK so far: no problem found, some requests still in flight');
     return lines.join('\n');
   }
   lines.push('FAILED:');
@@ -443,6 +640,8 @@ export function formatReport(report: InvariantReport): string {
     ...report.samples.withoutRequest.map((s) => `no request: ${s}`),
     ...report.samples.mismatched.map((m) => `mismatch: event ${m.eventId}: ${m.reason}`),
     ...report.samples.outboxWithoutRequest.map((s) => `no request: ${s}`),
+    ...report.samples.quarantined.map((s) => `quarantined: ${s}`),
+    ...report.samples.withoutCheckpoint.map((s) => `no checkpoint: ${s}`),
   ];
   if (examples.length > 0) {
     lines.push('examples:');

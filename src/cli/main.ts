@@ -16,8 +16,11 @@ const USAGE = `usage:
   summa add <num1> <num2> [--id <request id>]   add two int64 numbers (retry with the same --id safely; without one, an id is made and printed)
   summa total                                    print the running total
   summa sum <request id>                          whether that request's sum was applied
-  summa verify [--wait <s>] [--grace <s>] [--max-outbox-age <s>] [--json]
-                                                 audit "no sum lost, none counted twice" in the databases
+  summa verify [--wait <s>] [--grace <s>] [--max-outbox-age <s>] [--edge-seconds <s>] [--idempotency-window-seconds <s>] [--json]
+                                                 audit "no sum lost, none counted twice" in the databases: the periods kept
+                                                 request by request, the dropped ones through their checkpoints; exit 0 it
+                                                 holds, 1 broken, 3 relay stuck, 4 in flight after --wait, 5 could not audit,
+                                                 6 events quarantined as older than the dedup window (decide with summa dlq)
   summa dlq list [--all] [--limit <n>] [--json]   the records parked as not valid events
   summa dlq replay <topic>/<partition>/<offset>... | --all [--dry-run] [--json]
                                                  apply parked records that are valid events, once
@@ -95,6 +98,8 @@ const parsed = parseCommandLine({
     wait: { type: 'string' },
     grace: { type: 'string' },
     'max-outbox-age': { type: 'string' },
+    'edge-seconds': { type: 'string' },
+    'idempotency-window-seconds': { type: 'string' },
     json: { type: 'boolean' },
     all: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
@@ -185,6 +190,13 @@ async function main(): Promise<number> {
         waitSeconds: parseSeconds('--wait', values.wait, 0),
         graceSeconds: parseSeconds('--grace', values.grace, 30),
         maxOutboxAgeSeconds: parseSeconds('--max-outbox-age', values['max-outbox-age'], 300),
+        edgeSeconds: parseSeconds('--edge-seconds', values['edge-seconds'], 60),
+        // The calculator's own setting, when this runs where the calculator's environment is.
+        idempotencyWindowSeconds: parseSeconds(
+          '--idempotency-window-seconds',
+          values['idempotency-window-seconds'],
+          parseSeconds('IDEMPOTENCY_WINDOW_SECONDS', process.env.IDEMPOTENCY_WINDOW_SECONDS?.trim() || undefined, 7 * 86_400),
+        ),
         json: values.json ?? false,
       });
     }

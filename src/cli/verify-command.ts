@@ -10,6 +10,10 @@ export interface VerifyCommandOptions {
   graceSeconds: number;
   /** The oldest outbox event may be this old (by the database's clock) before the relay counts as stuck. */
   maxOutboxAgeSeconds: number;
+  /** How far past the other side's window an accepted_at may be and still count as beyond it. */
+  edgeSeconds: number;
+  /** Two events under one request id are a double count when accepted within this of each other. */
+  idempotencyWindowSeconds: number;
   json: boolean;
 }
 
@@ -49,6 +53,11 @@ export const VERIFY_EXIT = {
   notQuiet: 4,
   /** The audit could not run: a database unreachable, a schema missing, a statement failed. */
   failed: 5,
+  /**
+   * Events were quarantined as older than the dedup window and are still parked: each was applied
+   * in a period already dropped, or never; `summa dlq` shows them and decides.
+   */
+  quarantined: 6,
 } as const;
 
 const EXIT_MEANING: Record<number, string> = {
@@ -56,14 +65,16 @@ const EXIT_MEANING: Record<number, string> = {
   [VERIFY_EXIT.broken]: 'the invariant is broken',
   [VERIFY_EXIT.stuck]: 'the relay is stuck',
   [VERIFY_EXIT.notQuiet]: 'still in flight after --wait',
+  [VERIFY_EXIT.quarantined]: 'events quarantined as older than the dedup window: decide with summa dlq',
 };
 
 /** The exit code for a report (and whether requests were still in flight when --wait ran out). */
 export function verifyExitCode(report: InvariantReport, stillInFlight: boolean): number {
-  const { stuckOutbox, ...invariant } = report.problems;
+  const { stuckOutbox, quarantined, ...invariant } = report.problems;
   if (Object.values(invariant).some((problem) => problem !== false && problem !== 0)) return VERIFY_EXIT.broken;
   if (stuckOutbox) return VERIFY_EXIT.stuck;
   if (stillInFlight) return VERIFY_EXIT.notQuiet;
+  if (quarantined > 0) return VERIFY_EXIT.quarantined;
   return VERIFY_EXIT.ok;
 }
 

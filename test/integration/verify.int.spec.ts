@@ -7,11 +7,15 @@ import { after, before, beforeEach, describe, it, mock } from 'node:test';
 import pg from 'pg';
 import { CALCULATOR_MIGRATIONS } from '../../src/calculator/schema.ts';
 import { migrate } from '../../src/platform/db/migrate.ts';
+import { currentGenerationSql } from '../../src/platform/db/period-partitions.ts';
 import { TOTALS_MIGRATIONS } from '../../src/totals/schema.ts';
 import { auditInvariant, auditUntilQuiet, formatReport, type AuditOptions, type LostCandidate } from '../../src/cli/invariant-audit.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+// Rows go into the generation written to now, as the services' writes do.
+const REQUESTS_GENERATION = currentGenerationSql('calculator', 'requests');
+const APPLIED_GENERATION = currentGenerationSql('totals', 'applied_events');
 
 /** Writes what the pipeline writes, without running it: the audit only reads tables. */
 async function accept(sql: pg.Pool, num1: bigint, num2: bigint, options: { published?: boolean; applied?: boolean; acceptedAgo?: string } = {}) {
@@ -19,7 +23,8 @@ async function accept(sql: pg.Pool, num1: bigint, num2: bigint, options: { publi
   const eventId = randomUUID();
   const sum = num1 + num2;
   await sql.query(
-    `INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id, accepted_at) VALUES ($1, $2, $3, $4, $5, now() - $6::interval)`,
+    `INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id, accepted_at, generation)
+     VALUES ($1, $2, $3, $4, $5, now() - $6::interval, ${REQUESTS_GENERATION})`,
     [requestId, num1.toString(), num2.toString(), sum.toString(), eventId, options.acceptedAgo ?? '5 minutes'],
   );
   if (!options.published) {
@@ -32,8 +37,8 @@ async function accept(sql: pg.Pool, num1: bigint, num2: bigint, options: { publi
 async function applyEvent(sql: pg.Pool, eventId: string, requestId: string, amount: bigint) {
   await sql.query(
     `WITH applied AS (
-       INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset)
-       VALUES ($1, $2, $3, now(), 0, 0) RETURNING amount, kafka_partition)
+       INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset, generation)
+       VALUES ($1, $2, $3, now(), 0, 0, ${APPLIED_GENERATION}) RETURNING amount, kafka_partition)
      INSERT INTO totals.partition_totals AS p (partition, total, count) SELECT kafka_partition, amount, 1 FROM applied
      ON CONFLICT (partition) DO UPDATE SET total = p.total + excluded.total, count = p.count + excluded.count`,
     [eventId, requestId, amount.toString()],
@@ -194,7 +199,7 @@ describe('summa verify against a real database', () => {
     const original = rows[0]!.event_id;
     // A second event for the same request: what a retry that bypassed the idempotency key would do.
     const twin = randomUUID();
-    await sql.query('INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id) VALUES ($1, 0, $2, $2, $3)', [
+    await sql.query(`INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id, generation) VALUES ($1, 0, $2, $2, $3, ${REQUESTS_GENERATION})`, [
       `${rows[0]!.request_id}-twin`,
       rows[0]!.sum,
       twin,
@@ -314,13 +319,13 @@ describe('summa verify on a larger history', () => {
     await migrate(sql, 'totals', TOTALS_MIGRATIONS);
     // What the pipeline leaves behind once quiet, written in bulk: every request applied once.
     await sql.query(
-      `INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id, accepted_at)
-       SELECT 'bulk-' || i, i, i, 2 * i, gen_random_uuid(), now() - interval '1 hour' FROM generate_series(1, $1::int) AS i`,
+      `INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id, accepted_at, generation)
+       SELECT 'bulk-' || i, i, i, 2 * i, gen_random_uuid(), now() - interval '1 hour', ${REQUESTS_GENERATION} FROM generate_series(1, $1::int) AS i`,
       [requests],
     );
     await sql.query(
-      `INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset)
-       SELECT event_id, request_id, sum, accepted_at, 0, row_number() OVER () FROM calculator.requests`,
+      `INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset, generation)
+       SELECT event_id, request_id, sum, accepted_at, 0, row_number() OVER (), ${APPLIED_GENERATION} FROM calculator.requests`,
     );
     await sql.query(
       `INSERT INTO totals.partition_totals (partition, total, count)

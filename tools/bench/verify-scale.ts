@@ -2,9 +2,11 @@
 //
 // How long `summa verify` takes, and how much memory, on a large history: N requests, each applied
 // once, written with generate_series into a fresh embedded PostgreSQL in a temp dir (the load is
-// not measured). Then `summa verify` runs once as a child process, exactly as an operator runs it,
-// under /usr/bin/time -v when there is one (else its VmHWM is polled from /proc). With --faults a
-// few of every problem are planted first, so the run also takes the paths that find them.
+// not measured), into the generation each table writes to (both tables are partitioned by period;
+// nothing is dropped here, so every row is audited one by one). Then `summa verify --json` runs
+// once as a child process, exactly as an operator runs it, under /usr/bin/time -v when there is one
+// (else its VmHWM is polled from /proc). With --faults a few of every problem are planted first,
+// so the run also takes the paths that find them.
 // Prints the report and a summary, and writes tools/bench/results/verify-scale.json.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -16,7 +18,9 @@ import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { CALCULATOR_MIGRATIONS } from '../../src/calculator/schema.ts';
 import { migrate } from '../../src/platform/db/migrate.ts';
+import { currentGenerationSql } from '../../src/platform/db/period-partitions.ts';
 import { TOTALS_MIGRATIONS } from '../../src/totals/schema.ts';
+import { formatReport, type InvariantReport } from '../../src/cli/invariant-audit.ts';
 import { startPostgresServer, type PostgresServer } from '../local-stack/postgres-server.ts';
 import { freePort } from '../lib/free-port.ts';
 import { repoRoot } from '../lib/paths.ts';
@@ -53,10 +57,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 // Event ids derive from the request number, so both tables are generated independently; md5
 // spreads them over the uuid space as random ids are.
-const REQUESTS_CHUNK_SQL = `INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id, accepted_at)
-SELECT 'bench-' || i, i, i + 1, 2 * i + 1, md5('bench-' || i)::uuid, now() - interval '1 hour' FROM generate_series($1::int8, $2::int8) AS i`;
-const APPLIED_CHUNK_SQL = `INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, applied_at, kafka_partition, kafka_offset)
-SELECT md5('bench-' || i)::uuid, 'bench-' || i, 2 * i + 1, now() - interval '1 hour', now() - interval '59 minutes', (i % 3)::int, i / 3
+const REQUESTS_CHUNK_SQL = `INSERT INTO calculator.requests (request_id, num1, num2, sum, event_id, accepted_at, generation)
+SELECT 'bench-' || i, i, i + 1, 2 * i + 1, md5('bench-' || i)::uuid, now() - interval '1 hour', ${currentGenerationSql('calculator', 'requests')}
+FROM generate_series($1::int8, $2::int8) AS i`;
+const APPLIED_CHUNK_SQL = `INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, applied_at, kafka_partition, kafka_offset, generation)
+SELECT md5('bench-' || i)::uuid, 'bench-' || i, 2 * i + 1, now() - interval '1 hour', now() - interval '59 minutes', (i % 3)::int, i / 3,
+  ${currentGenerationSql('totals', 'applied_events')}
 FROM generate_series($1::int8, $2::int8) AS i`;
 
 /** A few of each problem: lost, applied twice, without request, mismatched, outbox orphan, a stuck outbox event. */
@@ -64,8 +70,8 @@ const FAULTS_SQL = [
   // Lost: three applied events vanish.
   `DELETE FROM totals.applied_events WHERE request_id IN ('bench-7', 'bench-70', 'bench-700')`,
   // Applied twice: a second event under the same request id (which no request produced).
-  `INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset)
-   SELECT gen_random_uuid(), request_id, amount, accepted_at, 0, -1 FROM totals.applied_events WHERE request_id IN ('bench-11', 'bench-12')`,
+  `INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset, generation)
+   SELECT gen_random_uuid(), request_id, amount, accepted_at, 0, -1, generation FROM totals.applied_events WHERE request_id IN ('bench-11', 'bench-12')`,
   // Mismatched: an amount that is not the accepted sum.
   `UPDATE totals.applied_events SET amount = amount + 1 WHERE request_id = 'bench-13'`,
   // An outbox event no request has, an hour old: also a stuck relay.
@@ -119,15 +125,26 @@ async function main(): Promise<void> {
     log('running summa verify');
     const run = await runVerify(url);
     const tempAfter = await tempBytes(sql);
-    console.log(run.output.trimEnd());
+    let report: (InvariantReport & { verifySeconds: number; exitCode: number }) | undefined;
+    try {
+      report = JSON.parse(run.stdout);
+    } catch {
+      // Not a report: what it printed says why.
+    }
+    console.log(report ? `${formatReport(report)}\nran in ${report.verifySeconds.toFixed(2)} s (its own figure)` : run.stdout.trimEnd());
+    if (run.stderr.trim()) console.error(run.stderr.trimEnd());
 
     const result = {
       at: new Date().toISOString(),
       requests: REQUESTS,
       faults: flags.faults,
-      command: 'summa verify',
+      command: 'summa verify --json',
       exitCode: run.exitCode,
       wallSeconds: round(run.wallSeconds),
+      // What verify reports of itself: the whole command, and the audit within it.
+      verifySeconds: report ? round(report.verifySeconds) : null,
+      auditSeconds: report ? round(report.auditSeconds) : null,
+      audited: report ? { requests: report.window.requests.audited, appliedEvents: report.window.applied.audited } : null,
       peakRssMb: round(run.peakRssMb, 1),
       rssMeasuredBy: run.measuredBy,
       postgresTempFileMb: round((tempAfter - tempBefore) / 2 ** 20, 1),
@@ -188,7 +205,8 @@ async function tempBytes(sql: pg.Pool): Promise<number> {
 
 interface VerifyRun {
   exitCode: number | null;
-  output: string;
+  stdout: string;
+  stderr: string;
   wallSeconds: number;
   peakRssMb: number;
   measuredBy: string;
@@ -197,15 +215,16 @@ interface VerifyRun {
 /** Runs `summa verify` once; peak RSS from /usr/bin/time -v, or polled VmHWM without it. */
 function runVerify(databaseUrl: string): Promise<VerifyRun> {
   const withTime = existsSync(TIME);
-  const summa = [process.execPath, path.join(repoRoot, 'bin', 'summa.mjs'), 'verify'];
+  const summa = [process.execPath, path.join(repoRoot, 'bin', 'summa.mjs'), 'verify', '--json'];
   const [command, ...args] = withTime ? [TIME, '-v', ...summa] : summa;
   const started = performance.now();
   const child = spawn(command!, args, { cwd: repoRoot, env: { ...process.env, DATABASE_URL: databaseUrl }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
+  let stdout = '';
+  let stderr = '';
   let timeReport = '';
   let polledPeak = 0;
-  child.stdout.on('data', (chunk) => (output += chunk));
-  child.stderr.on('data', (chunk) => (withTime ? (timeReport += chunk) : (output += chunk)));
+  child.stdout.on('data', (chunk) => (stdout += chunk));
+  child.stderr.on('data', (chunk) => (withTime ? (timeReport += chunk) : (stderr += chunk)));
   const poll = withTime ? undefined : setInterval(() => (polledPeak = Math.max(polledPeak, peakRssMb(child.pid!))), 100);
   return new Promise((resolve, reject) => {
     child.on('error', reject);
@@ -213,7 +232,7 @@ function runVerify(databaseUrl: string): Promise<VerifyRun> {
       const wallSeconds = (performance.now() - started) / 1000;
       if (poll) clearInterval(poll);
       if (!withTime) {
-        resolve({ exitCode: code, output, wallSeconds, peakRssMb: polledPeak, measuredBy: 'VmHWM polled every 100 ms' });
+        resolve({ exitCode: code, stdout, stderr, wallSeconds, peakRssMb: polledPeak, measuredBy: 'VmHWM polled every 100 ms' });
         return;
       }
       const maxRss = /Maximum resident set size \(kbytes\): (\d+)/.exec(timeReport);
@@ -222,7 +241,8 @@ function runVerify(databaseUrl: string): Promise<VerifyRun> {
       const ownStderr = timeReport.split(/\n?\s*Command being timed:/)[0]!.replace(/^Command exited with non-zero status \d+\n?/m, '');
       resolve({
         exitCode: exit ? Number(exit[1]) : code,
-        output: output + ownStderr,
+        stdout,
+        stderr: ownStderr,
         wallSeconds,
         peakRssMb: maxRss ? Number(maxRss[1]) / 1024 : 0,
         measuredBy: '/usr/bin/time -v',
