@@ -10,6 +10,7 @@ import type { Logger } from '../platform/logger.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
 import { kafkaSettingsOf } from '../platform/service/service-config.ts';
 import { ensureServiceTopics } from '../platform/service/service-topics.ts';
+import { announceApplied, AppliedRequests } from './applied-requests.ts';
 import { createBatchApplier } from './batch-applier.ts';
 import type { TotalsConfig } from './config.ts';
 import { createDeadLetterSink } from './dead-letters.ts';
@@ -48,6 +49,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
         },
         onOffsetCommit: () => metrics.offsetCommits.inc(),
       });
+      const appliedRequests = new AppliedRequests();
       const consumer = createBatchConsumer(
         {
           ...kafka,
@@ -59,13 +61,16 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
           storedOffsets: (topicId, partitions) => store.readOffsets(config.groupId, config.topic, topicId, partitions),
           onError: (error, context) => logger.warn({ err: error, context }, 'Kafka consumer recovered from an error'),
         },
-        createBatchApplier({
-          store,
-          groupId: config.groupId,
-          logger,
-          metrics,
-          deadLetters: createDeadLetterSink(deadLetterPublisher, config.deadLetterTopic),
-        }),
+        announceApplied(
+          createBatchApplier({
+            store,
+            groupId: config.groupId,
+            logger,
+            metrics,
+            deadLetters: createDeadLetterSink(deadLetterPublisher, config.deadLetterTopic),
+          }),
+          appliedRequests,
+        ),
       );
       registerConsumerLagGauge(registry, () => consumer.lag());
       registerStalledPartitionsGauge(registry, () => consumer.stalled());
@@ -77,7 +82,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
         ? createPool(config.readDatabaseUrl, { max: 4, applicationName: 'summa-totals-reads', connectTimeoutMs: 1_000, queryTimeoutMs: 2_000 })
         : undefined;
       const onRead = registerReplicaReadMetrics(registry, readPool && (() => reader.readReplicaLag()));
-      const reader = new TotalReader({ primary: pool, replica: readPool, logger, onRead });
+      const reader = new TotalReader({ primary: pool, replica: readPool, logger, onRead, appliedRequests });
       registerTotalsRoutes(http, store, reader);
       let started = false;
       const sampler = new PipelineSampler({
