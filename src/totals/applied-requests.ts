@@ -55,14 +55,14 @@ export class AppliedRequests {
 }
 
 /**
- * `onBatch` that, once `apply` resolved (its transaction committed), tells `requests` which requests
- * the batch carried. The calculator keys each event by its request id (the outbox's message_key),
+ * `apply` as an onBatch that, once `apply` resolved (its transaction committed), tells `requests`
+ * which requests the batch carried. The calculator keys each event by its request id (the outbox's message_key),
  * so the keys name them without decoding the events again; a record whose key is not a request id
  * only wakes nobody, and its reader finds the sum by polling.
  */
 export function announceApplied(
-  apply: (records: IncomingRecord[]) => Promise<BatchResult>,
   requests: AppliedRequests,
+  apply: (records: IncomingRecord[]) => Promise<BatchResult>,
 ): (records: IncomingRecord[]) => Promise<BatchResult> {
   return async (records) => {
     const result = await apply(records);

@@ -61,16 +61,13 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
           storedOffsets: (topicId, partitions) => store.readOffsets(config.groupId, config.topic, topicId, partitions),
           onError: (error, context) => logger.warn({ err: error, context }, 'Kafka consumer recovered from an error'),
         },
-        announceApplied(
-          createBatchApplier({
-            store,
-            groupId: config.groupId,
-            logger,
-            metrics,
-            deadLetters: createDeadLetterSink(deadLetterPublisher, config.deadLetterTopic),
-          }),
-          appliedRequests,
-        ),
+        announceApplied(appliedRequests, createBatchApplier({
+          store,
+          groupId: config.groupId,
+          logger,
+          metrics,
+          deadLetters: createDeadLetterSink(deadLetterPublisher, config.deadLetterTopic),
+        })),
       );
       registerConsumerLagGauge(registry, () => consumer.lag());
       registerStalledPartitionsGauge(registry, () => consumer.stalled());

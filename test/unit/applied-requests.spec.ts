@@ -41,9 +41,8 @@ describe('AppliedRequests', () => {
     const requests = new AppliedRequests();
     let commit!: () => void;
     let fail = false;
-    const onBatch = announceApplied(
-      () => (fail ? Promise.reject(new Error('database down')) : new Promise((resolve) => (commit = () => resolve({})))),
-      requests,
+    const onBatch = announceApplied(requests, () =>
+      fail ? Promise.reject(new Error('database down')) : new Promise((resolve) => (commit = () => resolve({}))),
     );
     const watch = requests.watch('r-2');
     const applying = onBatch([record('r-1', 0n), record(null, 1n), record('r-2', 2n)]);
