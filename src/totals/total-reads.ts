@@ -2,6 +2,7 @@ import { backoffDelay, sleep } from '../platform/backoff.ts';
 import { replicaLagOf, readReplicaLag, REPLICA_LAG_COLUMNS, type Queryable, type ReplicaLag, type ReplicaLagRow } from '../platform/db/replication-lag.ts';
 import { SummaError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
+import type { AppliedRequests } from './applied-requests.ts';
 import type { TotalQuery } from './total-query.ts';
 import type { TotalSnapshot } from './totals-store.ts';
 
@@ -39,6 +40,11 @@ export interface TotalReaderOptions {
   logger: Logger;
   /** After a failed replica read, reads go to the primary for this long before the replica is tried again. */
   replicaRetryAfterMs?: number;
+  /**
+   * This instance's applies, to end a ?after= wait as soon as it applied the request; without it
+   * (or for a sum another instance applied) the wait polls.
+   */
+  appliedRequests?: Pick<AppliedRequests, 'watch'>;
   /** Told of every read (for metrics). */
   onRead?: (read: TotalRead, fallback: boolean) => void;
   now?: () => number;
@@ -67,29 +73,44 @@ export class TotalReader {
   }
 
   /**
-   * The total as `query` asks for it; with `after`, waits (polling) until that request's sum is in
-   * it. `signal` (the caller hung up) ends the wait early.
+   * The total as `query` asks for it; with `after`, waits (polling, and woken when this instance
+   * applies it) until that request's sum is in it. `signal` (the caller hung up) ends the wait early.
    */
   async read(query: TotalQuery, signal?: AbortSignal): Promise<TotalRead> {
     if (!query.after) return (await this.readOnce(query.consistency, null)).read;
     const { requestId, timeoutMs } = query.after;
     const deadline = this.now() + timeoutMs;
     for (let attempt = 0; ; attempt++) {
-      const { read, applied } = await this.readOnce(query.consistency, requestId);
-      if (applied) return read;
-      const left = deadline - this.now();
-      if (signal?.aborted) throw new SummaError('DEADLINE_EXCEEDED', 'the caller stopped waiting', { requestId });
-      if (left <= 0) {
-        throw new SummaError(
-          'DEADLINE_EXCEEDED',
-          `the sum of request id ${JSON.stringify(requestId)} was not in the total within ${timeoutMs} ms ` +
-            '(it is still on its way, or was never accepted); ask again, with a longer timeoutMs if need be',
-          { requestId },
-        );
+      // Watched before the read: an apply that commits while it runs still cuts the pause short.
+      const watch = this.options.appliedRequests?.watch(requestId);
+      try {
+        const { read, applied } = await this.readOnce(query.consistency, requestId);
+        if (applied) return read;
+        const left = deadline - this.now();
+        if (signal?.aborted) throw new SummaError('DEADLINE_EXCEEDED', 'the caller stopped waiting', { requestId });
+        if (left <= 0) {
+          throw new SummaError(
+            'DEADLINE_EXCEEDED',
+            `the sum of request id ${JSON.stringify(requestId)} was not in the total within ${timeoutMs} ms ` +
+              '(it is still on its way, or was never accepted); ask again, with a longer timeoutMs if need be',
+            { requestId },
+          );
+        }
+        // Short first waits: a sum usually arrives within tens of milliseconds of its Add. When this
+        // instance applies it, the pause ends then.
+        await this.pause(Math.min(left, backoffDelay(attempt, 10, 160)), watch?.applied, signal);
+      } finally {
+        watch?.stop();
       }
-      // Short first waits: a sum usually arrives within tens of milliseconds of its Add.
-      await this.sleep(Math.min(left, backoffDelay(attempt, 10, 160)), signal);
     }
+  }
+
+  /** Sleeps `ms`, less if `applied` resolves first or `signal` aborts. */
+  private async pause(ms: number, applied: Promise<void> | undefined, signal: AbortSignal | undefined): Promise<void> {
+    if (!applied) return this.sleep(ms, signal);
+    const woken = new AbortController();
+    void applied.then(() => woken.abort());
+    await this.sleep(ms, signal ? AbortSignal.any([signal, woken.signal]) : woken.signal);
   }
 
   /** The replica's lag, read there; undefined without a replica. Throws while it is unreachable. */

@@ -12,6 +12,7 @@ import { registerRetentionMetrics } from '../platform/db/retention-metrics.ts';
 import { startService, type RunningService } from '../platform/service/service-host.ts';
 import { kafkaSettingsOf } from '../platform/service/service-config.ts';
 import { ensureServiceTopics } from '../platform/service/service-topics.ts';
+import { announceApplied, AppliedRequests } from './applied-requests.ts';
 import { createBatchApplier } from './batch-applier.ts';
 import type { TotalsConfig } from './config.ts';
 import { createDeadLetterSink } from './dead-letters.ts';
@@ -50,6 +51,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
         },
         onOffsetCommit: () => metrics.offsetCommits.inc(),
       });
+      const appliedRequests = new AppliedRequests();
       const consumer = createBatchConsumer(
         {
           ...kafka,
@@ -61,13 +63,13 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
           storedOffsets: (topicId, partitions) => store.readOffsets(config.groupId, config.topic, topicId, partitions),
           onError: (error, context) => logger.warn({ err: error, context }, 'Kafka consumer recovered from an error'),
         },
-        createBatchApplier({
+        announceApplied(appliedRequests, createBatchApplier({
           store,
           groupId: config.groupId,
           logger,
           metrics,
           deadLetters: createDeadLetterSink(deadLetterPublisher, config.deadLetterTopic),
-        }),
+        })),
       );
       // The applied events, kept for the dedup window and dropped a partition at a time.
       // A connection of its own, without the service's statement timeouts: a checkpoint reads a whole
@@ -89,7 +91,7 @@ export function startTotals(config: TotalsConfig, logger: Logger): Promise<Runni
         ? createPool(config.readDatabaseUrl, { max: 4, applicationName: 'summa-totals-reads', connectTimeoutMs: 1_000, queryTimeoutMs: 2_000 })
         : undefined;
       const onRead = registerReplicaReadMetrics(registry, readPool && (() => reader.readReplicaLag()));
-      const reader = new TotalReader({ primary: pool, replica: readPool, logger, onRead });
+      const reader = new TotalReader({ primary: pool, replica: readPool, logger, onRead, appliedRequests });
       registerTotalsRoutes(http, store, reader);
       let started = false;
       const sampler = new PipelineSampler({

@@ -3,6 +3,7 @@ import { describe, it } from 'node:test';
 import type { Queryable } from '../../src/platform/db/replication-lag.ts';
 import { SummaError } from '../../src/platform/errors.ts';
 import { createLogger } from '../../src/platform/logger.ts';
+import { AppliedRequests } from '../../src/totals/applied-requests.ts';
 import { TotalReader } from '../../src/totals/total-reads.ts';
 
 const logger = createLogger('total-reads-test', { LOG_LEVEL: 'silent' });
@@ -119,5 +120,51 @@ describe('TotalReader', () => {
     } });
     await assert.rejects(reader.read({ consistency: 'eventual', after: { requestId: 'r', timeoutMs: 30_000 } }, hungUp.signal), /the caller stopped waiting/);
     assert.equal(primary.calls.length, 3);
+  });
+
+  it('ends a wait as soon as this instance applied the request, not at its next poll', async () => {
+    const state = { total: '0', count: 0, applied: new Set<string>() };
+    const primary = fakeDatabase(state);
+    const appliedRequests = new AppliedRequests();
+    // A pause that only an abort ends: the poll alone would never answer.
+    const pauses: number[] = [];
+    const sleep = (ms: number, signal?: AbortSignal) =>
+      new Promise<void>((resolve) => {
+        pauses.push(ms);
+        signal?.addEventListener('abort', () => resolve(), { once: true });
+      });
+    const reader = new TotalReader({ primary: primary.db, replica: undefined, logger, sleep, appliedRequests });
+    let answered = false;
+    const read = reader.read({ consistency: 'strong', after: { requestId: 'r-1', timeoutMs: 5_000 } }).finally(() => (answered = true));
+    while (pauses.length === 0) await new Promise((resolve) => setImmediate(resolve));
+    Object.assign(state, { total: '3', count: 1, applied: new Set(['r-1']) });
+    appliedRequests.applied(['other', 'r-1']);
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.ok(answered, 'the read answered without waiting out its pause');
+    assert.deepEqual((await read).snapshot, { total: '3', count: 1 });
+    assert.equal(primary.calls.length, 2);
+    assert.equal(appliedRequests.size, 0, 'the watch is gone once answered');
+  });
+
+  it('is woken by an apply that commits while it reads', async () => {
+    const state = { total: '0', count: 0, applied: new Set<string>() };
+    const appliedRequests = new AppliedRequests();
+    let reads = 0;
+    const primary: Queryable = {
+      async query<R extends object>(text: string, values?: unknown[]) {
+        const answer = await fakeDatabase(state).db.query<R>(text, values);
+        // The consumer commits just after this read took its snapshot (which does not hold r-1).
+        if (++reads === 1) {
+          Object.assign(state, { total: '3', count: 1, applied: new Set(['r-1']) });
+          appliedRequests.applied(['r-1']);
+        }
+        return answer;
+      },
+    };
+    const sleep = (_ms: number, signal?: AbortSignal) => new Promise<void>((resolve) => signal?.addEventListener('abort', () => resolve(), { once: true }));
+    const reader = new TotalReader({ primary, replica: undefined, logger, sleep, appliedRequests });
+    const read = await reader.read({ consistency: 'strong', after: { requestId: 'r-1', timeoutMs: 5_000 } });
+    assert.deepEqual(read.snapshot, { total: '3', count: 1 });
+    assert.equal(reads, 2);
   });
 });

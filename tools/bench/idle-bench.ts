@@ -1,8 +1,9 @@
-// `npm run bench:idle [-- --samples N] [--gap-ms N]`: only the idle visibility figure of the
+// `npm run bench:idle [-- --samples N] [--gap-ms N] [--after]`: only the idle visibility figure of the
 // benchmark (idle-latency.ts), on the same stack as its P phase (embedded PostgreSQL, one Kafka
 // broker, the three services from src/), in a minute instead of the whole benchmark's several.
 // The services inherit this process's environment, so a setting can be compared by running it
-// twice, e.g. `RELAY_LINGER_MS=0 npm run bench:idle`.
+// twice, e.g. `RELAY_LINGER_MS=0 npm run bench:idle`. With --after each Add is waited for with one
+// GET /total?after=<its request id> instead of polling GET /total.
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +16,7 @@ import { BenchProcess, httpReady } from './bench-process.ts';
 import { benchCleanups } from './cleanups.ts';
 import { measureIdleVisibility } from './idle-latency.ts';
 
-const { values } = parseArgs({ options: { samples: { type: 'string', default: '100' }, 'gap-ms': { type: 'string', default: '200' } } });
+const { values } = parseArgs({ options: { samples: { type: 'string', default: '100' }, 'gap-ms': { type: 'string', default: '200' }, after: { type: 'boolean', default: false } } });
 const samples = Number(values.samples);
 const gapMs = Number(values['gap-ms']);
 if (!Number.isInteger(samples) || samples < 1) throw new Error(`--samples must be a positive whole number, got ${values.samples}`);
@@ -55,9 +56,10 @@ async function main(): Promise<void> {
   await services[0]!.start();
   await Promise.all([services[1]!.start(), services[2]!.start()]);
   const loadBefore = os.loadavg()[0]!;
-  log(`${samples} Adds, ${gapMs} ms apart`);
-  const idle = await measureIdleVisibility({ grpcTarget: `127.0.0.1:${grpcPort}`, totalsUrl: `http://127.0.0.1:${totalsPort}`, samples, gapMs, sql });
-  console.log(JSON.stringify({ idle_e2e_p50_ms: idle.p50Ms, idle_e2e_p99_ms: idle.p99Ms, ...idle, load_average: [loadBefore, os.loadavg()[0]!].map((l) => Number(l.toFixed(2))) }));
+  const waitWith = values.after ? 'after' : 'poll';
+  log(`${samples} Adds, ${gapMs} ms apart, seen by ${waitWith === 'after' ? 'GET /total?after=' : 'polling GET /total'}`);
+  const idle = await measureIdleVisibility({ grpcTarget: `127.0.0.1:${grpcPort}`, totalsUrl: `http://127.0.0.1:${totalsPort}`, samples, gapMs, sql, waitWith });
+  console.log(JSON.stringify({ wait_with: waitWith, idle_e2e_p50_ms: idle.p50Ms, idle_e2e_p99_ms: idle.p99Ms, ...idle, load_average: [loadBefore, os.loadavg()[0]!].map((l) => Number(l.toFixed(2))) }));
 }
 
 let exitCode = 0;

@@ -13,6 +13,12 @@ export interface IdleVisibilityOptions {
   samples: number;
   /** Pause after an Add is visible before the next is sent, so that the pipeline is at rest again. */
   gapMs: number;
+  /**
+   * How to see the Add in the total: `poll` GET /total back to back until the count holds it (the
+   * default, the benchmark's figure), or `after`: one GET /total?after=<its request id>, which waits
+   * in the totals service.
+   */
+  waitWith?: 'poll' | 'after';
   /** Give up on one Add after this long (default 10 s). */
   timeoutMs?: number;
   /**
@@ -57,11 +63,18 @@ async function totalCount(totalsUrl: string): Promise<number> {
   return ((await response.json()) as { count: number }).count;
 }
 
+/** GET /total?after=: answers once the request's sum is in the total. */
+async function totalCountAfter(totalsUrl: string, requestId: string, timeoutMs: number): Promise<number> {
+  const response = await fetch(`${totalsUrl}/total?after=${encodeURIComponent(requestId)}&timeoutMs=${timeoutMs}`);
+  if (!response.ok) throw new Error(`GET /total?after= answered ${response.status}: ${await response.text()}`);
+  return ((await response.json()) as { count: number }).count;
+}
+
 /**
  * Sends `samples` Adds one at a time; after each acknowledgement polls GET /total back to back
  * (no pause: a pause would be a fixed wait of the measurement's own) until its count has grown by
- * one. Nothing else may be adding meanwhile. Plain GET /total rather than ?after=, whose wait
- * polls the database with pauses of its own.
+ * one. Nothing else may be adding meanwhile. Plain GET /total by default, which shows when the sum
+ * is in the database; `waitWith: 'after'` measures what a client of ?after= waits instead.
  */
 export async function measureIdleVisibility(options: IdleVisibilityOptions): Promise<IdleVisibility> {
   const { grpcTarget, totalsUrl, samples, gapMs, timeoutMs = 10_000 } = options;
@@ -95,7 +108,7 @@ export async function measureIdleVisibility(options: IdleVisibilityOptions): Pro
       const ackedAtWall = wallClock();
       for (;;) {
         const polledAt = performance.now();
-        const now = await totalCount(totalsUrl);
+        const now = options.waitWith === 'after' ? await totalCountAfter(totalsUrl, requestId, timeoutMs) : await totalCount(totalsUrl);
         polls++;
         pollTime += performance.now() - polledAt;
         if (now > count) {
