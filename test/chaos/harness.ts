@@ -19,6 +19,7 @@ import type { FaultTarget } from './stack.ts';
 import { startSystem, type ChaosSystem } from './system.ts';
 import { TotalReaders, type TotalReadStats } from './total-readers.ts';
 import { componentsOf, targetNames, TWO_INSTANCES, type ChaosTopology, type Component } from './topology.ts';
+import { auditWindows, formatWindowAudit, installRowLogs, waitUntilQuiet, windowEnv, type ChaosWindows, type WindowAudit } from './window-audit.ts';
 
 export type { Component };
 
@@ -46,6 +47,12 @@ export interface ChaosOptions {
   quiesceTimeoutMs?: number;
   /** Keep the servers' data and logs (they are kept anyway when the run fails). */
   keepWorkDir?: boolean;
+  /**
+   * Short windows for the services' requests and applied events (seconds), so that partitions are
+   * switched and dropped while components are killed. The run is then audited on logs of every row
+   * written (window-audit.ts), since the rows themselves are gone by the end.
+   */
+  windows?: ChaosWindows;
   log?: (line: string) => void;
 }
 
@@ -91,6 +98,8 @@ export interface ChaosResult {
   errors: Record<string, number>;
   report: InvariantReport | undefined;
   workDir: string;
+  /** The audit on the row logs, when the run had short windows. */
+  windowAudit: WindowAudit | undefined;
   /** Whether the run got as far as auditing the pipeline: without that, lost and double mean nothing. */
   measured: boolean;
   /** `chaos: acked=N retries=R kills=K lost=0 double=0`; see chaosSummary. */
@@ -131,6 +140,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   let clients: ChaosClients | undefined;
   let readers: TotalReaders | undefined;
   let report: InvariantReport | undefined;
+  let windowAudit: WindowAudit | undefined;
   let lost = 0;
   let double = 0;
   let committedUnacked = 0;
@@ -143,13 +153,14 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
   const duplicatesByProcess = new Map<string, number>();
 
   try {
-    system = await startSystem(topology, workDir, { log: stamp });
+    system = await startSystem(topology, workDir, { log: stamp, env: options.windows && windowEnv(options.windows) });
     const { stack, services, totalsUrls, groupId, topic } = system;
     // Three connections at least: the audit's snapshot on each side, and its second read of lost candidates.
     const audit = new pg.Pool({ connectionString: stack.databaseUrl, max: 4 });
     sql = audit;
     // PostgreSQL is killed too: an idle connection that breaks must not take the harness down.
     audit.on('error', () => {});
+    if (options.windows) await installRowLogs(audit);
     stamp('clients start');
 
     clients = new ChaosClients({
@@ -161,6 +172,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       callTimeoutMs: 2_000,
       giveUpAfterMs: 30_000,
       pauseMs: 20,
+      idempotencyWindowMs: options.windows && options.windows.idempotencySeconds * 1000,
     });
     clients.start();
     // The replica is worth faulting only if something reads from it: GET /total through nginx.
@@ -258,59 +270,95 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     const { stats } = clients;
     stamp(`clients done: ${stats.attempted.size} requests, ${stats.acked.size} acknowledged, ${stats.gaveUp} given up`);
 
-    // Quiet: the outbox drained and every committed request applied. Until then nothing counts as lost.
-    const quiesceSeconds = (options.quiesceTimeoutMs ?? 120_000) / 1000;
-    await auditUntilQuiet({ calculator: sql, totals: sql }, { waitSeconds: quiesceSeconds, graceSeconds: 24 * 3600, pollMs: 500 });
-    report = await auditInvariant({ calculator: sql, totals: sql }, { graceSeconds: 0 });
-    stamp(`pipeline quiet; audit:\n${formatReport(report)}`);
-
-    const stuck = report.counts.pendingInOutbox + report.counts.inTransit;
-    const ackedIds = [...stats.acked.keys()];
-    const committed = await sql.query<{ request_id: string; sum: string }>(
-      'SELECT request_id, sum::text FROM calculator.requests WHERE request_id = ANY($1)',
-      [[...stats.attempted.keys()]],
-    );
-    const committedSums = new Map(committed.rows.map((row) => [row.request_id, BigInt(row.sum)]));
-    let ackedMissing = 0;
-    for (const id of ackedIds) {
-      const sum = committedSums.get(id);
-      if (sum === undefined) {
-        ackedMissing += 1;
-        if (ackedMissing <= 5) problems.push(`acknowledged request ${id} is not in calculator.requests`);
-      } else if (sum !== stats.acked.get(id)) {
-        problems.push(`acknowledged request ${id}: client was told ${stats.acked.get(id)}, the calculator recorded ${sum}`);
+    if (options.windows) {
+      // Rows are dropped as the run goes: audited on the logs of every row written instead.
+      const quiet = await waitUntilQuiet(sql, options.quiesceTimeoutMs ?? 120_000);
+      windowAudit = await auditWindows(sql);
+      stamp(`pipeline ${quiet ? 'quiet' : 'NOT quiet'}; audit of the row logs:\n${formatWindowAudit(windowAudit)}`);
+      problems.push(...windowAudit.problems);
+      const recorded = windowAudit.recorded;
+      let ackedMissing = 0;
+      for (const [id, sum] of stats.acked) {
+        const sums = recorded.get(id);
+        if (sums === undefined) {
+          ackedMissing += 1;
+          if (ackedMissing <= 5) problems.push(`acknowledged request ${id} was never recorded`);
+        } else if (!sums.includes(sum)) {
+          problems.push(`acknowledged request ${id}: client was told ${sum}, the calculator recorded ${sums.join(', ')}`);
+        }
       }
-    }
-    committedUnacked = [...committedSums.keys()].filter((id) => !stats.acked.has(id)).length;
-    // A refused request's numbers must not be what was recorded under its id (and so in the total).
-    const refusals = checkRefusals(stats.conflicts.refused, committedSums);
-    conflicts.counted = refusals.counted.length;
-    for (const { requestId } of refusals.counted.slice(0, 5)) problems.push(`request ${requestId} was refused, yet its numbers are the ones recorded`);
-    for (const { requestId } of refusals.unrecorded.slice(0, 5)) problems.push(`request ${requestId} was refused as a conflict, but nothing is recorded under its id`);
-    conflicts.sent = stats.conflicts.sent;
-    conflicts.refused = stats.conflicts.refused.length;
-    const strangers = committed.rowCount === report.counts.requests ? 0 : report.counts.requests - (committed.rowCount ?? 0);
-    if (strangers !== 0) problems.push(`${strangers} request(s) in calculator.requests that no client sent`);
+      committedUnacked = [...recorded.keys()].filter((id) => !stats.acked.has(id)).length;
+      // A refusal is made against what the id was first recorded with.
+      const refusals = checkRefusals(stats.conflicts.refused, new Map([...recorded].map(([id, sums]) => [id, sums[0]!])));
+      conflicts.counted = refusals.counted.length;
+      for (const { requestId } of refusals.counted.slice(0, 5)) problems.push(`request ${requestId} was refused, yet its numbers are the ones recorded`);
+      for (const { requestId } of refusals.unrecorded.slice(0, 5)) problems.push(`request ${requestId} was refused as a conflict, but nothing is recorded under its id`);
+      conflicts.sent = stats.conflicts.sent;
+      conflicts.refused = stats.conflicts.refused.length;
+      const strangers = [...recorded.keys()].filter((id) => !stats.attempted.has(id)).length;
+      if (strangers !== 0) problems.push(`${strangers} request(s) recorded that no client sent`);
+      if (windowAudit.droppedGenerations.requests === 0 || windowAudit.droppedGenerations.appliedEvents === 0) {
+        problems.push('the services dropped no partition during the run: the windows were not short enough to matter');
+      }
+      total = windowAudit.total;
+      lost = windowAudit.lost + ackedMissing;
+      double = windowAudit.double;
+      measured = true;
+    } else {
+      // Quiet: the outbox drained and every committed request applied. Until then nothing counts as lost.
+      const quiesceSeconds = (options.quiesceTimeoutMs ?? 120_000) / 1000;
+      await auditUntilQuiet({ calculator: sql, totals: sql }, { waitSeconds: quiesceSeconds, graceSeconds: 24 * 3600, pollMs: 500 });
+      report = await auditInvariant({ calculator: sql, totals: sql }, { graceSeconds: 0 });
+      stamp(`pipeline quiet; audit:\n${formatReport(report)}`);
 
-    // The total must be the exact sum over every committed request, acknowledged or not.
-    const sums = await sql.query<{ expected: string; requests: string; total: string; count: string }>(
-      `SELECT (SELECT coalesce(sum(sum), 0)::text FROM calculator.requests) AS expected,
-              (SELECT count(*)::text FROM calculator.requests) AS requests,
-              t.total::text AS total, t.count::text AS count
-       FROM totals.total t WHERE t.id = 1`,
-    );
-    const row = sums.rows[0]!;
-    total = row.total;
-    if (BigInt(row.total) !== BigInt(row.expected) || row.count !== row.requests) {
-      problems.push(`total ${row.total} over ${row.count} events, but the committed requests add up to ${row.expected} over ${row.requests}`);
-    }
+      const stuck = report.counts.pendingInOutbox + report.counts.inTransit;
+      const ackedIds = [...stats.acked.keys()];
+      const committed = await sql.query<{ request_id: string; sum: string }>(
+        'SELECT request_id, sum::text FROM calculator.requests WHERE request_id = ANY($1)',
+        [[...stats.attempted.keys()]],
+      );
+      const committedSums = new Map(committed.rows.map((row) => [row.request_id, BigInt(row.sum)]));
+      let ackedMissing = 0;
+      for (const id of ackedIds) {
+        const sum = committedSums.get(id);
+        if (sum === undefined) {
+          ackedMissing += 1;
+          if (ackedMissing <= 5) problems.push(`acknowledged request ${id} is not in calculator.requests`);
+        } else if (sum !== stats.acked.get(id)) {
+          problems.push(`acknowledged request ${id}: client was told ${stats.acked.get(id)}, the calculator recorded ${sum}`);
+        }
+      }
+      committedUnacked = [...committedSums.keys()].filter((id) => !stats.acked.has(id)).length;
+      // A refused request's numbers must not be what was recorded under its id (and so in the total).
+      const refusals = checkRefusals(stats.conflicts.refused, committedSums);
+      conflicts.counted = refusals.counted.length;
+      for (const { requestId } of refusals.counted.slice(0, 5)) problems.push(`request ${requestId} was refused, yet its numbers are the ones recorded`);
+      for (const { requestId } of refusals.unrecorded.slice(0, 5)) problems.push(`request ${requestId} was refused as a conflict, but nothing is recorded under its id`);
+      conflicts.sent = stats.conflicts.sent;
+      conflicts.refused = stats.conflicts.refused.length;
+      const strangers = committed.rowCount === report.counts.requests ? 0 : report.counts.requests - (committed.rowCount ?? 0);
+      if (strangers !== 0) problems.push(`${strangers} request(s) in calculator.requests that no client sent`);
 
-    lost = report.problems.lost + stuck + ackedMissing;
-    double = report.problems.appliedTwice;
-    measured = true;
-    if (lost > 0) problems.push(`${lost} request(s) lost (${report.problems.lost} neither in the outbox nor applied, ${stuck} never applied, ${ackedMissing} acknowledged but not recorded)`);
-    if (double > 0) problems.push(`${double} request(s) applied more than once`);
-    for (const failure of report.failures) if (!problems.includes(failure)) problems.push(`verify: ${failure}`);
+      // The total must be the exact sum over every committed request, acknowledged or not.
+      const sums = await sql.query<{ expected: string; requests: string; total: string; count: string }>(
+        `SELECT (SELECT coalesce(sum(sum), 0)::text FROM calculator.requests) AS expected,
+                (SELECT count(*)::text FROM calculator.requests) AS requests,
+                t.total::text AS total, t.count::text AS count
+         FROM totals.total t WHERE t.id = 1`,
+      );
+      const row = sums.rows[0]!;
+      total = row.total;
+      if (BigInt(row.total) !== BigInt(row.expected) || row.count !== row.requests) {
+        problems.push(`total ${row.total} over ${row.count} events, but the committed requests add up to ${row.expected} over ${row.requests}`);
+      }
+
+      lost = report.problems.lost + stuck + ackedMissing;
+      double = report.problems.appliedTwice;
+      measured = true;
+      if (lost > 0) problems.push(`${lost} request(s) lost (${report.problems.lost} neither in the outbox nor applied, ${stuck} never applied, ${ackedMissing} acknowledged but not recorded)`);
+      if (double > 0) problems.push(`${double} request(s) applied more than once`);
+      for (const failure of report.failures) if (!problems.includes(failure)) problems.push(`verify: ${failure}`);
+    }
     problems.push(...stats.violations.slice(0, 10).map((v) => `client: ${v}`));
     if (readers) {
       problems.push(...readers.stats.violations.slice(0, 10).map((v) => `reader: ${v}`));
@@ -371,6 +419,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
     total,
     errors: Object.fromEntries(stats?.errors ?? []),
     report,
+    windowAudit,
     workDir,
     measured,
     summary: chaosSummary(outcome),
@@ -432,11 +481,20 @@ export function describe(result: ChaosResult): string[] {
       ` (${redelivery.records} records applied but not committed to Kafka; duplicates skipped: ${redelivery.duplicatesSkipped})`,
     `  client errors seen:   ${Object.entries(result.errors).map(([kind, n]) => `${kind} ×${n}`).join(', ') || 'none'}`,
     ...(result.totalReads ? [describeReads(result.totalReads)] : []),
+    ...(result.windowAudit ? [describeWindows(result.windowAudit)] : []),
     `  final total:          ${result.total}`,
   ];
   if (!result.ok) lines.push('FAILED:', ...result.problems.map((p) => `  - ${p}`));
   lines.push(result.summary);
   return lines;
+}
+
+function describeWindows(audit: WindowAudit): string {
+  const { requests, appliedEvents } = audit.droppedGenerations;
+  return (
+    `  short windows:        partitions dropped during the run: ${requests} of calculator.requests, ${appliedEvents} of totals.applied_events; ` +
+    `${audit.recordedAgain} id(s) recorded again after the window; ${audit.quarantined} event(s) quarantined as too old`
+  );
 }
 
 function describeReads(reads: TotalReadStats): string {

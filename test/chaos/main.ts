@@ -2,6 +2,7 @@
 import { parseArgs } from 'node:util';
 import { runChaos } from './harness.ts';
 import { CLUSTER, TWO_INSTANCES } from './topology.ts';
+import { SHORT_WINDOWS } from './window-audit.ts';
 
 const { values } = parseArgs({
   options: {
@@ -12,13 +13,14 @@ const { values } = parseArgs({
     'twin-pairs': { type: 'string', default: '1' },
     'conflict-clients': { type: 'string', default: '1' },
     keep: { type: 'boolean', default: false },
+    windows: { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   },
 });
 
 if (values.help) {
   console.log(`usage: npm run chaos -- [--cluster] [--minutes N] [--grpc-clients N] [--http-clients N]
-                        [--twin-pairs N] [--conflict-clients N] [--keep]
+                        [--twin-pairs N] [--conflict-clients N] [--windows] [--keep]
 
 Starts its own PostgreSQL and Kafka in a temporary directory and two instances of each of the three
 services as processes, sends Adds from the clients (spread over both calculators; twin pairs send
@@ -30,7 +32,12 @@ Exits 1 otherwise.
 --cluster runs the same rounds on the topology of \`npm start -- --cluster\`: 3 Kafka brokers
 (SASL_SSL, one at a time faulted so that 2 of 3 stay up), PostgreSQL primary and streaming replica
 (the totals read from it; both faulted), 3 calculators behind nginx (the clients send through it),
-2 relays and 3 totals consumers in one group.`);
+2 relays and 3 totals consumers in one group.
+
+--windows gives the services windows of seconds (requests kept 6 s in partitions of 2 s, applied
+events 20 s in partitions of 2 s, relay lease 3 s), so that partitions are switched and dropped
+all through the faults; the run is then audited on logs of every row written, since the rows are
+gone by the end (test/chaos/window-audit.ts).`);
   process.exit(0);
 }
 
@@ -53,5 +60,6 @@ const result = await runChaos({
   twinPairs: count('twin-pairs', values['twin-pairs']!, 0),
   conflictClients: count('conflict-clients', values['conflict-clients']!, 0),
   keepWorkDir: values.keep,
+  windows: values.windows ? SHORT_WINDOWS : undefined,
 });
 process.exit(result.ok ? 0 : 1);

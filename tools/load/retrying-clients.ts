@@ -35,6 +35,13 @@ export interface ClientOptions {
   giveUpAfterMs: number;
   /** Pause between one client's requests, to leave CPU for the services. */
   pauseMs: number;
+  /**
+   * The calculator's IDEMPOTENCY_WINDOW_SECONDS in ms, when short enough to matter: after it an id
+   * is free again, so other numbers under it may be acknowledged as a new request. Conflicts then
+   * reuse only ids acknowledged within half of it, and an id answered as new twice, the second time
+   * more than the window after the first, is no violation (it was recorded twice, as documented).
+   */
+  idempotencyWindowMs?: number;
 }
 
 /** A conflicting request the calculator refused: its numbers must never be counted. */
@@ -63,6 +70,8 @@ export interface ClientStats {
   twins: { sent: number; bothAcked: number };
   /** Conflicting requests sent, and those refused (ALREADY_EXISTS over gRPC, 422 over HTTP). */
   conflicts: { sent: number; refused: Refusal[] };
+  /** Ids acknowledged as new again after the idempotency window (other numbers, or a late twin or retry). */
+  newAfterWindow: number;
 }
 
 type Transport = 'grpc' | 'http';
@@ -95,6 +104,7 @@ export class ChaosClients {
     errors: new Map(),
     twins: { sent: 0, bothAcked: 0 },
     conflicts: { sent: 0, refused: [] },
+    newAfterWindow: 0,
   };
   private stopping = false;
   private aborted = false;
@@ -103,6 +113,8 @@ export class ChaosClients {
   private readonly channels = new Map<string, grpc.Client & Record<string, Function>>();
   /** Acknowledged ids, for the conflicts to pick from. */
   private readonly ackedIds: string[] = [];
+  /** When each of ackedIds was first acknowledged (ms), in the same order. */
+  private readonly ackedAt: number[] = [];
 
   constructor(private readonly options: ClientOptions) {
     if (options.calculators.length === 0) throw new Error('no calculator to send to');
@@ -155,6 +167,7 @@ export class ChaosClients {
       const request = newRequest(name);
       this.stats.attempted.set(request.requestId, request.num1 + request.num2);
       this.stats.twins.sent += 1;
+      const sentAt = Date.now();
       const [viaGrpc, viaHttp] = await Promise.all([
         this.send(`${name}-a`, 'grpc', turn, request),
         this.send(`${name}-b`, 'http', turn + 1, request),
@@ -163,7 +176,10 @@ export class ChaosClients {
       this.settle(request, viaHttp);
       if (viaGrpc.kind === 'ack' && viaHttp.kind === 'ack') {
         this.stats.twins.bothAcked += 1;
-        if (!viaGrpc.replayed && !viaHttp.replayed) this.stats.violations.push(`${request.requestId}: both twins were answered as the first`);
+        if (!viaGrpc.replayed && !viaHttp.replayed) {
+          if (this.pastWindow(sentAt)) this.stats.newAfterWindow += 1;
+          else this.stats.violations.push(`${request.requestId}: both twins were answered as the first`);
+        }
       }
       await sleep(this.options.pauseMs);
     }
@@ -173,7 +189,7 @@ export class ChaosClients {
   private async conflictLoop(name: string, first: number): Promise<void> {
     for (let turn = first; !this.stopping; turn++) {
       const transport: Transport = turn % 2 === 0 ? 'grpc' : 'http';
-      const taken = this.ackedIds.length === 0 ? undefined : this.ackedIds[randomInt(this.ackedIds.length)]!;
+      const taken = this.takenId();
       if (turn % 2 === 0 && taken !== undefined) await this.reuse(name, transport, turn, taken);
       else await this.race(name, turn);
       await sleep(this.options.pauseMs);
@@ -185,8 +201,10 @@ export class ChaosClients {
     const original = this.stats.acked.get(requestId)!;
     const request = otherNumbers({ requestId, num1: 0n, num2: original });
     this.stats.conflicts.sent += 1;
+    const ackedAt = this.ackedAt[this.ackedIds.lastIndexOf(requestId)]!;
     const settled = await this.send(name, transport, turn, request);
     if (settled.kind === 'refused') this.stats.conflicts.refused.push({ requestId, sum: request.num1 + request.num2 });
+    else if (settled.kind === 'ack' && this.pastWindow(ackedAt)) this.stats.newAfterWindow += 1;
     else if (settled.kind === 'ack') this.stats.violations.push(`${requestId}: other numbers acknowledged (sum ${settled.sum}) under an id already acknowledged with ${original}`);
     else if (settled.kind === 'violation') this.stats.violations.push(`${requestId}: ${settled.reason}`);
   }
@@ -197,6 +215,7 @@ export class ChaosClients {
     const other = otherNumbers(one);
     this.stats.attempted.set(one.requestId, one.num1 + one.num2);
     this.stats.conflicts.sent += 1;
+    const sentAt = Date.now();
     const [first, second] = await Promise.all([this.send(`${name}-a`, 'grpc', turn, one), this.send(`${name}-b`, 'http', turn + 1, other)]);
     const outcomes = [
       { request: one, settled: first },
@@ -204,11 +223,29 @@ export class ChaosClients {
     ];
     const acks = outcomes.filter((o) => o.settled.kind === 'ack');
     const refusals = outcomes.filter((o) => o.settled.kind === 'refused');
-    if (acks.length === 2) this.stats.violations.push(`${one.requestId}: two requests with other numbers both acknowledged`);
+    if (acks.length === 2 && this.pastWindow(sentAt)) this.stats.newAfterWindow += 1;
+    else if (acks.length === 2) this.stats.violations.push(`${one.requestId}: two requests with other numbers both acknowledged`);
     else if (acks.length === 1) this.settle(acks[0]!.request, acks[0]!.settled);
     if (refusals.length === 2) this.stats.violations.push(`${one.requestId}: both racing requests refused, so neither was recorded`);
     else if (refusals.length === 1) this.stats.conflicts.refused.push({ requestId: one.requestId, sum: refusals[0]!.request.num1 + refusals[0]!.request.num2 });
     for (const { settled } of outcomes) if (settled.kind === 'violation') this.stats.violations.push(`${one.requestId}: ${settled.reason}`);
+  }
+
+  /** An acknowledged id for a conflict to reuse: one the calculator still remembers, when ids are remembered briefly. */
+  private takenId(): string | undefined {
+    let from = 0;
+    const window = this.options.idempotencyWindowMs;
+    if (window !== undefined) {
+      const since = Date.now() - window / 2;
+      from = this.ackedAt.findIndex((at) => at >= since);
+      if (from < 0) return undefined;
+    }
+    return this.ackedIds.length === from ? undefined : this.ackedIds[randomInt(from, this.ackedIds.length)]!;
+  }
+
+  /** Whether the idempotency window (if one is set) has passed since `since`: an id is free again after it. */
+  private pastWindow(since: number): boolean {
+    return this.options.idempotencyWindowMs !== undefined && Date.now() - since > this.options.idempotencyWindowMs;
   }
 
   /** The answer to a request no other numbers were sent under. */
@@ -217,7 +254,10 @@ export class ChaosClients {
     switch (settled.kind) {
       case 'ack':
         if (settled.sum !== expected) this.stats.violations.push(`${request.requestId}: answered ${settled.sum}, expected ${expected}`);
-        if (!this.stats.acked.has(request.requestId)) this.ackedIds.push(request.requestId);
+        if (!this.stats.acked.has(request.requestId)) {
+          this.ackedIds.push(request.requestId);
+          this.ackedAt.push(Date.now());
+        }
         this.stats.acked.set(request.requestId, settled.sum);
         if (settled.replayed) this.stats.replays += 1;
         return;
