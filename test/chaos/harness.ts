@@ -300,6 +300,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosResult> {
       if (windowAudit.droppedGenerations.requests === 0 || windowAudit.droppedGenerations.appliedEvents === 0) {
         problems.push('the services dropped no partition during the run: the windows were not short enough to matter');
       }
+      // What an operator would run: `summa verify`'s audit, across the periods dropped meanwhile.
+      const report = await auditUntilQuiet({ calculator: sql, totals: sql }, { waitSeconds: 30, graceSeconds: 24 * 3600, pollMs: 500 });
+      stamp(`summa verify's audit: ${report.ok ? 'ok' : report.failures.join('; ')}`);
+      if (!report.ok) problems.push(`summa verify's audit failed across the drops: ${report.failures.join('; ')}`);
       total = windowAudit.total;
       lost = windowAudit.lost + ackedMissing;
       double = windowAudit.double;
