@@ -5,7 +5,7 @@ import type { Logger } from '../platform/logger.ts';
  * service recognises a duplicate only while its applied event is kept (DEDUP_WINDOW_SECONDS); an
  * event that waits in the outbox longer than that reaches it too old and is quarantined instead of
  * applied. Half the window leaves the other half to bring the relay (or Kafka) back. The alert
- * rule OutboxNearDedupWindow (deploy/prometheus/alerts.yml) uses the same fraction.
+ * rule OutboxNearDedupWindow (deploy/compose/alerts.yml) uses the same fraction.
  */
 export const OUTBOX_AGE_WARNING_FRACTION = 0.5;
 
