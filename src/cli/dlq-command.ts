@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { ConfigError, type Env } from '../platform/config.ts';
 import { createPool, type Pool } from '../platform/db/pool.ts';
+import { decodeSumAccepted } from '../events/sum-accepted.ts';
 import { isFailure, replayRejectedRecords, type ReplayOutcome } from '../totals/dead-letter-replay.ts';
 import { formatRecordId, listRejectedRecords, parseRecordId, type RecordId, type RejectedRecordRow } from '../totals/rejected-records.ts';
 import { TOO_OLD_REASON } from '../totals/totals-store.ts';
@@ -12,13 +13,18 @@ export const DLQ_USAGE = `usage:
       the parked records, newest first (the newest 20 unless --limit): where each one was
       consumed (<topic>/<partition>/<offset>), when and why it was rejected, its key and a
       preview of its payload, under a count. --all lists the replayed ones too, marked so.
-  summa dlq replay <topic>/<partition>/<offset>... [--dry-run] [--json]
-  summa dlq replay --all [--dry-run] [--json]
+      A valid event quarantined as older than the dedup window is marked "quarantined: too
+      old", with its event id and request id.
+  summa dlq replay <topic>/<partition>/<offset>... [--dry-run] [--older-than-window] [--json]
+  summa dlq replay --all [--dry-run] [--older-than-window] [--json]
       reads each chosen record (--all: every parked one) as an event and applies it the way the
       consumer does, deduplicated by event id, marking it replayed in the same transaction: an
       event is never counted twice, however often it is replayed. A record that still is not a
-      valid event stays parked and the reason is printed. --dry-run changes nothing and says
-      what a replay would do.
+      valid event stays parked and the reason is printed. An event older than the dedup window
+      stays parked too (status too-old): it may have been applied in a period whose applied
+      events are dropped, where no dedup can see it. --older-than-window applies it anyway:
+      only once you checked it was not applied (summa verify, docs/retention.md). --dry-run
+      changes nothing and says what a replay would do.
 
 examples:
   summa dlq list
@@ -26,10 +32,11 @@ examples:
   summa dlq replay summa.sums.v1/3/1842 --dry-run
   summa dlq replay summa.sums.v1/3/1842 summa.sums.v1/0/77
   summa dlq replay --all
+  summa dlq replay summa.sums.v1/0/912 --older-than-window --dry-run
 
 exit codes:
   0  listed; or every chosen record replayed now or before
-  1  a chosen record still is not a valid event (it stays parked) or does not exist
+  1  a chosen record still is not a valid event or is too old (it stays parked), or does not exist
   2  a bad command line or database URL
   3  the database is unreachable, failed, or lacks the totals schema
 
@@ -59,6 +66,7 @@ const COMMANDS = {
     json: { type: 'boolean' },
     all: { type: 'boolean' },
     'dry-run': { type: 'boolean' },
+    'older-than-window': { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
 } as const satisfies Record<string, ParseArgsConfig['options']>;
@@ -66,7 +74,7 @@ const COMMANDS = {
 type DlqCommand =
   | { kind: 'help' }
   | { kind: 'list'; json: boolean; includeReplayed: boolean; limit: number }
-  | { kind: 'replay'; json: boolean; ids: RecordId[] | 'all'; dryRun: boolean };
+  | { kind: 'replay'; json: boolean; ids: RecordId[] | 'all'; dryRun: boolean; olderThanWindow: boolean };
 
 /** `summa dlq …` with its arguments (after `dlq`): prints what it did and returns the exit code. */
 export async function runDlqCommand(argv: string[], env: Env): Promise<number> {
@@ -108,7 +116,7 @@ function parseDlqCommandLine(argv: string[]): DlqCommand {
   } catch (error) {
     throw new UsageError(`${name}: ${(error as Error).message}`);
   }
-  const values = parsed.values as { json?: boolean; all?: boolean; limit?: string; 'dry-run'?: boolean; help?: boolean };
+  const values = parsed.values as { json?: boolean; all?: boolean; limit?: string; 'dry-run'?: boolean; 'older-than-window'?: boolean; help?: boolean };
   if (values.help) return { kind: 'help' };
   const json = values.json ?? false;
   if (name === 'list') {
@@ -123,7 +131,7 @@ function parseDlqCommandLine(argv: string[]): DlqCommand {
         if (!id) throw new UsageError(`replay: ${JSON.stringify(text)} is not a record id: <topic>/<partition>/<offset>, as list prints it`);
         return id;
       });
-  return { kind: 'replay', json, ids, dryRun: values['dry-run'] ?? false };
+  return { kind: 'replay', json, ids, dryRun: values['dry-run'] ?? false, olderThanWindow: values['older-than-window'] ?? false };
 }
 
 function parseLimit(raw: string | undefined): number {
@@ -176,7 +184,13 @@ async function list(pool: Pool, command: Extract<DlqCommand, { kind: 'list' }>):
   if (command.json) {
     console.log(
       JSON.stringify(
-        { parked: listing.parked, replayed: listing.replayed, shown: listing.records.length, records: listing.records.map(recordJson) },
+        {
+          parked: listing.parked,
+          replayed: listing.replayed,
+          parkedTooOld: listing.parkedTooOld,
+          shown: listing.records.length,
+          records: listing.records.map(recordJson),
+        },
         null,
         2,
       ),
@@ -186,13 +200,19 @@ async function list(pool: Pool, command: Extract<DlqCommand, { kind: 'list' }>):
   let heading = command.includeReplayed
     ? `${plural(matching, 'rejected record')} (${listing.parked} parked, ${listing.replayed} replayed)`
     : plural(listing.parked, 'parked record');
+  if (listing.parkedTooOld > 0) heading += ` (${listing.parkedTooOld} quarantined as older than the dedup window)`;
   if (listing.records.length < matching) heading += `, newest ${listing.records.length} shown`;
   if (!command.includeReplayed && listing.replayed > 0) heading += ` (${listing.replayed} replayed, not shown: --all lists them)`;
   const blocks = listing.records.map((record) =>
     [
       `${formatRecordId(record)}  rejected ${record.rejectedAt.toISOString()}  ${
-        record.replayedAt ? `replayed ${record.replayedAt.toISOString()}${record.replayedEventId ? ` (event ${record.replayedEventId})` : ''}` : 'parked'
+        record.replayedAt
+          ? `replayed ${record.replayedAt.toISOString()}${record.replayedEventId ? ` (event ${record.replayedEventId})` : ''}`
+          : record.quarantined
+            ? 'quarantined: too old'
+            : 'parked'
       }`,
+      ...(record.quarantined ? [`  event:   ${record.eventId}`, `  request: ${previewText(requestIdOf(record))}`] : []),
       `  reason:  ${safeText(record.reason)}`,
       `  key:     ${previewText(record.key)}`,
       `  payload: ${previewBytes(record.payload)}`,
@@ -200,6 +220,15 @@ async function list(pool: Pool, command: Extract<DlqCommand, { kind: 'list' }>):
   );
   console.log([heading, ...blocks].join('\n\n'));
   return DLQ_EXIT.ok;
+}
+
+/** The request of a quarantined event: from its payload, else the record's key (the relay keys records by request id). */
+function requestIdOf(record: RejectedRecordRow): string | null {
+  try {
+    return decodeSumAccepted(record.payload ?? Buffer.alloc(0)).requestId;
+  } catch {
+    return record.key;
+  }
 }
 
 function recordJson(record: RejectedRecordRow) {
@@ -216,11 +245,14 @@ function recordJson(record: RejectedRecordRow) {
     payloadPreview: previewBytes(record.payload),
     replayedAt: record.replayedAt?.toISOString() ?? null,
     replayedEventId: record.replayedEventId,
+    quarantined: record.quarantined,
+    eventId: record.eventId,
+    requestId: record.quarantined ? requestIdOf(record) : null,
   };
 }
 
 async function replay(pool: Pool, command: Extract<DlqCommand, { kind: 'replay' }>): Promise<number> {
-  const outcomes = await replayRejectedRecords(pool, command.ids, { dryRun: command.dryRun });
+  const outcomes = await replayRejectedRecords(pool, command.ids, { dryRun: command.dryRun, olderThanWindow: command.olderThanWindow });
   const count = (status: ReplayOutcome['status']) => outcomes.filter((outcome) => outcome.status === status).length;
   const summary = {
     chosen: outcomes.length,
@@ -228,11 +260,12 @@ async function replay(pool: Pool, command: Extract<DlqCommand, { kind: 'replay' 
     alreadyApplied: count('already-applied'),
     alreadyReplayed: count('already-replayed'),
     invalid: count('invalid') + count('too-old'),
+    tooOld: count('too-old'),
     notFound: count('not-found'),
   };
   const code = outcomes.some(isFailure) ? DLQ_EXIT.notReplayed : DLQ_EXIT.ok;
   if (command.json) {
-    console.log(JSON.stringify({ dryRun: command.dryRun, summary, outcomes }, null, 2));
+    console.log(JSON.stringify({ dryRun: command.dryRun, olderThanWindow: command.olderThanWindow, summary, outcomes }, null, 2));
     return code;
   }
   if (outcomes.length === 0) {
@@ -247,7 +280,7 @@ async function replay(pool: Pool, command: Extract<DlqCommand, { kind: 'replay' 
 function describeOutcome(outcome: ReplayOutcome, dryRun: boolean): string {
   switch (outcome.status) {
     case 'added': {
-      const what = `${outcome.sum} (request ${safeText(outcome.requestId)}, event ${outcome.eventId})`;
+      const what = `${outcome.sum} (request ${safeText(outcome.requestId)}, event ${outcome.eventId})${outcome.olderThanWindow ? ', older than the dedup window' : ''}`;
       return dryRun ? `would add ${what}` : `replayed: added ${what}`;
     }
     case 'already-applied':
@@ -263,15 +296,19 @@ function describeOutcome(outcome: ReplayOutcome, dryRun: boolean): string {
     case 'too-old':
       return (
         `${dryRun ? 'would stay parked' : 'still parked'}: event ${outcome.eventId} (request ${safeText(outcome.requestId)}, sum ${outcome.sum}) ` +
-        `is ${TOO_OLD_REASON} (horizon ${outcome.horizon}): it may have been applied in a period already dropped`
+        `is ${TOO_OLD_REASON} (horizon ${outcome.horizon}): it may have been applied in a period already dropped; ` +
+        'once you checked it was not, replay it with --older-than-window'
       );
   }
 }
 
-function summaryLine(summary: { chosen: number; added: number; alreadyApplied: number; alreadyReplayed: number; invalid: number; notFound: number }, dryRun: boolean): string {
+function summaryLine(
+  summary: { chosen: number; added: number; alreadyApplied: number; alreadyReplayed: number; invalid: number; tooOld: number; notFound: number },
+  dryRun: boolean,
+): string {
   const replayed = summary.added + summary.alreadyApplied;
   const rest = [
-    summary.invalid > 0 ? `${summary.invalid} ${dryRun ? 'would stay' : 'still'} parked` : '',
+    summary.invalid > 0 ? `${summary.invalid} ${dryRun ? 'would stay' : 'still'} parked${summary.tooOld > 0 ? ` (${summary.tooOld} too old)` : ''}` : '',
     summary.notFound > 0 ? `${summary.notFound} not found` : '',
     summary.alreadyReplayed > 0 ? `${summary.alreadyReplayed} replayed before` : '',
   ].filter(Boolean);

@@ -8,6 +8,7 @@ import { envCaptureSlotLimits, gradeCaptureSlot } from '../outbox/capture-slot.t
 import { envInteger } from '../platform/config.ts';
 import { readRunState, runStateFile, type RunComponent, type RunState } from './run-state.ts';
 import type { KafkaSnapshot } from './status-kafka.ts';
+import type { RetentionStatus } from './status-retention.ts';
 import { pidAlive, portOpen, probeConnector, PROBE_TIMEOUT_MS, readiness } from './status-probes.ts';
 import {
   brokerStatus,
@@ -31,7 +32,11 @@ export function dataDirOf(env: NodeJS.ProcessEnv): string {
 
 // The Kafka and PostgreSQL clients are loaded only once there is a run to ask: loading them takes
 // longer than everything else, and "nothing is running" should answer at once.
-const clients = async () => ({ ...(await import('./status-kafka.ts')), ...(await import('./status-postgres.ts')) });
+const clients = async () => ({
+  ...(await import('./status-kafka.ts')),
+  ...(await import('./status-postgres.ts')),
+  ...(await import('./status-retention.ts')),
+});
 type Clients = Awaited<ReturnType<typeof clients>>;
 
 async function componentStatus(
@@ -68,6 +73,32 @@ async function componentStatus(
   }
 }
 
+/** The services that keep a partitioned table, and which one. */
+const KEPT_TABLES: Partial<Record<RunComponent['role'], string>> = { calculator: 'calculator.requests', totals: 'totals.applied_events' };
+
+/**
+ * Each partitioned table's retention, from the /metrics of the services that keep it: every
+ * instance measures the same catalogue, so the first that answers with a reading speaks for all.
+ */
+async function retentionStatus(state: RunState, ca: Buffer | undefined, timeoutMs: number, { probeRetention, gradeRetention }: Clients): Promise<RetentionStatus[]> {
+  const keepers = state.components.filter((component) => KEPT_TABLES[component.role] !== undefined && pidAlive(component.pid) === true);
+  const readings = await Promise.all(
+    keepers.map(async (component) => {
+      const url = component.healthUrl ?? `http://127.0.0.1:${component.ports.at(-1)}/readyz`;
+      return { component, result: await probeRetention(url, { timeoutMs, ...(ca ? { ca } : {}) }) };
+    }),
+  );
+  const tables = [...new Set(keepers.map((component) => KEPT_TABLES[component.role]!))];
+  return tables.map((table) => {
+    const ofTable = readings.filter(({ component }) => KEPT_TABLES[component.role] === table);
+    const read = ofTable.find(({ result }) => !('error' in result) && result.some((r) => r.table === table));
+    const service = (read ?? ofTable[0])!.component.role;
+    if (read) return gradeRetention(service, table, (read.result as Exclude<typeof read.result, { error: string }>).find((r) => r.table === table));
+    const failed = ofTable.find(({ result }) => 'error' in result);
+    return gradeRetention(service, table, undefined, failed && 'error' in failed.result ? failed.result.error : undefined);
+  });
+}
+
 /** Probes everything the run state names and puts it together. */
 export async function collectStatus(state: RunState, dataDir: string, env: NodeJS.ProcessEnv): Promise<StatusReport> {
   const caFile = env.TLS_CA_FILE?.trim() || state.serviceCaFile;
@@ -79,7 +110,10 @@ export async function collectStatus(state: RunState, dataDir: string, env: NodeJ
   const loaded = await clients();
   const kafka = loaded.probeKafka(state.kafkaBrokers, state.kafkaAdmin, state.topic, state.consumerGroup, timeoutMs);
   const slot = state.captureSlot ? loaded.probeCaptureSlot(state.databaseUrl, slotLimits.slotName, timeoutMs) : undefined;
-  const components = await Promise.all(state.components.map((component) => componentStatus(component, state, kafka, ca, timeoutMs, loaded)));
+  const [components, retention] = await Promise.all([
+    Promise.all(state.components.map((component) => componentStatus(component, state, kafka, ca, timeoutMs, loaded))),
+    retentionStatus(state, ca, timeoutMs, loaded),
+  ]);
   const snapshot = await kafka;
   const captureSlot = slot && { name: slotLimits.slotName, ...gradeCaptureSlot(await slot, slotLimits) };
   const launcherAlive = pidAlive(state.launcherPid) === true;
@@ -97,7 +131,12 @@ export async function collectStatus(state: RunState, dataDir: string, env: NodeJ
     partitions: 'error' in snapshot.metadata ? [] : snapshot.metadata.partitions,
     ...(snapshot.error ? { kafkaError: snapshot.error } : {}),
     ...(captureSlot ? { captureSlot } : {}),
-    warnings: captureSlot?.warnings ?? [],
+    retention,
+    warnings: [
+      ...(captureSlot?.warnings ?? []),
+      ...components.flatMap((component) => (component.warnings ?? []).map((warning) => `${component.name}: ${warning}`)),
+      ...retention.flatMap((table) => table.warnings),
+    ],
   };
 }
 

@@ -32,7 +32,7 @@ export function portOpen(port: number, host = '127.0.0.1', timeoutMs = PROBE_TIM
   });
 }
 
-/** GET url: its status and, for a refusal, the `reason` from the JSON body (a service's /readyz gives one). */
+/** GET url: its status and, from the JSON body a service's /readyz gives, the `reason` of a refusal and any `warnings`. */
 export function readiness(url: string, options: { ca?: Buffer; timeoutMs?: number } = {}): Promise<ReadinessProbe> {
   const timeoutMs = options.timeoutMs ?? PROBE_TIMEOUT_MS;
   return new Promise((resolve) => {
@@ -50,11 +50,12 @@ export function readiness(url: string, options: { ca?: Buffer; timeoutMs?: numbe
   });
 }
 
-function reasonOf(body: string): { reason?: string } {
+function reasonOf(body: string): { reason?: string; warnings?: string[] } {
   try {
-    const parsed = JSON.parse(body) as { reason?: unknown; error?: { message?: unknown } };
+    const parsed = JSON.parse(body) as { reason?: unknown; error?: { message?: unknown }; warnings?: unknown };
     const reason = parsed.reason ?? parsed.error?.message;
-    return typeof reason === 'string' ? { reason } : {};
+    const warnings = Array.isArray(parsed.warnings) ? parsed.warnings.filter((w): w is string => typeof w === 'string') : [];
+    return { ...(typeof reason === 'string' ? { reason } : {}), ...(warnings.length > 0 ? { warnings } : {}) };
   } catch {
     return {};
   }

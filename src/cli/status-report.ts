@@ -4,6 +4,7 @@
 import type { ComponentRole, RunComponent, RunState } from './run-state.ts';
 import type { CaptureSlotGrade } from '../outbox/capture-slot.ts';
 import type { ConnectorProbe } from './status-probes.ts';
+import type { RetentionStatus } from './status-retention.ts';
 
 /**
  * Exit codes of `summa status` (also in the usage text and README). `warning`: every component is
@@ -32,6 +33,8 @@ export interface ComponentStatus {
   detail: string;
   /** Whether its pid is a live process (null: no pid to ask about). */
   alive: boolean | null;
+  /** What its readiness said needs attention without making it unready (calculator, relay, totals). */
+  warnings?: string[];
   // kafka-broker
   brokerId?: number;
   /** Partitions of the event topic it leads. */
@@ -82,6 +85,8 @@ export interface StatusReport {
   kafkaError?: string;
   /** Under change data capture: the outbox's replication slot, graded (see capture-slot.ts). */
   captureSlot?: CaptureSlotGrade & { name: string };
+  /** Each partitioned table (calculator.requests, totals.applied_events), as its service's /metrics tell. */
+  retention: RetentionStatus[];
   /** What needs attention without making anything unhealthy. */
   warnings: string[];
 }
@@ -92,6 +97,8 @@ export interface ReadinessProbe {
   status?: number;
   /** The `reason` a 503 carried, or why no answer came (refused, timed out). */
   reason?: string;
+  /** The `warnings` its body carried: things to see to that leave it ready. */
+  warnings?: string[];
 }
 
 function base(component: RunComponent, alive: boolean | null): Omit<ComponentStatus, 'healthy' | 'detail'> {
@@ -108,7 +115,11 @@ function processProblem(component: RunComponent, alive: boolean | null): string 
 export function serviceStatus(component: RunComponent, alive: boolean | null, readiness: ReadinessProbe): ComponentStatus {
   const down = processProblem(component, alive);
   if (down) return { ...base(component, alive), healthy: false, detail: down };
-  if (readiness.status === 200) return { ...base(component, alive), healthy: true, detail: 'ready' };
+  if (readiness.status === 200) {
+    const warnings = readiness.warnings ?? [];
+    if (warnings.length === 0) return { ...base(component, alive), healthy: true, detail: 'ready' };
+    return { ...base(component, alive), healthy: true, detail: `ready, with ${warnings.length === 1 ? 'a warning' : `${warnings.length} warnings`}`, warnings };
+  }
   const detail =
     readiness.status === undefined
       ? `readiness check failed: ${readiness.reason ?? 'no answer'}`
@@ -282,6 +293,9 @@ export function formatStatus(report: StatusReport): string {
   for (const replica of replicas) lines.push(`  ${replica.name}: ${replica.detail}`);
 
   if (report.captureSlot) lines.push('', 'Change data capture:', `  ${report.captureSlot.detail}`);
+
+  if (report.retention.length > 0) lines.push('', 'Retention (partitions by period):');
+  for (const r of report.retention) lines.push(`  ${r.table} (${r.service}): ${r.detail}`);
 
   const total = report.consumerLag.reduce((sum, p) => sum + (p.lag ?? 0), 0);
   const partial = report.consumerLag.some((p) => p.lag === null) ? ' (not counting the partitions whose offsets are unknown)' : '';

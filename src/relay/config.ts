@@ -1,4 +1,5 @@
 import { ConfigError, envInteger, type Env } from '../platform/config.ts';
+import { envRetentionWindow } from '../platform/db/retention-config.ts';
 import { DEFAULT_PORTS } from '../platform/ports.ts';
 import { envKafkaConfig, envServiceConfig, type KafkaConfig, type ServiceConfig } from '../platform/service/service-config.ts';
 
@@ -9,6 +10,11 @@ export interface RelayConfig extends ServiceConfig, KafkaConfig {
   readonly lingerMs: number;
   readonly leaseMs: number;
   readonly maxAttempts: number;
+  /**
+   * The totals service's DEDUP_WINDOW_SECONDS (same variable, same default): an outbox event that
+   * waits longer than that reaches it too old. The relay warns well before (outbox-age-watch.ts).
+   */
+  readonly dedupWindowSeconds: number;
 }
 
 export function readRelayConfig(env: Env = process.env): RelayConfig {
@@ -24,6 +30,7 @@ export function readRelayConfig(env: Env = process.env): RelayConfig {
     lingerMs: envInteger(env, 'RELAY_LINGER_MS', 5, { min: 0, max: 1_000 }),
     leaseMs,
     maxAttempts: envInteger(env, 'RELAY_MAX_ATTEMPTS', 10, { min: 1, max: 1_000 }),
+    dedupWindowSeconds: envRetentionWindow(env, 'DEDUP').windowSeconds,
   });
 }
 

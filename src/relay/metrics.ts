@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Pool } from '../platform/db/pool.ts';
 import { scrapedGauge, scrapeTimeReader } from '../platform/metrics.ts';
 import { readOutboxBacklog } from '../outbox/outbox-store.ts';
@@ -13,7 +13,7 @@ export interface RelayMetrics {
   recordsProduced: Counter;
 }
 
-export function createRelayMetrics(registry: Registry, pool: Pool): RelayMetrics {
+export function createRelayMetrics(registry: Registry, pool: Pool, dedupWindowSeconds: number): RelayMetrics {
   // Read at scrape time, so the figures are the database's, shared by every relay instance.
   const readBacklog = scrapeTimeReader(() => readOutboxBacklog(pool));
   scrapedGauge(registry, 'summa_outbox_pending_events', 'Events in the outbox not yet published (parked ones left out).', readBacklog, (b) => b.pending);
@@ -31,6 +31,12 @@ export function createRelayMetrics(registry: Registry, pool: Pool): RelayMetrics
     readBacklog,
     (b) => b.oldestAgeSeconds,
   );
+  // Beside the oldest age, so that an alert compares the two without knowing the configuration.
+  new Gauge({
+    name: 'summa_outbox_dedup_window_seconds',
+    help: 'The dedup window (DEDUP_WINDOW_SECONDS): an event that waits in the outbox longer than this is quarantined by the totals service, not applied.',
+    registers: [registry],
+  }).set(dedupWindowSeconds);
   return {
     published: new Counter({ name: 'summa_relay_events_published_total', help: 'Events published to Kafka and removed from the outbox.', registers: [registry] }),
     publishErrors: new Counter({ name: 'summa_relay_publish_errors_total', help: 'Relay batches that failed and will be retried.', registers: [registry] }),

@@ -9,6 +9,7 @@ import { kafkaSettingsOf } from '../platform/service/service-config.ts';
 import { ensureServiceTopics } from '../platform/service/service-topics.ts';
 import type { RelayConfig } from './config.ts';
 import { createRelayMetrics } from './metrics.ts';
+import { OutboxAgeWatch } from './outbox-age-watch.ts';
 
 export interface RunningRelay extends RunningService {
   readonly relay: OutboxRelay;
@@ -33,7 +34,13 @@ export function startRelay(config: RelayConfig, logger: Logger): Promise<Running
       const kafka = kafkaSettingsOf(config, 'summa-relay');
       await ensureServiceTopics(kafka, config, [config.topic], logger, registry);
       const publisher = createEventPublisher(kafka, { publishTimeoutMs: config.publishTimeoutMs });
-      const metrics = createRelayMetrics(registry, pool);
+      const metrics = createRelayMetrics(registry, pool, config.dedupWindowSeconds);
+      const ageWatch = new OutboxAgeWatch(
+        async () => (await readOutboxBacklog(pool)).oldestAgeSeconds,
+        config.dedupWindowSeconds,
+        OutboxAgeWatch.intervalFor(config.dedupWindowSeconds),
+        logger,
+      );
       const unfollow = followKafkaRequests({
         onSend: (records) => metrics.recordsProduced.inc(records),
         onProduce: () => metrics.produceRequests.inc(),
@@ -61,11 +68,14 @@ export function startRelay(config: RelayConfig, logger: Logger): Promise<Running
             logger.warn({ parked: backlog.parked }, `${backlog.parked} outbox event(s) are parked; list them with summa outbox parked`);
           }
           relay.start();
+          ageWatch.start();
           return {
             relay,
+            // Under change data capture the outbox stays empty: the capture slot's lag stands for its age.
+            warnings: () => ageWatch.warnings(),
             // The batches in flight are published and deleted before the producer closes; whatever a
             // relay did not finish stays in the outbox for the next one.
-            stopSteps: { beforeDelay: [() => relay.stop(), () => publisher.close()], afterHttpClose: [async () => unfollow()] },
+            stopSteps: { beforeDelay: [() => ageWatch.stop(), () => relay.stop(), () => publisher.close()], afterHttpClose: [async () => unfollow()] },
           };
         },
       };

@@ -1,4 +1,5 @@
 import type { Pool, PoolClient } from '../platform/db/pool.ts';
+import { TOO_OLD_REASON } from './totals-store.ts';
 
 // totals.rejected_records as an operator sees it: records that were not valid events, parked with
 // their reason (src/totals/totals-store.ts writes them), and whether they have been replayed since.
@@ -18,11 +19,17 @@ export interface RejectedRecordRow extends RecordId {
   /** Null while parked. */
   replayedAt: Date | null;
   replayedEventId: string | null;
+  /** The event a valid record carries, set when it was quarantined as older than the dedup window. */
+  eventId: string | null;
+  /** Kept back as older than the dedup window (a valid event that may have been applied), not refused as invalid. */
+  quarantined: boolean;
 }
 
 export interface RejectedRecordListing {
   parked: number;
   replayed: number;
+  /** Of the parked ones, those quarantined as older than the dedup window. */
+  parkedTooOld: number;
   /** Newest first, at most the limit asked for. */
   records: RejectedRecordRow[];
 }
@@ -48,11 +55,12 @@ export function parseRecordId(text: string): RecordId | undefined {
 }
 
 const COLUMNS = `topic, kafka_partition, kafka_offset::text AS kafka_offset, reason, message_key, payload, rejected_at,
-                 replayed_at, replayed_event_id::text AS replayed_event_id`;
+                 replayed_at, replayed_event_id::text AS replayed_event_id, event_id::text AS event_id`;
 
 const COUNT_SQL = `
 SELECT count(*) FILTER (WHERE replayed_at IS NULL)::int AS parked,
-       count(*) FILTER (WHERE replayed_at IS NOT NULL)::int AS replayed
+       count(*) FILTER (WHERE replayed_at IS NOT NULL)::int AS replayed,
+       count(*) FILTER (WHERE replayed_at IS NULL AND starts_with(reason, $1))::int AS parked_too_old
 FROM totals.rejected_records`;
 
 const LIST_SQL = `
@@ -89,6 +97,7 @@ interface Row {
   rejected_at: Date;
   replayed_at: Date | null;
   replayed_event_id: string | null;
+  event_id: string | null;
 }
 
 const toRow = (row: Row): RejectedRecordRow => ({
@@ -101,6 +110,8 @@ const toRow = (row: Row): RejectedRecordRow => ({
   rejectedAt: row.rejected_at,
   replayedAt: row.replayed_at,
   replayedEventId: row.replayed_event_id,
+  eventId: row.event_id,
+  quarantined: row.event_id !== null && row.reason.startsWith(TOO_OLD_REASON),
 });
 
 const idParams = (id: RecordId) => [id.topic, id.partition, id.offset.toString()];
@@ -110,9 +121,10 @@ export async function listRejectedRecords(
   db: Pool | PoolClient,
   options: { limit: number; includeReplayed: boolean },
 ): Promise<RejectedRecordListing> {
-  const counts = await db.query<{ parked: number; replayed: number }>(COUNT_SQL);
+  const counts = await db.query<{ parked: number; replayed: number; parked_too_old: number }>(COUNT_SQL, [TOO_OLD_REASON]);
   const { rows } = await db.query<Row>(LIST_SQL, [options.includeReplayed, options.limit]);
-  return { parked: counts.rows[0]!.parked, replayed: counts.rows[0]!.replayed, records: rows.map(toRow) };
+  const { parked, replayed, parked_too_old: parkedTooOld } = counts.rows[0]!;
+  return { parked, replayed, parkedTooOld, records: rows.map(toRow) };
 }
 
 export async function parkedRecordIds(db: Pool | PoolClient): Promise<RecordId[]> {

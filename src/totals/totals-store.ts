@@ -31,7 +31,8 @@ WITH input AS (
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::timestamptz[], $5::int4[], $6::int8[])
     AS t(event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset)
 ), horizon AS (
-  ${DEDUP_HORIZON_SQL}
+  -- $7: the operator's \`summa dlq replay --older-than-window\`, after checking the event was not applied.
+  SELECT CASE WHEN $7::bool THEN NULL ELSE h.at END AS at FROM (${DEDUP_HORIZON_SQL}) h
 ), earlier AS (
   SELECT event_id FROM totals.applied_events WHERE event_id = ANY($1::uuid[])
 ), fresh AS (
@@ -209,8 +210,17 @@ export class TotalsStore {
   }
 }
 
+export interface ApplyOptions {
+  /**
+   * Applies events older than the dedup horizon too, instead of reporting them in `tooOld`. Only
+   * for an operator who checked that the event was not applied in a period already dropped
+   * (`summa dlq replay --older-than-window`); the consumer never sets it.
+   */
+  skipDedupHorizon?: boolean;
+}
+
 /** The apply step of applyBatch, inside the caller's transaction; `summa dlq replay` applies through it too. */
-export async function applyEvents(client: PoolClient, events: EventAtOffset[]): Promise<BatchOutcome> {
+export async function applyEvents(client: PoolClient, events: EventAtOffset[], options: ApplyOptions = {}): Promise<BatchOutcome> {
   // The same event twice in one batch would be inserted once anyway; dropping it here keeps the
   // statement simple. Sorting fixes the lock order between concurrent consumers.
   const unique = [...new Map(events.map((e) => [e.event.eventId, e])).values()].sort((a, b) =>
@@ -224,6 +234,7 @@ export async function applyEvents(client: PoolClient, events: EventAtOffset[]): 
     unique.map((e) => postgresTimestamp(e.event.acceptedAt)),
     unique.map((e) => e.partition),
     unique.map((e) => e.offset.toString()),
+    options.skipDedupHorizon ?? false,
   ]);
   const { applied, accepted_epochs, too_old, horizon } = rows[0]!;
   const tooOldIds = new Set(too_old);

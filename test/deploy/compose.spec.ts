@@ -457,6 +457,55 @@ function checkPrometheus(stack: ComposeStack): string[] {
   return problems;
 }
 
+/** The metric names the services' sources register, for the alert rules to be held against. */
+function exportedMetricNames(): Set<string> {
+  const names = new Set<string>();
+  const walk = (dir: string) => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const file = path.join(dir, entry.name);
+      if (entry.isDirectory()) walk(file);
+      else if (entry.name.endsWith('.ts')) for (const match of readFileSync(file, 'utf8').matchAll(/'(summa_[a-z0-9_]+)'/g)) names.add(match[1]!);
+    }
+  };
+  walk(path.join(root, 'src'));
+  return names;
+}
+
+/**
+ * Every rule file a Prometheus config names is mounted beside it from the repository, parses as
+ * rule groups, and its rules name only metrics the services export (a misspelt one never fires).
+ */
+function checkAlertRules(stack: ComposeStack): string[] {
+  const problems: string[] = [];
+  const exported = exportedMetricNames();
+  for (const name of withImage(stack, IMAGES.prometheus)) {
+    const service = services(stack)[name];
+    const configPath = (argv(service?.command) ?? []).map((arg) => /^--config\.file=(.+)$/.exec(arg)?.[1]).find(Boolean) ?? '/etc/prometheus/prometheus.yml';
+    const file = mountedFrom(stack, service, configPath);
+    if (!file || !existsSync(file)) continue;
+    const config: Yaml = YAML.parse(stack.read(file));
+    const ruleFiles: string[] = config?.rule_files ?? [];
+    if (ruleFiles.length === 0) problems.push(`${name}: ${configPath} loads no alert rules (rule_files)`);
+    for (const ruleFile of ruleFiles) {
+      const containerPath = path.posix.resolve(path.posix.dirname(configPath), ruleFile);
+      const source = mountedFrom(stack, service, containerPath);
+      if (!source || !existsSync(source)) {
+        problems.push(`${name}: ${containerPath} (rule_files) is not mounted from the repository`);
+        continue;
+      }
+      const rules: Yaml[] = (YAML.parse(stack.read(source))?.groups ?? []).flatMap((group: Yaml) => group?.rules ?? []);
+      if (rules.length === 0) problems.push(`${name}: ${containerPath} holds no rules`);
+      for (const rule of rules) {
+        if (!rule?.alert || !rule?.expr) problems.push(`${name}: a rule in ${containerPath} lacks alert or expr`);
+        for (const [metric] of String(rule?.expr ?? '').matchAll(/\bsumma_[a-z0-9_]+/g)) {
+          if (!exported.has(metric)) problems.push(`${name}: alert ${rule.alert} uses ${metric}, which no service exports`);
+        }
+      }
+    }
+  }
+  return problems;
+}
+
 /** The PostgreSQL services: replicas are those that depend on another PostgreSQL service, their primary. */
 function postgresServices(stack: ComposeStack): { primaries: string[]; replicas: string[] } {
   const all = services(stack);
@@ -1017,6 +1066,19 @@ describe('docker compose stack', () => {
 
   it('Prometheus scrapes every calculator, the relay and totals on their HTTP ports', () => {
     assertClean(checkPrometheus(loadStack()));
+  });
+
+  it('Prometheus loads the alert rules, mounted from the repository, over metrics the services export', () => {
+    for (const file of [COMPOSE_FILE, CLUSTER_FILE, CDC_FILE]) assertClean(checkAlertRules(loadStack(file)));
+  });
+
+  it('the alert rule check fails on an unmounted rule file or a misspelt metric', () => {
+    const rules = 'deploy/compose/alerts.yml';
+    assertCaught(checkAlertRules(changedStack(() => {}, { [rules]: (text) => text.replace('summa_outbox_dedup_window_seconds', 'summa_outbox_dedup_window') })), /uses summa_outbox_dedup_window, which no service exports/);
+    assertCaught(
+      checkAlertRules(changedStack((s) => (s.prometheus.volumes = s.prometheus.volumes.filter((v: string) => !v.includes('alerts.yml'))))),
+      /\/etc\/prometheus\/alerts\.yml \(rule_files\) is not mounted/,
+    );
   });
 
   it('the Prometheus check fails when a target is missing or on the wrong port', () => {

@@ -8,12 +8,16 @@ import pg from 'pg';
 import { encodeSumAccepted, type SumAccepted } from '../../src/events/sum-accepted.ts';
 import { migrate } from '../../src/platform/db/migrate.ts';
 import { TOTALS_MIGRATIONS, TOTALS_SCHEMA } from '../../src/totals/schema.ts';
-import { TotalsStore } from '../../src/totals/totals-store.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { pino } from 'pino';
+import { PeriodPartitions } from '../../src/platform/db/period-partitions.ts';
+import { DEDUP_HORIZON_SQL, TotalsStore } from '../../src/totals/totals-store.ts';
 import { freePort } from '../../tools/lib/free-port.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
 
 const SUMMA = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/summa.mjs');
 const TOPIC = 'summa.sums.v1';
+const silent = pino({ level: 'silent' });
 
 interface Run {
   code: number;
@@ -229,5 +233,91 @@ describe('summa dlq against a real database', () => {
       assert.match(run.stderr, new RegExp(`^summa: cannot reach the database at 127\\.0\\.0\\.1:${port}/summa: .+\\n$`));
       assert.doesNotMatch(run.stderr, /sekrit/);
     }
+  });
+});
+
+/**
+ * `summa dlq` on an event quarantined as older than the dedup window: applied once, its partition
+ * of applied events dropped by a real keeper with a one-second window, then delivered again.
+ */
+describe('summa dlq with an event older than the dedup window', () => {
+  let database: TestDatabase;
+  let sql: pg.Pool;
+  let store: TotalsStore;
+  let env: Record<string, string>;
+  let event: SumAccepted;
+  const id = `${TOPIC}/0/2`;
+
+  before(async () => {
+    database = await createTestDatabase('dlq_too_old');
+    sql = new pg.Pool({ connectionString: database.url, max: 2 });
+    await migrate(sql, TOTALS_SCHEMA, TOTALS_MIGRATIONS);
+    store = new TotalsStore(sql);
+    env = { DATABASE_URL: database.url };
+    const keeper = new PeriodPartitions(sql, { schema: TOTALS_SCHEMA, table: 'applied_events', amountColumn: 'amount', windowSeconds: 1, periodSeconds: 0.5 }, silent);
+    event = sumEvent(3n, 4n);
+    await store.applyBatch('dlq-test', [{ event, partition: 0, offset: 1n }], [], []);
+    const horizonPassed = async () => (await sql.query<{ at: Date | null }>(DEDUP_HORIZON_SQL)).rows[0]!.at !== null;
+    for (const deadline = Date.now() + 20_000; !(await horizonPassed()); await sleep(50)) {
+      if (Date.now() > deadline) throw new Error('the keeper did not retire the event in time');
+      await keeper.step();
+    }
+    // Delivered again once nothing remembers it: quarantined, as the consumer does.
+    const again = await store.applyBatch('dlq-test', [{ event, partition: 0, offset: 2n, source: { topic: TOPIC, key: event.requestId, value: Buffer.from(encodeSumAccepted(event)) } }], [], []);
+    assert.equal(again.tooOld.length, 1);
+  });
+
+  after(async () => {
+    await sql?.end();
+    await database?.drop();
+  });
+
+  it('lists it as quarantined, with its event id, request id and reason', async () => {
+    const run = await summa(env, 'dlq', 'list');
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^1 parked record \(1 quarantined as older than the dedup window\)/m);
+    assert.match(run.stdout, new RegExp(`^${TOPIC.replaceAll('.', '\\.')}/0/2 +rejected \\S+ +quarantined: too old$`, 'm'));
+    assert.match(run.stdout, new RegExp(`event: +${event.eventId}\\n +request: +"${event.requestId}"`));
+    assert.match(run.stdout, /reason: +older than the dedup window: /);
+    const [record] = JSON.parse((await summa(env, 'dlq', 'list', '--json')).stdout).records;
+    assert.equal(record.id, id);
+    assert.equal(record.quarantined, true);
+    assert.equal(record.eventId, event.eventId);
+    assert.equal(record.requestId, event.requestId);
+  });
+
+  it('a dry run says it would stay parked as too old, as the replay does, and changes nothing', async () => {
+    const before = await store.readTotal();
+    const dryRun = await summa(env, 'dlq', 'replay', id, '--dry-run');
+    assert.equal(dryRun.code, 1, dryRun.stdout + dryRun.stderr);
+    assert.match(dryRun.stdout, new RegExp(`${id} +would stay parked: event ${event.eventId} .* is older than the dedup window`));
+    const json = JSON.parse((await summa(env, 'dlq', 'replay', id, '--dry-run', '--json')).stdout);
+    assert.equal(json.outcomes[0].status, 'too-old');
+
+    const replay = await summa(env, 'dlq', 'replay', '--all');
+    assert.equal(replay.code, 1, replay.stdout + replay.stderr);
+    assert.match(replay.stdout, new RegExp(`${id} +still parked: event ${event.eventId} .* is older than the dedup window`));
+    assert.match(replay.stdout, /--older-than-window/);
+    assert.deepEqual(await store.readTotal(), before);
+    assert.equal(JSON.parse((await summa(env, 'dlq', 'list', '--json')).stdout).parked, 1);
+  });
+
+  it('--older-than-window applies it anyway, once, when the operator has checked it was not applied', async () => {
+    const before = await store.readTotal();
+    const dryRun = await summa(env, 'dlq', 'replay', id, '--dry-run', '--older-than-window');
+    assert.equal(dryRun.code, 0, dryRun.stdout + dryRun.stderr);
+    assert.match(dryRun.stdout, new RegExp(`${id} +would add 7 \\(request ${event.requestId}, event ${event.eventId}\\), older than the dedup window`));
+    assert.deepEqual(await store.readTotal(), before);
+
+    const run = await summa(env, 'dlq', 'replay', id, '--older-than-window');
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.match(run.stdout, new RegExp(`${id} +replayed: added 7 \\(request ${event.requestId}, event ${event.eventId}\\), older than the dedup window`));
+    assert.equal(BigInt((await store.readTotal()).total) - BigInt(before.total), 7n);
+    assert.equal((await store.readTotal()).count - before.count, 1);
+
+    const again = await summa(env, 'dlq', 'replay', id, '--older-than-window');
+    assert.equal(again.code, 0, again.stdout + again.stderr);
+    assert.match(again.stdout, /already replayed at/);
+    assert.equal(BigInt((await store.readTotal()).total) - BigInt(before.total), 7n);
   });
 });

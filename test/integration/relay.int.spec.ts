@@ -64,7 +64,7 @@ describe('outbox relay against real PostgreSQL and Kafka', () => {
       through,
       { batchSize: 50, workers: 2, pollIntervalMs: 200, lingerMs: 5, leaseMs: 30_000, maxAttempts: 10, ...options },
       logger,
-      createRelayMetrics(registry, pool),
+      createRelayMetrics(registry, pool, 604_800),
     );
     relay.start();
     cleanups.push(() => relay.stop());

@@ -159,6 +159,19 @@ describe('summa status', () => {
     assert.match(text.stdout, new RegExp(`^totals +totals +${totals.pid} +\\d+ +ok +ready$`, 'm'));
     assert.match(text.stdout, /kafka {2}id 1 {2}up {2}leads partitions 0,1/);
     assert.match(text.stdout, /Consumer lag \(group .*\): 0 records/);
+
+    // Each kept table from its own service's /metrics, with the keeper's view of it.
+    assert.deepEqual(
+      report.retention.map(({ table, service, warnings }) => ({ table, service, warnings })),
+      [
+        { table: 'calculator.requests', service: 'calculator', warnings: [] },
+        { table: 'totals.applied_events', service: 'totals', warnings: [] },
+      ],
+    );
+    for (const table of report.retention) {
+      assert.ok(table.reading && table.reading.partitions >= 1 && table.reading.partitionsAhead === 2, JSON.stringify(table));
+    }
+    assert.match(text.stdout, /\nRetention \(partitions by period\):\n {2}calculator\.requests \(calculator\): \d+ partition\(s\) kept, 2 ahead, 0 overdue; oldest row [^;]+; \d+ rows, [^;]+; 0 rows dropped\n {2}totals\.applied_events \(totals\): /);
   });
 
   it('shows a killed totals service as unhealthy, with exit code 1, and the records it has not applied as lag', async () => {

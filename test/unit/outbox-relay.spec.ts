@@ -70,7 +70,7 @@ function setup(claimable: OutboxRow[], overrides: Partial<OutboxRelayOptions> = 
   };
   const logged: Record<string, any>[] = [];
   const logger = pino({ level: 'info' }, { write: (line: string) => logged.push(JSON.parse(line)) });
-  const metrics = createRelayMetrics(new Registry(), pool);
+  const metrics = createRelayMetrics(new Registry(), pool, 604_800);
   const relay = new OutboxRelay(
     pool,
     // Refused at once, for the tests that start() the relay: its listener then retries in the background.

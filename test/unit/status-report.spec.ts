@@ -136,6 +136,7 @@ describe('summa status: consumer lag', () => {
       topic: 't',
       consumerLag: lag,
       partitions: [],
+      retention: [],
       warnings: [],
     });
     assert.match(text, /Consumer lag \(group g\): 0 records \(not counting the partitions whose offsets are unknown\)\n/);
@@ -158,6 +159,7 @@ describe('summa status: the report', () => {
       { partition: 1, committed: null, end: 0, lag: 0 },
     ],
     partitions: metadata.partitions,
+    retention: [],
     warnings: [],
     ...overrides,
   });

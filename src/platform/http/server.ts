@@ -16,6 +16,11 @@ export interface HttpServerOptions {
    * say): /readyz answers 503 with it in `reason`. Undefined while there is nothing.
    */
   notReadyReason?: () => string | undefined;
+  /**
+   * What needs an operator soon without making the service unready (an outbox event nearing the
+   * dedup window, say): /readyz carries them in `warnings` and still answers 200.
+   */
+  warnings?: () => readonly string[];
   bodyLimitBytes?: number;
   /** HTTPS instead of plain HTTP when given. */
   tls?: TlsIdentity;
@@ -64,7 +69,10 @@ export function createHttpServer(options: HttpServerOptions): FastifyInstance {
   app.get('/readyz', async (_request, reply) => {
     if (!options.isReady()) return reply.status(503).send({ status: 'not ready' });
     const reason = options.notReadyReason?.();
-    return reason === undefined ? { status: 'ready' } : reply.status(503).send({ status: 'not ready', reason });
+    const warnings = options.warnings?.() ?? [];
+    // Left out while there is none, so that the usual answer stays {"status":"ready"}.
+    const withWarnings = warnings.length > 0 ? { warnings } : {};
+    return reason === undefined ? { status: 'ready', ...withWarnings } : reply.status(503).send({ status: 'not ready', reason, ...withWarnings });
   });
   app.get('/metrics', async (_request, reply) => {
     reply.header('content-type', options.registry.contentType);

@@ -40,6 +40,8 @@ export interface StartedParts {
   readonly stopSteps: StopSteps;
   /** Why the running service is not ready now (/readyz answers 503 with it); undefined while it is. */
   readonly notReadyReason?: () => string | undefined;
+  /** What needs an operator soon without making the service unready (/readyz lists them in `warnings`). */
+  readonly warnings?: () => readonly string[];
 }
 
 export type StopStep = () => void | Promise<void>;
@@ -70,18 +72,27 @@ export async function startService<Started extends StartedParts>(
   definition: ServiceDefinition,
   logger: Logger,
   build: (host: ServiceHost) => ServiceParts<Started> | Promise<ServiceParts<Started>>,
-): Promise<RunningService & Omit<Started, 'stopSteps' | 'notReadyReason'>> {
+): Promise<RunningService & Omit<Started, 'stopSteps' | 'notReadyReason' | 'warnings'>> {
   const { name, config, schema } = definition;
   const pool = createPool(config.databaseUrl, { ...definition.pool, applicationName: `summa-${name}` });
   await retryUntilSuccess(`migrating the ${schema.name} schema`, () => migrate(pool, schema.name, schema.migrations), logger);
   const registry = createMetricsRegistry(name);
   let ready = false;
   let notReadyReason: StartedParts['notReadyReason'];
-  const http = createHttpServer({ logger, registry, isReady: () => ready, notReadyReason: () => notReadyReason?.(), tls: config.tls });
+  let warnings: StartedParts['warnings'];
+  const http = createHttpServer({
+    logger,
+    registry,
+    isReady: () => ready,
+    notReadyReason: () => notReadyReason?.(),
+    warnings: () => warnings?.() ?? [],
+    tls: config.tls,
+  });
   const parts = await build({ pool, registry, http });
   await http.listen({ host: config.host, port: config.httpPort });
-  const { stopSteps, notReadyReason: partsNotReadyReason, ...started } = await parts.start();
+  const { stopSteps, notReadyReason: partsNotReadyReason, warnings: partsWarnings, ...started } = await parts.start();
   notReadyReason = partsNotReadyReason;
+  warnings = partsWarnings;
   ready = true;
 
   const address = http.server.address();
