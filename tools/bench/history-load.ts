@@ -78,7 +78,7 @@ export async function loadHistory(options: HistoryLoadOptions): Promise<HistoryL
 
   // Fewer checkpoints during the load; the setting in force before is put back for the measurement.
   const { rows: walRows } = await sql.query<{ setting: string }>(`SELECT current_setting('max_wal_size') AS setting`);
-  await sql.query(`ALTER SYSTEM SET max_wal_size = '16GB'`);
+  await sql.query(`ALTER SYSTEM SET max_wal_size = '8GB'`);
   await sql.query('SELECT pg_reload_conf()');
 
   // Keepers like the services' (default 7-day window, so nothing is dropped), whose period is over

@@ -340,7 +340,7 @@ async function main(): Promise<void> {
       service: (name, extraEnv) => service(name, { calculator: calculatorPort, relay: relayPort, totals: totalsPort }[name], extraEnv),
       databaseUrl: postgres.url('summa_retention'),
       sql: retentionSql,
-      rate: 500,
+      rate: 200,
       windowSeconds: 20,
       periodSeconds: 5,
       steadyWindows: flags.quick ? 2 : 3,

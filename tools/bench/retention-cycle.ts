@@ -37,6 +37,7 @@ export interface RetentionSample {
   bytes: number;
   partitions: number;
   rowsDropped: number;
+  generation: number;
 }
 
 export interface TableCycle {
@@ -47,6 +48,13 @@ export interface TableCycle {
   /** bytes_max / bytes_min over the steady samples: 1 is perfectly flat. */
   bytes_max_over_min: number;
   rows_max_over_min: number;
+  /**
+   * The largest size in the last window sampled over that in the first steady one: above 1 by more
+   * than a period's worth (period / window) would be growth from one cycle to the next.
+   */
+  bytes_last_over_first_window: number;
+  /** Seconds between switches to the next partition over the steady samples (the period if on time). */
+  seconds_per_switch: number;
   /** Partitions kept (the one written to included), least and most. */
   partitions_min: number;
   partitions_max: number;
@@ -55,6 +63,9 @@ export interface TableCycle {
   rows_dropped: number;
   /** Every sample, for a plot. */
   samples: RetentionSample[];
+  /** Steps of the service's keeper that failed (a warning each in its log, retried at the next step). */
+  keeper_step_failures: number;
+  keeper_last_failure?: string;
 }
 
 export interface RetentionCycleFigures {
@@ -122,6 +133,7 @@ export async function runRetentionCycle(options: RetentionCycleOptions): Promise
           bytes: gauge('summa_retention_bytes'),
           partitions: gauge('summa_retention_partitions'),
           rowsDropped: gauge('summa_retention_rows_dropped'),
+          generation: gauge('summa_retention_current_generation'),
         });
       }
       await sleep(Math.max(0, 1000 - (performance.now() - tick)));
@@ -153,6 +165,7 @@ export async function runRetentionCycle(options: RetentionCycleOptions): Promise
     ).rows[0]!;
   const catalogue = { 'calculator.requests': await dropped('calculator', 'requests'), 'totals.applied_events': await dropped('totals', 'applied_events') };
   await Promise.all([calculator.stop(), relay.stop(), totals.stop()]);
+  const keeperLogs = { 'calculator.requests': calculator.logs, 'totals.applied_events': totals.logs };
 
   const tables = Object.fromEntries(
     TABLES.map((table) => {
@@ -160,6 +173,10 @@ export async function runRetentionCycle(options: RetentionCycleOptions): Promise
       if (steady.length === 0) throw new Error(`retention cycle: no steady sample of ${table}`);
       const min = (pick: (s: RetentionSample) => number) => Math.min(...steady.map(pick));
       const max = (pick: (s: RetentionSample) => number) => Math.max(...steady.map(pick));
+      const last = steady.at(-1)!.at;
+      const firstWindow = steady.filter((sample) => sample.at < steadyFrom + windowSeconds);
+      const lastWindow = steady.filter((sample) => sample.at > last - windowSeconds);
+      const failures = keeperLogs[table].split('\n').filter((line) => line.includes('keeping the partitions failed'));
       const cycle: TableCycle = {
         rows_min: min((s) => s.rows),
         rows_max: max((s) => s.rows),
@@ -167,11 +184,15 @@ export async function runRetentionCycle(options: RetentionCycleOptions): Promise
         bytes_max: max((s) => s.bytes),
         bytes_max_over_min: round(max((s) => s.bytes) / Math.max(1, min((s) => s.bytes))),
         rows_max_over_min: round(max((s) => s.rows) / Math.max(1, min((s) => s.rows))),
+        bytes_last_over_first_window: round(Math.max(...lastWindow.map((s) => s.bytes)) / Math.max(1, ...firstWindow.map((s) => s.bytes))),
+        seconds_per_switch: round((last - steady[0]!.at) / Math.max(1, steady.at(-1)!.generation - steady[0]!.generation), 2),
         partitions_min: min((s) => s.partitions),
         partitions_max: max((s) => s.partitions),
         partitions_dropped: Number(catalogue[table].partitions),
         rows_dropped: Number(catalogue[table].rows),
         samples: samples[table],
+        keeper_step_failures: failures.length,
+        ...(failures.length > 0 ? { keeper_last_failure: failures.at(-1)!.slice(0, 500) } : {}),
       };
       return [table, cycle];
     }),
@@ -200,8 +221,11 @@ export function printRetentionTable(r: RetentionCycleFigures): void {
       'rows min–max': `${t.rows_min}–${t.rows_max}`,
       'kB min–max': `${Math.round(t.bytes_min / 1024)}–${Math.round(t.bytes_max / 1024)}`,
       'bytes max/min': t.bytes_max_over_min,
+      'bytes last/first window': t.bytes_last_over_first_window,
+      's per switch': t.seconds_per_switch,
       'partitions kept': `${t.partitions_min}–${t.partitions_max}`,
       'partitions dropped (rows)': `${t.partitions_dropped} (${t.rows_dropped})`,
+      'keeper step failures': t.keeper_step_failures,
     })),
   );
 }
