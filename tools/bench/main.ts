@@ -1,4 +1,4 @@
-// `npm run bench [-- --quick] [--cpu-prof] [--connections N] [--concurrency N] [--vus N] [--kafka-os-flush] [--cluster] [--relay debezium] [--pg-set name=value]...`
+// `npm run bench [-- --quick] [--cpu-prof] [--connections N] [--concurrency N] [--vus N] [--kafka-os-flush] [--cluster] [--relay debezium] [--pg-set name=value]... [--history N] [--retention-cycle]`
 //
 // One run, one machine, one load generator (ghz, a Go gRPC generator, tools/bench/ghz-load.ts) against:
 //   R1  a bare grpc-js server with Summa's proto that answers Add in memory (the ceiling);
@@ -10,6 +10,9 @@
 //       3 totals consumers draining a backlog (cluster-phase.ts; still k6, --vus callers).
 // Then, over HTTP, POST /v1/sums on P's calculator against a bare Fastify echo server, with vegeta
 // for both (http-phase.ts).
+// With --history N, P again after N events of history were bulk-loaded (history-phase.ts); with
+// --retention-cycle (and --history), the kept tables' size across a retention cycle of short
+// windows (retention-cycle.ts).
 // Prints a table and writes tools/bench/results/latest.json.
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -34,6 +37,9 @@ import { benchCleanups } from './cleanups.ts';
 import { applyPgSettings, parsePgSettings } from './pg-settings.ts';
 import { fsyncsPerRequestBySource, walFsyncsBySourceReader, type WalFsyncsBySource } from './wal-fsyncs.ts';
 import { pinnedTool } from '../lib/tools.ts';
+import { parseEventCount } from './history-load.ts';
+import { printHistoryTable, runHistoryPhase, type HistoryFigures } from './history-phase.ts';
+import { printRetentionTable, runRetentionCycle, type RetentionCycleFigures } from './retention-cycle.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -51,8 +57,13 @@ const { values: flags } = parseArgs({
     // `debezium` adds the CDC phase: P with Kafka Connect in place of the relay (the poller's P stays).
     relay: { type: 'string', default: 'poller' },
     'pg-set': { type: 'string', multiple: true, default: [] },
+    // Events of history to load before P runs again (20000000, 20_000_000 or 20e6).
+    history: { type: 'string' },
+    'retention-cycle': { type: 'boolean', default: false },
   },
 });
+const HISTORY_EVENTS = flags.history === undefined ? undefined : parseEventCount(flags.history);
+const RETENTION_CYCLE = flags['retention-cycle'] || HISTORY_EVENTS !== undefined;
 if (flags.relay !== 'poller' && flags.relay !== 'debezium') throw new Error(`--relay must be poller or debezium, got ${flags.relay}`);
 const pgSettings = parsePgSettings(flags['pg-set']);
 const VUS = Number(flags.vus);
@@ -89,6 +100,8 @@ function benchArguments(): string {
     flags.cluster && '--cluster',
     flags.relay !== 'poller' && `--relay ${flags.relay}`,
     ...pgSettings.map(([name, value]) => `--pg-set ${name}=${value}`),
+    HISTORY_EVENTS !== undefined && `--history ${HISTORY_EVENTS}`,
+    flags['retention-cycle'] && '--retention-cycle',
   ].filter(Boolean);
   return given.length > 0 ? ` -- ${given.join(' ')}` : '';
 }
@@ -285,6 +298,10 @@ async function main(): Promise<void> {
   await waitApplied(expected);
   const applied = await appliedCount();
   if (applied !== expected) throw new Error(`${applied} events applied, but ${expected} sums were acknowledged`);
+  const history: HistoryFigures | undefined =
+    HISTORY_EVENTS === undefined
+      ? undefined
+      : await runHistoryPhase({ ghz, target, callers: CALLERS, plan, sql, events: HISTORY_EVENTS, empty: { pipelineRps, openRate: pipelineRps / 2 }, log });
 
   const pgVersion = (await sql.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
   await Promise.all([calculator.stop(), relay.stop(), totals.stop()]);
@@ -306,6 +323,27 @@ async function main(): Promise<void> {
       service: (name, extraEnv) => service(name, name === 'calculator' ? calculatorPort : totalsPort, extraEnv),
       snapshotDelayMs: STATS_FLUSH_MS,
       restSeconds: REST_SECONDS,
+      log,
+      onCleanUp: (cleanup) => cleanups.push(cleanup),
+    });
+  }
+  let retentionCycle: RetentionCycleFigures | undefined;
+  if (RETENTION_CYCLE) {
+    await postgres.ensureDatabase('summa_retention');
+    const retentionSql = new pg.Pool({ connectionString: postgres.url('summa_retention'), max: 2 });
+    cleanups.push(() => retentionSql.end());
+    retentionCycle = await runRetentionCycle({
+      ghz,
+      target,
+      calculatorUrl: `http://127.0.0.1:${calculatorPort}`,
+      totalsUrl: `http://127.0.0.1:${totalsPort}`,
+      service: (name, extraEnv) => service(name, { calculator: calculatorPort, relay: relayPort, totals: totalsPort }[name], extraEnv),
+      databaseUrl: postgres.url('summa_retention'),
+      sql: retentionSql,
+      rate: 200,
+      windowSeconds: 20,
+      periodSeconds: 5,
+      steadyWindows: flags.quick ? 2 : 3,
       log,
       onCleanUp: (cleanup) => cleanups.push(cleanup),
     });
@@ -394,6 +432,8 @@ async function main(): Promise<void> {
     },
     ...(cdc ? { cdc } : {}),
     ...(cluster ? { cluster } : {}),
+    ...(history ?? {}),
+    ...(retentionCycle ? { retention_cycle: retentionCycle } : {}),
   };
 
   await mkdir(RESULTS_DIR, { recursive: true });
@@ -401,6 +441,8 @@ async function main(): Promise<void> {
   printTable(results);
   if (cdc) printCdcTable(results, cdc);
   if (cluster) printClusterTable(results, cluster);
+  if (history) printHistoryTable(results, history);
+  if (retentionCycle) printRetentionTable(retentionCycle);
   if (flags['cpu-prof']) log(`CPU profiles: ${path.relative(repoRoot, PROFILE_DIR)}/*.cpuprofile (open in Chrome DevTools → Performance)`);
 }
 
