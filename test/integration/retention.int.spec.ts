@@ -166,3 +166,29 @@ describe('bounded state: partitions by period, against real PostgreSQL', () => {
     assert.equal(BigInt((await store.readTotal()).total) - BigInt(after.total), 5n);
   });
 });
+
+describe('the partition keeper when its maintenance fails', () => {
+  let database: TestDatabase;
+  let sql: pg.Pool;
+
+  before(async () => {
+    database = await createTestDatabase('retention_failing');
+    sql = new pg.Pool({ connectionString: database.url, max: 4 });
+    await migrate(sql, CALCULATOR_SCHEMA, CALCULATOR_MIGRATIONS);
+  });
+
+  after(async () => {
+    await sql?.end();
+    await database?.drop();
+  });
+
+  it('still measures, so the gauges show what is wrong instead of its last good step', async () => {
+    const keeper = new PeriodPartitions(sql, { schema: CALCULATOR_SCHEMA, table: 'requests', amountColumn: 'sum', windowSeconds: 1, periodSeconds: 0.2 }, silent);
+    await keeper.step();
+    assert.equal(keeper.snapshot()!.currentGeneration, 0);
+    // A catalogue without a current generation: every step fails at its first part.
+    await sql.query(`UPDATE calculator.partitions SET ended_at = now() WHERE table_name = 'requests' AND ended_at IS NULL AND started_at IS NOT NULL`);
+    await assert.rejects(keeper.step(), /no current generation/);
+    assert.equal(keeper.snapshot()!.currentGeneration, -1, 'the snapshot was taken after the failure');
+  });
+});

@@ -142,17 +142,23 @@ export class PeriodPartitions {
     let failed: unknown;
     try {
       const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [this.lockKey]);
+      let maintenanceFailed: unknown;
       if (rows[0]!.locked) {
         try {
           await this.makeAhead(client);
           await this.switchIfDue(client);
           await this.checkpoint(client);
           await this.dropExpired(client);
+        } catch (error) {
+          maintenanceFailed = error;
         } finally {
           await client.query('SELECT pg_advisory_unlock(hashtext($1))', [this.lockKey]);
         }
       }
+      // Measured whether or not the maintenance went through: a keeper that keeps failing must show
+      // the partitions piling up (overdue, none ahead), not the figures of its last good step.
       this.last = await this.measure(client);
+      if (maintenanceFailed !== undefined) throw maintenanceFailed;
     } catch (error) {
       failed = error;
       throw error;
