@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import os from 'node:os';
-import pg from 'pg';
+import type Pg from 'pg';
+import pg from '../platform/db/pg.ts';
 import { backoffDelay, sleep } from '../platform/backoff.ts';
 import type { Pool } from '../platform/db/pool.ts';
 import { blamePublishFailure } from '../platform/kafka/publish-failures.ts';
@@ -52,7 +53,7 @@ export class OutboxRelay {
   /** Bumped by every notification; a worker that saw it change during a batch does not sleep. */
   private wakeups = 0;
   private sleepers = new Set<() => void>();
-  private listener: pg.Client | undefined;
+  private listener: Pg.Client | undefined;
   private loops: Promise<void>[] = [];
   /** Names this relay in the claim tokens it writes into claimed_by: host, process and a nonce. */
   private readonly relayId = `${os.hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`;

@@ -1,4 +1,5 @@
-import pg from 'pg';
+import type Pg from 'pg';
+import pg from '../platform/db/pg.ts';
 
 /**
  * SQLSTATE classes that blame the data of a statement, not the database: it would fail the same
@@ -12,7 +13,7 @@ const PERMANENT_CLASSES = new Set(['22', '23', '54']);
  * Anything else (a lost connection, a timeout, a serialization failure or deadlock, a missing
  * table or privilege, a database shutting down) may pass and is worth retrying.
  */
-export function isPermanentDatabaseError(error: unknown): error is pg.DatabaseError {
+export function isPermanentDatabaseError(error: unknown): error is Pg.DatabaseError {
   return error instanceof pg.DatabaseError && typeof error.code === 'string' && PERMANENT_CLASSES.has(error.code.slice(0, 2));
 }
 

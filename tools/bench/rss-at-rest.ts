@@ -23,6 +23,28 @@ async function residentParts(pid: number): Promise<{ rss: number; file: number }
   return { rss: mb(kb('VmRSS') * 1024), file: mb(kb('RssFile') * 1024) };
 }
 
+/**
+ * The resident pages by kind of mapping, from /proc/<pid>/smaps: files (node's binary, shared
+ * libraries), the C heap grown by brk (`[heap]`: malloc's main arena), thread stacks, and the
+ * rest of the anonymous mappings (V8's heap pages, and malloc's arenas for the other threads).
+ */
+async function residentByMapping(pid: number): Promise<Record<string, number>> {
+  const smaps = await readFile(`/proc/${pid}/smaps`, 'utf8');
+  const kb: Record<string, number> = { file_mappings: 0, malloc_brk_heap: 0, stacks: 0, other_anonymous: 0 };
+  let kind = 'other_anonymous';
+  for (const line of smaps.split('\n')) {
+    const header = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (header) {
+      const name = header[1]!;
+      kind = name === '[heap]' ? 'malloc_brk_heap' : name.startsWith('[stack') ? 'stacks' : name.startsWith('/') ? 'file_mappings' : 'other_anonymous';
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB$/.exec(line);
+    if (rss) kb[kind]! += Number(rss[1]);
+  }
+  return Object.fromEntries(Object.entries(kb).map(([name, value]) => [name, mb(value * 1024)]));
+}
+
 /** Where the anonymous part goes: V8's heap (committed and used, new space apart) from the service's /metrics. */
 async function heapMb(healthUrl: string | undefined): Promise<Record<string, number>> {
   if (!healthUrl) return {};
@@ -75,7 +97,7 @@ try {
     if (!['calculator', 'relay', 'totals'].includes(component.role) || component.pid === null) continue;
     const resident = await residentParts(component.pid);
     rss[component.name] = resident.rss;
-    breakdown[component.name] = { rss_file_backed: resident.file, ...(await heapMb(component.healthUrl)) };
+    breakdown[component.name] = { rss_file_backed: resident.file, ...(await residentByMapping(component.pid)), ...(await heapMb(component.healthUrl)) };
   }
   console.log(JSON.stringify({ settle_seconds: settleSeconds, node_options: process.env.NODE_OPTIONS ?? '', rss_at_rest_mb: rss, breakdown_mb: breakdown }));
 } finally {

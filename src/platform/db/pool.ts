@@ -1,7 +1,8 @@
-import pg from 'pg';
+import type Pg from 'pg';
+import pg from './pg.ts';
 
-export type Pool = pg.Pool;
-export type PoolClient = pg.PoolClient;
+export type Pool = Pg.Pool;
+export type PoolClient = Pg.PoolClient;
 
 export interface PoolOptions {
   max?: number;
