@@ -92,7 +92,10 @@ describe('the cluster topology end to end', { skip: missingTool('nginx') || miss
     assert.deepEqual(stats.violations, []);
     assert.equal(stats.gaveUp, 0);
     assert.ok(stats.acked.size >= REQUESTS);
-    assert.ok(stats.retries > 0, 'the kills made clients retry');
+    // Not asserted: nginx sends a call the killed calculator refuses to another at once, so clients
+    // retry only calls that were in flight on it at the instant of the kill, a matter of timing (0
+    // now and then). The exact total below is what the kills must not break.
+    log(`clients retried ${stats.retries} call(s) in all`);
     assert.ok(stats.twins.bothAcked > 0, 'some request sent twice at once was acknowledged to both');
     assert.equal(restarted.length, 3);
 
