@@ -1,17 +1,14 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomInt, randomUUID } from 'node:crypto';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { CalculatorClient } from '../../tools/lib/grpc-clients.ts';
 import { serviceEnvironment } from '../support/service-environment.ts';
 import { ServiceProcess } from '../support/service-process.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
+import { runSumma } from '../support/summa-cli.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 // Windows of seconds instead of days, so that a run sees the services make, switch and drop their
 // partitions by themselves: requests kept 4 to 5 s, applied events as long.
@@ -234,12 +231,3 @@ describe('bounded state end to end: the services keep requests and applied event
   });
 });
 
-function runSumma(args: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin', 'summa.mjs'), ...args], { cwd: root, env: { ...process.env, ...env } });
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
-    child.on('exit', (code) => resolve({ code, output }));
-  });
-}

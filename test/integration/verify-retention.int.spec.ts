@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
@@ -14,19 +11,10 @@ import { currentGenerationSql, PeriodPartitions } from '../../src/platform/db/pe
 import { TOTALS_MIGRATIONS, TOTALS_SCHEMA } from '../../src/totals/schema.ts';
 import { TotalsStore } from '../../src/totals/totals-store.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
+import { runSumma } from '../support/summa-cli.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const silent = pino({ level: 'silent' });
 
-function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin', 'summa.mjs'), ...args], { cwd: root, env: { ...process.env, ...env } });
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
-    child.on('exit', (code) => resolve({ code, output }));
-  });
-}
 
 interface Accepted {
   requestId: string;
@@ -139,12 +127,12 @@ describe('summa verify across dropped periods, against real PostgreSQL', () => {
     assert.match(text, /audited request by request: requests of the periods since \d{4}-\d\d-\d\dT[\d:.]+Z \(4\), applied events of the periods since [\d\-T:.Z]+ \(3\)/);
     assert.match(text, new RegExp(`checked through checkpoints: \\d+ dropped period\\(s\\), 5 requests, sum ${earlySum()} / \\d+ dropped period\\(s\\), 5 applied events, sum ${earlySum()}`));
 
-    const cli = await runCli(['verify', '--json', '--edge-seconds', '0'], { DATABASE_URL: database.url });
+    const cli = await runSumma(['verify', '--json', '--edge-seconds', '0'], { DATABASE_URL: database.url });
     assert.equal(cli.code, 0, cli.output);
     const json = JSON.parse(cli.output);
     assert.equal(json.window.applied.dropped.rows, 5);
     assert.equal(json.window.edgeSeconds, 0);
-    const text2 = await runCli(['verify'], { DATABASE_URL: database.url });
+    const text2 = await runSumma(['verify'], { DATABASE_URL: database.url });
     assert.equal(text2.code, 0, text2.output);
     assert.match(text2.output, /checked through checkpoints: /);
   });
@@ -223,14 +211,14 @@ describe('summa verify across dropped periods, against real PostgreSQL', () => {
     assert.match(formatReport(report), /quarantined: +2 event\(s\) older than the dedup window, not applied \(1 of the requests kept\)/);
     assert.deepEqual(report.failures, ['2 event(s) quarantined as older than the dedup window: decide with summa dlq']);
 
-    const cli = await runCli(['verify', '--edge-seconds', '0'], { DATABASE_URL: database.url });
+    const cli = await runSumma(['verify', '--edge-seconds', '0'], { DATABASE_URL: database.url });
     assert.equal(cli.code, 6, cli.output);
     assert.match(cli.output, /exit code 6: events quarantined as older than the dedup window: decide with summa dlq/);
     // --wait waits for the pipeline, not for an operator: once nothing is in flight, it does not wait.
     await sql.query('DELETE FROM calculator.outbox WHERE event_id = $1', [pending.eventId]);
     await sql.query('DELETE FROM calculator.requests WHERE event_id = $1', [pending.eventId]);
     const started = Date.now();
-    const waited = await runCli(['verify', '--edge-seconds', '0', '--wait', '60'], { DATABASE_URL: database.url });
+    const waited = await runSumma(['verify', '--edge-seconds', '0', '--wait', '60'], { DATABASE_URL: database.url });
     assert.equal(waited.code, 6, waited.output);
     assert.ok(Date.now() - started < 30_000, `took ${Date.now() - started} ms`);
 
@@ -255,7 +243,7 @@ describe('summa verify across dropped periods, against real PostgreSQL', () => {
         formatReport(report),
         new RegExp(`totals\\.total says ${earlySum() + 6n} over 8 events, the applied events add up to 6 over 3 plus the checkpoints of \\d+ dropped period\\(s\\), ${earlySum() + 1n} over 5: ${earlySum() + 7n} over 8`),
       );
-      const cli = await runCli(['verify', '--edge-seconds', '0'], { DATABASE_URL: database.url });
+      const cli = await runSumma(['verify', '--edge-seconds', '0'], { DATABASE_URL: database.url });
       assert.equal(cli.code, 1, cli.output);
 
       // A dropped period without a checkpoint: its rows went unaccounted for.

@@ -1,8 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { after, before, beforeEach, describe, it, mock } from 'node:test';
 import pg from 'pg';
 import { CALCULATOR_MIGRATIONS } from '../../src/calculator/schema.ts';
@@ -11,8 +8,8 @@ import { currentGenerationSql } from '../../src/platform/db/period-partitions.ts
 import { TOTALS_MIGRATIONS } from '../../src/totals/schema.ts';
 import { auditInvariant, auditUntilQuiet, formatReport, type AuditOptions, type LostCandidate } from '../../src/cli/invariant-audit.ts';
 import { createTestDatabase, type TestDatabase } from '../support/test-environment.ts';
+import { runSumma } from '../support/summa-cli.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 // Rows go into the generation written to now, as the services' writes do.
 const REQUESTS_GENERATION = currentGenerationSql('calculator', 'requests');
 const APPLIED_GENERATION = currentGenerationSql('totals', 'applied_events');
@@ -45,15 +42,6 @@ async function applyEvent(sql: pg.Pool, eventId: string, requestId: string, amou
   );
 }
 
-function runCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin', 'summa.mjs'), ...args], { cwd: root, env: { ...process.env, ...env } });
-    let output = '';
-    child.stdout.on('data', (chunk) => (output += chunk));
-    child.stderr.on('data', (chunk) => (output += chunk));
-    child.on('exit', (code) => resolve({ code, output }));
-  });
-}
 
 describe('summa verify against a real database', () => {
   let database: TestDatabase;
@@ -97,14 +85,14 @@ describe('summa verify against a real database', () => {
     assert.equal(report.total.recorded, report.total.ofAppliedEvents);
     assert.ok(BigInt(report.total.recorded) > 2n ** 64n);
 
-    const cli = await runCli(['verify'], { DATABASE_URL: database.url });
+    const cli = await runSumma(['verify'], { DATABASE_URL: database.url });
     assert.equal(cli.code, 0, cli.output);
     assert.match(cli.output, /\nran in \d+\.\d\d s; exit code 0: the invariant holds\n$/);
     assert.match(cli.output, /in flight: +1 \(1 in the outbox/);
   });
 
   it('with --wait, fails with exit code 4 when the pipeline does not go quiet', async () => {
-    const cli = await runCli(['verify', '--wait', '1'], { DATABASE_URL: database.url });
+    const cli = await runSumma(['verify', '--wait', '1'], { DATABASE_URL: database.url });
     assert.equal(cli.code, 4, cli.output);
     assert.match(cli.output, /exit code 4: still in flight after --wait/);
     assert.match(cli.output, /1 request\(s\) still in flight after waiting 1s/);
@@ -136,7 +124,7 @@ describe('summa verify against a real database', () => {
       assert.equal(report.problems.totalMismatch, true);
     }
 
-    const cli = await runCli(['verify'], { DATABASE_URL: database.url });
+    const cli = await runSumma(['verify'], { DATABASE_URL: database.url });
     assert.equal(cli.code, 1, cli.output);
     assert.match(cli.output, /FAILED:\n {2}- 1 accepted request\(s\) lost/);
     assert.match(cli.output, /totals\.total says \d+ over 20 events, the applied events add up to \d+ over 19/);
@@ -214,7 +202,7 @@ describe('summa verify against a real database', () => {
     assert.equal(report.problems.totalMismatch, false, 'the total matches the applied events; the events are wrong');
     const { counts, problems } = report;
     assert.deepEqual([counts.requests, counts.appliedOnce, counts.pendingInOutbox, problems.mismatched], [22, 20, 1, 1], 'every request counted in one place');
-    const cli = await runCli(['verify', '--json'], { DATABASE_URL: database.url });
+    const cli = await runSumma(['verify', '--json'], { DATABASE_URL: database.url });
     assert.equal(cli.code, 1);
     const json = JSON.parse(cli.output);
     assert.match(json.samples.withoutRequest[0], /request id made-up, amount 42/);
@@ -243,30 +231,30 @@ describe('summa verify against a real database', () => {
       /relay stuck: the oldest of 1 outbox event\(s\) is 6\d\d s old by the database's clock \(limit 300 s\): events are not reaching the total/,
     );
 
-    const cli = await runCli(['verify'], { DATABASE_URL: database.url });
+    const cli = await runSumma(['verify'], { DATABASE_URL: database.url });
     assert.equal(cli.code, 3, cli.output);
     assert.match(cli.output, /relay stuck/);
     assert.match(cli.output, /exit code 3: the relay is stuck/);
-    const json = await runCli(['verify', '--json'], { DATABASE_URL: database.url });
+    const json = await runSumma(['verify', '--json'], { DATABASE_URL: database.url });
     assert.equal(json.code, 3, json.output);
     assert.equal(JSON.parse(json.output).exitCode, 3);
-    const tolerant = await runCli(['verify', '--max-outbox-age', '900'], { DATABASE_URL: database.url });
+    const tolerant = await runSumma(['verify', '--max-outbox-age', '900'], { DATABASE_URL: database.url });
     assert.equal(tolerant.code, 0, tolerant.output);
 
     // A broken invariant outranks a stuck relay.
     await sql.query('DELETE FROM totals.applied_events WHERE event_id = (SELECT event_id FROM totals.applied_events LIMIT 1)');
-    const both = await runCli(['verify'], { DATABASE_URL: database.url });
+    const both = await runSumma(['verify'], { DATABASE_URL: database.url });
     assert.equal(both.code, 1, both.output);
   });
 
   it('exits 5 when it cannot audit, and 2 for a bad command line', async () => {
-    const unreachable = await runCli(['verify'], { DATABASE_URL: 'postgres://summa:summa@127.0.0.1:1/summa' });
+    const unreachable = await runSumma(['verify'], { DATABASE_URL: 'postgres://summa:summa@127.0.0.1:1/summa' });
     assert.equal(unreachable.code, 5, unreachable.output);
     assert.match(unreachable.output, /summa verify: could not audit: .*ECONNREFUSED/);
-    const noSchema = await runCli(['verify'], { DATABASE_URL: database.url.replace(/\/[^/]+$/, '/postgres') });
+    const noSchema = await runSumma(['verify'], { DATABASE_URL: database.url.replace(/\/[^/]+$/, '/postgres') });
     assert.equal(noSchema.code, 5, noSchema.output);
     assert.match(noSchema.output, /could not audit: relation "totals.total" does not exist/);
-    const badFlag = await runCli(['verify', '--max-outbox-age', 'soon'], { DATABASE_URL: database.url });
+    const badFlag = await runSumma(['verify', '--max-outbox-age', 'soon'], { DATABASE_URL: database.url });
     assert.equal(badFlag.code, 2, badFlag.output);
     assert.match(badFlag.output, /--max-outbox-age must be a number of seconds/);
   });
@@ -340,7 +328,7 @@ describe('summa verify on a larger history', () => {
   });
 
   it('audits 200,000 requests within a 64 MB heap: the rows are streamed, not loaded', async () => {
-    const cli = await runCli(['verify'], { DATABASE_URL: database.url, NODE_OPTIONS: '--max-old-space-size=64' });
+    const cli = await runSumma(['verify'], { DATABASE_URL: database.url, NODE_OPTIONS: '--max-old-space-size=64' });
     assert.equal(cli.code, 0, cli.output.slice(0, 2000));
     assert.match(cli.output, new RegExp(`accepted requests: +${requests}\\n`));
     assert.match(cli.output, new RegExp(`applied once: +${requests}\\n`));
