@@ -16,7 +16,7 @@ import { Launcher, listening, processesOf } from '../support/launcher-process.ts
 import { missingTool } from '../support/tools.ts';
 
 /** `summa status --json` on the run in dataDir: its exit code and report. */
-function status(dataDir: string): Promise<{ code: number; report: { components: { name: string; role: string; healthy: boolean; detail?: string }[] } }> {
+function status(dataDir: string): Promise<{ code: number; report: { components: { name: string; role: string; healthy: boolean; detail?: string }[]; warnings?: string[] } }> {
   const summa = path.resolve(import.meta.dirname, '../../bin/summa.mjs');
   return new Promise((resolve, reject) =>
     execFile(process.execPath, [summa, 'status', '--json'], { env: { ...process.env, SUMMA_DATA_DIR: dataDir, SUMMA_STATUS_TIMEOUT_MS: '10000' }, timeout: 90_000 }, (error, stdout) => {
@@ -127,13 +127,19 @@ describe('npm start -- --cluster', { skip: missingTool('nginx'), timeout: 240_00
     for (const component of state.components) assert.ok(component.pid !== null && processesOf(dataDir).some((p) => p.pid === component.pid), `${component.name} runs`);
 
     // summa status sees every part healthy: three SASL_SSL brokers (as the admin user), the replica, nginx.
-    const first = await status(dataDir);
+    // Just after the start, an instance whose partition keeper measured while another one was making
+    // the first partitions ahead warns of none ahead until it looks again (within a second).
+    let first = await status(dataDir);
+    for (let tries = 0; first.code === 4 && tries < 5; tries++) {
+      await sleep(1_000);
+      first = await status(dataDir);
+    }
     assert.deepEqual(
       first.report.components.filter((c) => !c.healthy).map((c) => `${c.name}: ${c.detail}`),
       [],
       'every component is healthy',
     );
-    assert.equal(first.code, 0);
+    assert.equal(first.code, 0, `summa status warns: ${(first.report.warnings ?? []).join('; ')}`);
     assert.deepEqual(
       [...new Set(first.report.components.map((c) => c.role))].sort(),
       ['calculator', 'kafka-broker', 'nginx', 'postgres-primary', 'postgres-replica', 'relay', 'totals'],

@@ -192,3 +192,44 @@ describe('the partition keeper when its maintenance fails', () => {
     assert.equal(keeper.snapshot()!.currentGeneration, -1, 'the snapshot was taken after the failure');
   });
 });
+
+describe('the partition keeper of an instance that finds another one keeping the table', () => {
+  let database: TestDatabase;
+  let sql: pg.Pool;
+
+  before(async () => {
+    database = await createTestDatabase('retention_second_keeper');
+    sql = new pg.Pool({ connectionString: database.url, max: 6 });
+    await migrate(sql, CALCULATOR_SCHEMA, CALCULATOR_MIGRATIONS);
+  });
+
+  after(async () => {
+    await sql?.end();
+    await database?.drop();
+  });
+
+  it('looks again soon when what it saw was a problem, instead of showing it for a whole interval', async () => {
+    const options = { schema: CALCULATOR_SCHEMA, table: 'requests', amountColumn: 'sum', windowSeconds: 7 * 86_400, periodSeconds: 86_400 };
+    // Another instance holds the keeper's lock at start-up, before it has made any partition ahead.
+    const holder = await sql.connect();
+    await holder.query('SELECT pg_advisory_lock(hashtext($1))', ['summa:partitions:calculator.requests']);
+    const second = new PeriodPartitions(sql, options, silent);
+    assert.equal(second.intervalMs, 60_000, 'a day-long period steps once a minute');
+    second.start();
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!second.snapshot() && Date.now() < deadline) await sleep(20);
+      assert.equal(second.snapshot()?.partitionsAhead, 0, 'it measured while the other instance had made nothing yet');
+
+      // The other instance makes the partitions ahead; the second keeper's gauges follow within seconds.
+      await holder.query('SELECT pg_advisory_unlock(hashtext($1))', ['summa:partitions:calculator.requests']);
+      await new PeriodPartitions(sql, options, silent).step();
+      const seen = Date.now() + 5_000;
+      while (second.snapshot()!.partitionsAhead === 0 && Date.now() < seen) await sleep(50);
+      assert.equal(second.snapshot()!.partitionsAhead, 2, 'the second keeper saw the partitions made ahead');
+    } finally {
+      holder.release();
+      await second.stop();
+    }
+  });
+});

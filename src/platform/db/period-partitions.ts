@@ -108,7 +108,19 @@ export class PeriodPartitions {
     return Math.min(60_000, Math.max(100, (this.options.periodSeconds * 1000) / 4));
   }
 
-  /** Runs a step now and then every intervalMs until stop(). */
+  /**
+   * When the next step runs: after intervalMs, or within a second while the last step saw a problem
+   * (none ahead, some overdue, or no reading). An instance that finds another one keeping the table
+   * measures while that one works; a problem it saw may be gone a moment later, and its gauges (and
+   * `summa status`) must not show it for a whole interval.
+   */
+  private nextStepMs(): number {
+    const last = this.last;
+    const troubled = !last || last.partitionsAhead === 0 || last.partitionsOverdue > 0;
+    return troubled ? Math.min(this.intervalMs, 1_000) : this.intervalMs;
+  }
+
+  /** Runs a step now and then every intervalMs (sooner while it sees a problem) until stop(). */
   start(): void {
     const loop = async () => {
       if (this.stopped) return;
@@ -116,7 +128,7 @@ export class PeriodPartitions {
         this.logger.warn({ err: error, table: this.qualified }, 'keeping the partitions failed; will try again');
       });
       await this.running;
-      if (!this.stopped) this.timer = setTimeout(loop, this.intervalMs);
+      if (!this.stopped) this.timer = setTimeout(loop, this.nextStepMs());
     };
     void loop();
   }
