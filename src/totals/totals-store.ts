@@ -25,8 +25,15 @@ export const TOO_OLD_REASON = 'older than the dedup window';
  * an event delivered twice finds its row in applied_events and adds nothing. The total is kept per
  * Kafka partition (totals.total sums the rows), so a batch locks only the rows of its events'
  * partitions, in partition order, and consumers of other partitions do not wait for it.
+ *
+ * With `saveOffsets`, the same statement also saves the consumed offsets ($8 the group, $9–$12 as
+ * SAVE_OFFSETS_SQL takes them), so that on its own, without BEGIN and COMMIT, it is the whole of a
+ * batch's transaction; and it then changes nothing at all when an event of the batch is too old
+ * (`too_old` not empty), since quarantining that one must commit with the rest.
  */
-const APPLY_SQL = `
+function applyStatement(saveOffsets: boolean): string {
+  const onlyWithoutStale = saveOffsets ? 'AND NOT EXISTS (SELECT 1 FROM stale)' : '';
+  return `
 WITH input AS (
   SELECT * FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::timestamptz[], $5::int4[], $6::int8[])
     AS t(event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset)
@@ -35,10 +42,15 @@ WITH input AS (
   SELECT CASE WHEN $7::bool THEN NULL ELSE h.at END AS at FROM (${DEDUP_HORIZON_SQL}) h
 ), earlier AS (
   SELECT event_id FROM totals.applied_events WHERE event_id = ANY($1::uuid[])
+), stale AS (
+  SELECT input.event_id FROM input, horizon
+  WHERE horizon.at IS NOT NULL AND input.accepted_at <= horizon.at
+    AND NOT EXISTS (SELECT 1 FROM earlier WHERE earlier.event_id = input.event_id)
 ), fresh AS (
   SELECT input.* FROM input, horizon
   WHERE (horizon.at IS NULL OR input.accepted_at > horizon.at)
     AND NOT EXISTS (SELECT 1 FROM earlier WHERE earlier.event_id = input.event_id)
+    ${onlyWithoutStale}
 ), applied AS (
   INSERT INTO totals.applied_events (event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset, generation)
   SELECT event_id, request_id, amount, accepted_at, kafka_partition, kafka_offset, ${CURRENT_APPLIED_GENERATION} FROM fresh
@@ -51,32 +63,45 @@ WITH input AS (
   SET total = p.total + excluded.total,
       count = p.count + excluded.count,
       updated_at = now()
-)
+)${
+    saveOffsets
+      ? `, saved AS (
+  INSERT INTO totals.consumer_offsets (group_id, topic, topic_id, partition, next_offset)
+  SELECT $8, t.* FROM unnest($9::text[], $10::text[], $11::int4[], $12::int8[]) AS t
+  WHERE NOT EXISTS (SELECT 1 FROM stale)
+  ${OFFSETS_MOVE_FORWARD}
+)`
+      : ''
+  }
 SELECT (SELECT count(*) FROM applied)::int AS applied,
        (SELECT coalesce(json_agg(extract(epoch FROM accepted_at)), '[]') FROM applied) AS accepted_epochs,
-       (SELECT coalesce(json_agg(input.event_id), '[]') FROM input, horizon
-        WHERE horizon.at IS NOT NULL AND input.accepted_at <= horizon.at
-          AND NOT EXISTS (SELECT 1 FROM earlier WHERE earlier.event_id = input.event_id)) AS too_old,
+       (SELECT coalesce(json_agg(event_id), '[]') FROM stale) AS too_old,
        (SELECT at FROM horizon) AS horizon`;
+}
+
+/**
+ * Offsets only move forward, whatever order concurrent consumers commit in; those of another
+ * incarnation of the topic (another topic id) are replaced, not compared.
+ */
+const OFFSETS_MOVE_FORWARD = `ON CONFLICT (group_id, topic, partition) DO UPDATE
+  SET next_offset = CASE WHEN consumer_offsets.topic_id IS NOT DISTINCT FROM excluded.topic_id
+                         THEN greatest(consumer_offsets.next_offset, excluded.next_offset)
+                         ELSE excluded.next_offset END,
+      topic_id = excluded.topic_id,
+      updated_at = now()`;
+
+const APPLY_SQL = applyStatement(false);
+const APPLY_AND_SAVE_OFFSETS_SQL = applyStatement(true);
 
 const REJECT_SQL = `
 INSERT INTO totals.rejected_records (topic, kafka_partition, kafka_offset, reason, message_key, payload, dead_lettered, event_id)
 SELECT * FROM unnest($1::text[], $2::int4[], $3::int8[], $4::text[], $5::text[], $6::bytea[], $7::bool[], $8::uuid[])
 ON CONFLICT DO NOTHING`;
 
-/**
- * Offsets only move forward, whatever order concurrent consumers commit in; those of another
- * incarnation of the topic (another topic id) are replaced, not compared.
- */
 const SAVE_OFFSETS_SQL = `
 INSERT INTO totals.consumer_offsets (group_id, topic, topic_id, partition, next_offset)
 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::int4[], $5::int8[])
-ON CONFLICT (group_id, topic, partition) DO UPDATE
-SET next_offset = CASE WHEN consumer_offsets.topic_id IS NOT DISTINCT FROM excluded.topic_id
-                       THEN greatest(consumer_offsets.next_offset, excluded.next_offset)
-                       ELSE excluded.next_offset END,
-    topic_id = excluded.topic_id,
-    updated_at = now()`;
+${OFFSETS_MOVE_FORWARD}`;
 
 const READ_OFFSETS_SQL = `
 SELECT partition, next_offset::text AS next_offset FROM totals.consumer_offsets
@@ -133,8 +158,23 @@ export interface AppliedSum {
 export class TotalsStore {
   constructor(private readonly pool: Pool) {}
 
-  /** One transaction: new events, rejected records and the consumed offsets commit together. */
-  applyBatch(groupId: string, events: EventAtOffset[], rejected: RejectedRecord[], offsets: PartitionOffset[]): Promise<BatchOutcome> {
+  /**
+   * One transaction: new events, rejected records and the consumed offsets commit together. A batch
+   * of events alone (the usual one) is a single statement, with no BEGIN and COMMIT round trips;
+   * one with records to reject, or an event to quarantine, takes a transaction of several.
+   */
+  async applyBatch(groupId: string, events: EventAtOffset[], rejected: RejectedRecord[], offsets: PartitionOffset[]): Promise<BatchOutcome> {
+    if (rejected.length === 0 && events.length > 0) {
+      const outcome = await runApply(this.pool, APPLY_AND_SAVE_OFFSETS_SQL, events, false, [
+        groupId,
+        offsets.map((o) => o.topic),
+        offsets.map((o) => o.topicId),
+        offsets.map((o) => o.partition),
+        offsets.map((o) => o.nextOffset.toString()),
+      ]);
+      // An event too old to apply: the statement changed nothing, and the transaction below quarantines it.
+      if (outcome.tooOld.length === 0) return outcome;
+    }
     return inTransaction(this.pool, async (client) => {
       const outcome = await applyEvents(client, events);
       rejected = [...rejected, ...outcome.tooOld.map((event) => quarantined(event, outcome.horizon))];
@@ -220,21 +260,33 @@ export interface ApplyOptions {
 }
 
 /** The apply step of applyBatch, inside the caller's transaction; `summa dlq replay` applies through it too. */
-export async function applyEvents(client: PoolClient, events: EventAtOffset[], options: ApplyOptions = {}): Promise<BatchOutcome> {
+export function applyEvents(client: PoolClient, events: EventAtOffset[], options: ApplyOptions = {}): Promise<BatchOutcome> {
+  return runApply(client, APPLY_SQL, events, options.skipDedupHorizon ?? false, []);
+}
+
+/** Runs one of the apply statements on `events`, with `more` parameters after the first seven. */
+async function runApply(
+  on: Pick<PoolClient, 'query'>,
+  statement: string,
+  events: EventAtOffset[],
+  skipDedupHorizon: boolean,
+  more: unknown[],
+): Promise<BatchOutcome> {
   // The same event twice in one batch would be inserted once anyway; dropping it here keeps the
   // statement simple. Sorting fixes the lock order between concurrent consumers.
   const unique = [...new Map(events.map((e) => [e.event.eventId, e])).values()].sort((a, b) =>
     a.event.eventId < b.event.eventId ? -1 : 1,
   );
   if (unique.length === 0) return { applied: 0, duplicates: events.length, acceptedAtMs: [], tooOld: [], horizon: null };
-  const { rows } = await client.query<{ applied: number; accepted_epochs: number[]; too_old: string[]; horizon: Date | null }>(APPLY_SQL, [
+  const { rows } = await on.query<{ applied: number; accepted_epochs: number[]; too_old: string[]; horizon: Date | null }>(statement, [
     unique.map((e) => e.event.eventId),
     unique.map((e) => e.event.requestId),
     unique.map((e) => e.event.sum.toString()),
     unique.map((e) => postgresTimestamp(e.event.acceptedAt)),
     unique.map((e) => e.partition),
     unique.map((e) => e.offset.toString()),
-    options.skipDedupHorizon ?? false,
+    skipDedupHorizon,
+    ...more,
   ]);
   const { applied, accepted_epochs, too_old, horizon } = rows[0]!;
   const tooOldIds = new Set(too_old);

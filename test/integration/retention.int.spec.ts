@@ -149,21 +149,42 @@ describe('bounded state: partitions by period, against real PostgreSQL', () => {
     assert.equal(BigInt(after.total) - BigInt(before.total), 7n, 'the total outlives the rows it sums');
     assert.equal(after.count - before.count, 1);
 
-    // Delivered again after its partition was dropped: it may have been applied, so it is kept back.
-    const again = await store.applyBatch('retention', [{ event: early, partition: 0, offset: 2n, source: { topic: 'sums', key: early.requestId, value: Buffer.from('{}') } }], [], []);
-    assert.equal(again.applied, 0);
+    // Delivered again after its partition was dropped: it may have been applied, so it is kept back;
+    // a new event of the same batch is applied, and the batch's offsets are saved with both.
+    const offsetsOf = async () =>
+      (await sql.query<{ next_offset: string }>(`SELECT next_offset::text FROM totals.consumer_offsets WHERE group_id = 'retention' AND partition = 0`)).rows.map((row) => row.next_offset);
+    const beside = event(11n);
+    const again = await store.applyBatch(
+      'retention',
+      [
+        { event: early, partition: 0, offset: 2n, source: { topic: 'sums', key: early.requestId, value: Buffer.from('{}') } },
+        { event: beside, partition: 0, offset: 3n },
+      ],
+      [],
+      [{ topic: 'sums', topicId: 'topic-id', partition: 0, nextOffset: 4n }],
+    );
+    assert.equal(again.applied, 1);
     assert.deepEqual(again.tooOld.map((e) => e.event.eventId), [early.eventId]);
+    assert.deepEqual(await offsetsOf(), ['4']);
+    assert.equal(BigInt((await store.readTotal()).total) - BigInt(after.total), 11n, 'the new event of the batch, and only it, is added');
     const { rows: parked } = await sql.query<{ reason: string; event_id: string }>(
       'SELECT reason, event_id::text FROM totals.rejected_records WHERE kafka_partition = 0 AND kafka_offset = 2',
     );
     assert.equal(parked[0]?.event_id, early.eventId);
     assert.ok(parked[0]!.reason.startsWith(TOO_OLD_REASON), parked[0]!.reason);
-    assert.deepEqual(await store.readTotal(), after, 'nothing added');
+    // The quarantined one again, alone: nothing added, and its offset saved all the same.
+    const third = await store.applyBatch('retention', [{ event: early, partition: 0, offset: 4n, source: { topic: 'sums', key: early.requestId, value: Buffer.from('{}') } }], [], [
+      { topic: 'sums', topicId: 'topic-id', partition: 0, nextOffset: 5n },
+    ]);
+    assert.equal(third.applied, 0);
+    assert.equal(BigInt((await store.readTotal()).total) - BigInt(after.total), 11n, 'nothing added');
+    assert.deepEqual(await offsetsOf(), ['5']);
 
-    // A new event, accepted after everything dropped, is applied as usual.
-    const fresh = await store.applyBatch('retention', [{ event: event(5n), partition: 0, offset: 3n }], [], []);
+    // A new event, accepted after everything dropped, is applied as usual, with its offset.
+    const fresh = await store.applyBatch('retention', [{ event: event(5n), partition: 0, offset: 5n }], [], [{ topic: 'sums', topicId: 'topic-id', partition: 0, nextOffset: 6n }]);
     assert.equal(fresh.applied, 1);
-    assert.equal(BigInt((await store.readTotal()).total) - BigInt(after.total), 5n);
+    assert.equal(BigInt((await store.readTotal()).total) - BigInt(after.total), 16n);
+    assert.deepEqual(await offsetsOf(), ['6']);
   });
 });
 
