@@ -85,6 +85,8 @@ export class PeriodPartitions {
   private running: Promise<void> | undefined;
   private stopped = false;
   private last: RetentionSnapshot | undefined;
+  /** Whether the last step held the lock (and so did the maintenance itself). */
+  private heldLock = false;
 
   constructor(
     private readonly pool: Pool,
@@ -109,15 +111,16 @@ export class PeriodPartitions {
   }
 
   /**
-   * When the next step runs: after intervalMs, or within a second while the last step saw a problem
-   * (none ahead, some overdue, or no reading). An instance that finds another one keeping the table
-   * measures while that one works; a problem it saw may be gone a moment later, and its gauges (and
-   * `summa status`) must not show it for a whole interval.
+   * When the next step runs: after intervalMs, or within a second when the last step found another
+   * instance keeping the table and saw a problem (none ahead, some overdue). It measured while that
+   * one worked, so the problem may be gone a moment later, and its gauges (and `summa status`) must
+   * not show it for a whole interval.
    */
   private nextStepMs(): number {
     const last = this.last;
-    const troubled = !last || last.partitionsAhead === 0 || last.partitionsOverdue > 0;
-    return troubled ? Math.min(this.intervalMs, 1_000) : this.intervalMs;
+    const troubled = last !== undefined && (last.partitionsAhead === 0 || last.partitionsOverdue > 0);
+    // A step of its own that failed keeps the interval: its warning is not logged every second.
+    return troubled && !this.heldLock ? Math.min(this.intervalMs, 1_000) : this.intervalMs;
   }
 
   /** Runs a step now and then every intervalMs (sooner while it sees a problem) until stop(). */
@@ -154,6 +157,7 @@ export class PeriodPartitions {
     let failed: unknown;
     try {
       const { rows } = await client.query<{ locked: boolean }>('SELECT pg_try_advisory_lock(hashtext($1)) AS locked', [this.lockKey]);
+      this.heldLock = rows[0]!.locked;
       let maintenanceFailed: unknown;
       if (rows[0]!.locked) {
         try {
