@@ -35,7 +35,7 @@ Exits 1 otherwise.
 2 relays and 3 totals consumers in one group.
 
 --windows gives the services windows of seconds (requests kept 6 s in partitions of 2 s, applied
-events 20 s in partitions of 2 s, relay lease 3 s), so that partitions are switched and dropped
+events 45 s in partitions of 2 s, relay lease 3 s), so that partitions are switched and dropped
 all through the faults; the run is then audited on logs of every row written, since the rows are
 gone by the end (test/chaos/window-audit.ts).`);
   process.exit(0);
