@@ -2,7 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { context, type Context, type Span } from '@opentelemetry/api';
 import { encodeSumAccepted } from '../events/sum-accepted.ts';
 import { deleteCapturedOutboxRows, outboxInsertSql } from '../outbox/outbox-store.ts';
+import type { QueryConfig } from 'pg';
 import type { Pool } from '../platform/db/pool.ts';
+import { preparedStatement, withValues } from '../platform/db/prepared-statement.ts';
 import { SummaError } from '../platform/errors.ts';
 import type { Logger } from '../platform/logger.ts';
 import { endSpans, startOutboxWriteSpan } from '../platform/tracing/messaging-spans.ts';
@@ -43,12 +45,15 @@ WITH input AS (
 )
 ${outboxInsertSql(`SELECT accepted.event_id, $7, input.request_id, input.payload, ${withHeaders ? 'input.headers' : `'{}'::jsonb`}, now()
 FROM accepted JOIN input USING (request_id)`)}`;
-const RECORD_SQL = recordSql(false);
+const RECORD = preparedStatement('summa_calculator_record', recordSql(false));
 /** Used only for batches with a traced request: stores each request's traceparent in its outbox row. */
-const RECORD_TRACED_SQL = recordSql(true);
+const RECORD_TRACED = preparedStatement('summa_calculator_record_traced', recordSql(true));
 
 // In generation order: were an id ever in two (not within one window), the latest answers.
-const RECORDED_SQL = `SELECT request_id, num1, num2, sum FROM ${REQUESTS_TABLE} WHERE request_id = ANY($1::text[]) ORDER BY generation`;
+const RECORDED = preparedStatement(
+  'summa_calculator_recorded',
+  `SELECT request_id, num1, num2, sum FROM ${REQUESTS_TABLE} WHERE request_id = ANY($1::text[]) ORDER BY generation`,
+);
 
 export interface SumRecorderOptions {
   topic: string;
@@ -239,19 +244,19 @@ export class SumRecorder {
       this.options.topic,
     ];
     if (spans) parameters.push(commands.map((_, index) => JSON.stringify(spans[index] ? traceHeadersOf(spans[index]) : {})));
-    const sql = spans ? RECORD_TRACED_SQL : RECORD_SQL;
-    const rows = this.options.deleteOutboxRows ? await this.recordAndDelete(sql, parameters) : (await this.pool.query<RecordedRow>(sql, parameters)).rows;
+    const statement = withValues(spans ? RECORD_TRACED : RECORD, parameters);
+    const rows = this.options.deleteOutboxRows ? await this.recordAndDelete(statement) : (await this.pool.query<RecordedRow>(statement)).rows;
     // Matched by the keys the database returns: what it stored, not what was sent.
     return new Set(rows.map((row) => row.message_key));
   }
 
   /** The record statement and the delete of its outbox rows, in one transaction. */
-  private async recordAndDelete(sql: string, parameters: unknown[]): Promise<RecordedRow[]> {
+  private async recordAndDelete(statement: QueryConfig): Promise<RecordedRow[]> {
     const client = await this.pool.connect();
     let failed: unknown;
     try {
       await client.query('BEGIN');
-      const { rows } = await client.query<RecordedRow>(sql, parameters);
+      const { rows } = await client.query<RecordedRow>(statement);
       if (rows.length > 0) await deleteCapturedOutboxRows(client, rows.map((row) => row.id));
       await client.query('COMMIT');
       return rows;
@@ -273,7 +278,7 @@ export class SumRecorder {
   private async readRecorded(requestIds: string[]): Promise<Map<string, Outcome>> {
     const outcomes = new Map<string, Outcome>();
     try {
-      const { rows } = await this.pool.query<{ request_id: string; num1: string; num2: string; sum: string }>(RECORDED_SQL, [requestIds]);
+      const { rows } = await this.pool.query<{ request_id: string; num1: string; num2: string; sum: string }>(withValues(RECORDED, [requestIds]));
       for (const row of rows) {
         const request = { num1: BigInt(row.num1), num2: BigInt(row.num2), sum: BigInt(row.sum) };
         outcomes.set(row.request_id, { kind: 'recorded', request, isNew: false });

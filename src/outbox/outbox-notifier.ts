@@ -1,6 +1,9 @@
 import { OUTBOX_CHANNEL } from '../calculator/schema.ts';
 import type { Pool } from '../platform/db/pool.ts';
 import type { Logger } from '../platform/logger.ts';
+import { preparedStatement, withValues } from '../platform/db/prepared-statement.ts';
+
+const NOTIFY = preparedStatement('summa_outbox_notify', `SELECT pg_notify($1, '')`);
 
 /**
  * Wakes the relays after outbox rows committed: a NOTIFY on OUTBOX_CHANNEL, sent in a statement of
@@ -47,7 +50,7 @@ export class OutboxNotifier {
 
   private async send(): Promise<void> {
     try {
-      await this.pool.query(`SELECT pg_notify($1, '')`, [this.channel]);
+      await this.pool.query(withValues(NOTIFY, [this.channel]));
     } catch (error) {
       this.logger.debug({ err: error }, 'waking the outbox relays failed; they find the events by polling');
     }

@@ -1,5 +1,6 @@
 import type { Pool, PoolClient } from '../platform/db/pool.ts';
 import { OUTBOX_TABLE } from '../calculator/schema.ts';
+import { preparedStatement, withValues } from '../platform/db/prepared-statement.ts';
 
 // Every statement on the outbox table lives here: the insert the calculator runs in the same
 // statement as its request rows; the relay's claim, delete, release and failure bookkeeping; the
@@ -69,7 +70,7 @@ export async function deleteCapturedOutboxRows(client: Pick<PoolClient, 'query'>
  * only as long as this statement). Since a row leaves the table only after it is published, a
  * transaction that commits late is picked up by a later claim rather than skipped by a cursor.
  */
-const CLAIM_SQL = `
+const CLAIM = preparedStatement('summa_outbox_claim', `
 WITH claimable AS (
   SELECT id
   FROM ${OUTBOX_TABLE}
@@ -83,9 +84,9 @@ SET claimed_by = $2, claimed_until = now() + make_interval(secs => $3 / 1000.0)
 FROM claimable
 WHERE outbox.id = claimable.id
 RETURNING outbox.id, outbox.event_id, outbox.topic, outbox.message_key, outbox.payload, outbox.headers,
-  outbox.created_at, outbox.attempts`;
+  outbox.created_at, outbox.attempts`);
 
-const DELETE_SQL = `DELETE FROM ${OUTBOX_TABLE} WHERE id = ANY($1::bigint[]) AND claimed_by = $2`;
+const DELETE = preparedStatement('summa_outbox_delete', `DELETE FROM ${OUTBOX_TABLE} WHERE id = ANY($1::bigint[]) AND claimed_by = $2`);
 
 /** Gives rows back at once: Kafka was unavailable, which is no fault of theirs. */
 const RELEASE_SQL = `
@@ -138,14 +139,14 @@ export interface ClaimOptions {
 
 /** Claims up to `limit` of the oldest claimable events for `leaseMs`, oldest first. */
 export async function claimOutboxRows(pool: Pool, { limit, claimant, leaseMs }: ClaimOptions): Promise<OutboxRow[]> {
-  const { rows } = await pool.query<OutboxRow>(CLAIM_SQL, [limit, claimant, leaseMs]);
+  const { rows } = await pool.query<OutboxRow>(withValues(CLAIM, [limit, claimant, leaseMs]));
   // UPDATE … RETURNING promises no order.
   return rows.sort((a, b) => (BigInt(a.id) < BigInt(b.id) ? -1 : 1));
 }
 
 /** Removes published events still held under `claimant`; returns how many. */
 export async function deleteOutboxRows(pool: Pool, ids: readonly string[], claimant: string): Promise<number> {
-  return (await pool.query(DELETE_SQL, [ids, claimant])).rowCount ?? 0;
+  return (await pool.query(withValues(DELETE, [ids, claimant]))).rowCount ?? 0;
 }
 
 /** Gives events still held under `claimant` back to be claimed at once. */

@@ -4,6 +4,7 @@ import type { SumAccepted } from '../events/sum-accepted.ts';
 import type { IncomingRecord } from '../platform/kafka/records.ts';
 import { currentGenerationSql } from '../platform/db/period-partitions.ts';
 import { isPermanentDatabaseError } from './database-errors.ts';
+import { preparedStatement, withValues, type PreparedStatement } from '../platform/db/prepared-statement.ts';
 import { TOTALS_SCHEMA } from './schema.ts';
 
 /**
@@ -90,8 +91,10 @@ const OFFSETS_MOVE_FORWARD = `ON CONFLICT (group_id, topic, partition) DO UPDATE
       topic_id = excluded.topic_id,
       updated_at = now()`;
 
-const APPLY_SQL = applyStatement(false);
-const APPLY_AND_SAVE_OFFSETS_SQL = applyStatement(true);
+const APPLY = preparedStatement('summa_totals_apply', applyStatement(false));
+const APPLY_AND_SAVE_OFFSETS = preparedStatement('summa_totals_apply_and_save_offsets', applyStatement(true));
+
+const READ_TOTAL = preparedStatement('summa_totals_read_total', 'SELECT total::text AS total, count::text AS count FROM totals.total WHERE id = 1');
 
 const REJECT_SQL = `
 INSERT INTO totals.rejected_records (topic, kafka_partition, kafka_offset, reason, message_key, payload, dead_lettered, event_id)
@@ -165,7 +168,7 @@ export class TotalsStore {
    */
   async applyBatch(groupId: string, events: EventAtOffset[], rejected: RejectedRecord[], offsets: PartitionOffset[]): Promise<BatchOutcome> {
     if (rejected.length === 0 && events.length > 0) {
-      const outcome = await runApply(this.pool, APPLY_AND_SAVE_OFFSETS_SQL, events, false, [
+      const outcome = await runApply(this.pool, APPLY_AND_SAVE_OFFSETS, events, false, [
         groupId,
         offsets.map((o) => o.topic),
         offsets.map((o) => o.topicId),
@@ -233,9 +236,7 @@ export class TotalsStore {
   }
 
   async readTotal(): Promise<TotalSnapshot> {
-    const { rows } = await this.pool.query<{ total: string; count: string }>(
-      'SELECT total::text AS total, count::text AS count FROM totals.total WHERE id = 1',
-    );
+    const { rows } = await this.pool.query<{ total: string; count: string }>(withValues(READ_TOTAL, []));
     return { total: rows[0]!.total, count: Number(rows[0]!.count) };
   }
 
@@ -261,13 +262,13 @@ export interface ApplyOptions {
 
 /** The apply step of applyBatch, inside the caller's transaction; `summa dlq replay` applies through it too. */
 export function applyEvents(client: PoolClient, events: EventAtOffset[], options: ApplyOptions = {}): Promise<BatchOutcome> {
-  return runApply(client, APPLY_SQL, events, options.skipDedupHorizon ?? false, []);
+  return runApply(client, APPLY, events, options.skipDedupHorizon ?? false, []);
 }
 
 /** Runs one of the apply statements on `events`, with `more` parameters after the first seven. */
 async function runApply(
   on: Pick<PoolClient, 'query'>,
-  statement: string,
+  statement: PreparedStatement,
   events: EventAtOffset[],
   skipDedupHorizon: boolean,
   more: unknown[],
@@ -278,16 +279,18 @@ async function runApply(
     a.event.eventId < b.event.eventId ? -1 : 1,
   );
   if (unique.length === 0) return { applied: 0, duplicates: events.length, acceptedAtMs: [], tooOld: [], horizon: null };
-  const { rows } = await on.query<{ applied: number; accepted_epochs: number[]; too_old: string[]; horizon: Date | null }>(statement, [
+  const { rows } = await on.query<{ applied: number; accepted_epochs: number[]; too_old: string[]; horizon: Date | null }>(
+    withValues(statement, [
     unique.map((e) => e.event.eventId),
     unique.map((e) => e.event.requestId),
     unique.map((e) => e.event.sum.toString()),
     unique.map((e) => postgresTimestamp(e.event.acceptedAt)),
     unique.map((e) => e.partition),
     unique.map((e) => e.offset.toString()),
-    skipDedupHorizon,
-    ...more,
-  ]);
+      skipDedupHorizon,
+      ...more,
+    ]),
+  );
   const { applied, accepted_epochs, too_old, horizon } = rows[0]!;
   const tooOldIds = new Set(too_old);
   const tooOld = unique.filter((e) => tooOldIds.has(e.event.eventId));

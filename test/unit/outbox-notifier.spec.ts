@@ -12,8 +12,8 @@ function heldPool() {
   let inFlight = 0;
   let peak = 0;
   const pool = {
-    query(sql: string, params: unknown[]) {
-      sent.push({ sql, params });
+    query(statement: { text: string; values: unknown[] }) {
+      sent.push({ sql: statement.text, params: statement.values });
       inFlight += 1;
       peak = Math.max(peak, inFlight);
       return new Promise<void>((resolve, reject) => held.push({ resolve, reject })).finally(() => (inFlight -= 1));

@@ -36,7 +36,9 @@ function setup(claimable: OutboxRow[], overrides: Partial<OutboxRelayOptions> = 
     async connect() {
       throw new Error('the relay holds no connection across statements');
     },
-    async query(sql: string, params?: unknown[]) {
+    // A statement comes as text with its parameters, or prepared: { name, text, values }.
+    async query(statement: string | { text: string; values: unknown[] }, values?: unknown[]) {
+      const [sql, params] = typeof statement === 'string' ? [statement, values] : [statement.text, statement.values];
       if (/^\s*(BEGIN|COMMIT|ROLLBACK)\b/.test(sql)) throw new Error(`the relay opens no transaction: ${sql}`);
       const step = stepOf(sql);
       log.push(step);

@@ -39,7 +39,8 @@ class FakeRequestsPool {
   /** Ids the record statement treats as conflicting although the read then does not find them. */
   readonly vanished = new Set<string>();
 
-  async query(sql: string, params: unknown[]): Promise<{ rows: unknown[] }> {
+  /** Takes the statements as the recorder sends them: prepared, with their values. */
+  async query({ text: sql, values: params }: { text: string; values: unknown[] }): Promise<{ rows: unknown[] }> {
     if (/\bINSERT INTO\b/.test(sql)) return this.record(params);
     if (/request_id = ANY\(\$1/.test(sql)) return this.read(params);
     throw new Error(`unexpected statement: ${sql}`);

@@ -51,7 +51,12 @@ export function createPool(connectionString: string, options: PoolOptions): Pool
     // keepalive notices.
     statement_timeout: statementTimeoutFor(options),
     idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs ?? DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS,
-    ...(options.synchronousCommit === false ? { options: '-c synchronous_commit=off' } : {}),
+    // plan_cache_mode: a prepared statement (prepared-statement.ts) is planned once per connection,
+    // for any parameters. PostgreSQL would otherwise plan it again at each call for as long as it
+    // reckons a plan made for the parameters cheaper to run, which for the calculator's write of a
+    // few requests was every call: planning it cost as much as running it (BENCHMARKS.md). Other
+    // statements are planned at each call as before.
+    options: ['-c plan_cache_mode=force_generic_plan', ...(options.synchronousCommit === false ? ['-c synchronous_commit=off'] : [])].join(' '),
     idleTimeoutMillis: 30_000,
     keepAlive: true,
   });
