@@ -12,6 +12,7 @@ import { endSpans, startProducerSpan } from '../platform/tracing/messaging-spans
 import { traceHeadersOf } from '../platform/tracing/tracing.ts';
 import type { RelayMetrics } from '../relay/metrics.ts';
 import { OUTBOX_CHANNEL } from '../calculator/schema.ts';
+import { OutboxVacuum, type OutboxVacuumOptions } from './outbox-vacuum.ts';
 import { chargeOutboxRows, claimOutboxRows, deleteOutboxRows, releaseOutboxRows, type OutboxRow } from './outbox-store.ts';
 
 export interface OutboxRelayOptions {
@@ -33,6 +34,8 @@ export interface OutboxRelayOptions {
   leaseMs: number;
   /** Failed publishes that were an event's own fault (its topic does not exist, ...) before it is parked. */
   maxAttempts: number;
+  /** When to vacuum the outbox (outbox-vacuum.ts); by default never: autovacuum alone. */
+  vacuum?: OutboxVacuumOptions;
 }
 
 /** What became of the events of one claim. */
@@ -60,6 +63,7 @@ export class OutboxRelay {
   private claims = 0;
   /** Workers between claim and delete right now. */
   private batchesInFlight = 0;
+  private readonly vacuum: OutboxVacuum | undefined;
 
   constructor(
     private readonly pool: Pool,
@@ -68,7 +72,9 @@ export class OutboxRelay {
     private readonly options: OutboxRelayOptions,
     private readonly logger: Logger,
     private readonly metrics: RelayMetrics,
-  ) {}
+  ) {
+    this.vacuum = options.vacuum ? new OutboxVacuum(pool, options.vacuum, logger) : undefined;
+  }
 
   start(): void {
     void this.listen();
@@ -80,6 +86,7 @@ export class OutboxRelay {
     this.stopped = true;
     this.wake();
     await Promise.all(this.loops);
+    await this.vacuum?.drain();
     await this.listener?.end().catch(() => {});
   }
 
@@ -132,6 +139,7 @@ export class OutboxRelay {
     if (outcome.published.length > 0) {
       const deleted = await deleteOutboxRows(this.pool, outcome.published.map((row) => row.id), claimant);
       this.metrics.published.inc(outcome.published.length);
+      this.vacuum?.deleted(deleted);
       if (deleted < outcome.published.length) {
         this.logger.warn(
           { published: outcome.published.length, deleted, leaseMs: this.options.leaseMs },

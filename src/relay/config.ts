@@ -10,6 +10,9 @@ export interface RelayConfig extends ServiceConfig, KafkaConfig {
   readonly lingerMs: number;
   readonly leaseMs: number;
   readonly maxAttempts: number;
+  /** Deleted rows after which the relay vacuums the outbox (0: never), at most every vacuumMinIntervalMs. */
+  readonly vacuumEveryRows: number;
+  readonly vacuumMinIntervalMs: number;
   /**
    * The totals service's DEDUP_WINDOW_SECONDS (same variable, same default): an outbox event that
    * waits longer than that reaches it too old. The relay warns well before (outbox-age-watch.ts).
@@ -30,6 +33,8 @@ export function readRelayConfig(env: Env = process.env): RelayConfig {
     lingerMs: envInteger(env, 'RELAY_LINGER_MS', 5, { min: 0, max: 1_000 }),
     leaseMs,
     maxAttempts: envInteger(env, 'RELAY_MAX_ATTEMPTS', 10, { min: 1, max: 1_000 }),
+    vacuumEveryRows: envInteger(env, 'RELAY_VACUUM_EVERY_ROWS', 2_000, { min: 0, max: 100_000_000 }),
+    vacuumMinIntervalMs: envInteger(env, 'RELAY_VACUUM_MIN_INTERVAL_MS', 1_000, { min: 0, max: 3_600_000 }),
     dedupWindowSeconds: envRetentionWindow(env, 'DEDUP').windowSeconds,
   });
 }

@@ -56,6 +56,7 @@ export function startRelay(config: RelayConfig, logger: Logger): Promise<Running
           lingerMs: config.lingerMs,
           leaseMs: config.leaseMs,
           maxAttempts: config.maxAttempts,
+          vacuum: { everyRows: config.vacuumEveryRows, minIntervalMs: config.vacuumMinIntervalMs },
         },
         logger,
         metrics,

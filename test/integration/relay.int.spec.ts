@@ -130,6 +130,29 @@ describe('outbox relay against real PostgreSQL and Kafka', () => {
     assert.equal(await waitUntilOutboxEmpty(), 0);
   });
 
+  it('vacuums the outbox once it has deleted enough published rows, and not without the option', async () => {
+    const topic = await freshTopic();
+    const vacuums = async () => Number((await pool.query(`SELECT pg_stat_get_vacuum_count('calculator.outbox'::regclass) AS n`)).rows[0].n);
+    // Only the relay's vacuums count here.
+    await pool.query('ALTER TABLE calculator.outbox SET (autovacuum_enabled = false)');
+    cleanups.push(async () => void (await pool.query('ALTER TABLE calculator.outbox RESET (autovacuum_enabled)')));
+    const before = await vacuums();
+    const first = await insertEvents(topic, 120);
+    const withoutVacuum = startRelay();
+    assert.equal((await collect(topic, first.length)).length, first.length);
+    assert.equal(await waitUntilOutboxEmpty(), 0);
+    await withoutVacuum.stop();
+    assert.equal(await vacuums(), before, 'a relay without the option leaves the table to autovacuum');
+
+    const second = await insertEvents(topic, 120);
+    const vacuuming = startRelay({ vacuum: { everyRows: 100, minIntervalMs: 0 } });
+    assert.equal(await waitUntilOutboxEmpty(), 0);
+    await vacuuming.stop(); // waits for a vacuum in progress
+    const deadline = Date.now() + 5_000;
+    while ((await vacuums()) === before && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.ok((await vacuums()) > before, `the relay vacuumed the outbox after deleting ${second.length} rows`);
+  });
+
   it('wakes on a notification rather than waiting for the next poll', async () => {
     const topic = await freshTopic();
     startRelay({ pollIntervalMs: 60_000 });
