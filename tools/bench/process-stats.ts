@@ -11,7 +11,8 @@ interface ProcStat {
   reapedChildrenCpuSeconds: number;
 }
 
-function readStat(pid: number): ProcStat | undefined {
+/** `/proc/<pid>/stat`, or with a path `<pid>/task/<tid>`, one thread's. */
+function readStat(pid: number | string): ProcStat | undefined {
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/stat`, 'utf8');
@@ -26,6 +27,30 @@ function readStat(pid: number): ProcStat | undefined {
     cpuSeconds: (field(14) + field(15)) / TICKS_PER_SECOND,
     reapedChildrenCpuSeconds: (field(16) + field(17)) / TICKS_PER_SECOND,
   };
+}
+
+/**
+ * CPU seconds used so far by the threads of `pid` whose name matches `name` (Linux keeps the first
+ * 15 characters of a thread's name: a JVM's JIT compilers are "C1 CompilerThre" and "C2 CompilerThre").
+ */
+export function threadsCpuSeconds(pid: number, name: RegExp): number {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return 0;
+  }
+  let total = 0;
+  for (const tid of tids) {
+    let comm: string;
+    try {
+      comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
+    } catch {
+      continue; // the thread ended meanwhile
+    }
+    if (name.test(comm)) total += readStat(`${pid}/task/${tid}`)?.cpuSeconds ?? 0;
+  }
+  return total;
 }
 
 /** CPU seconds a process has used so far (0 once it is gone). */
