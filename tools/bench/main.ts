@@ -30,6 +30,7 @@ import { BenchProcess, httpReady } from './bench-process.ts';
 import { runCdcPhase, type CdcFigures } from './cdc-phase.ts';
 import { runClusterPhase, type ClusterFigures } from './cluster-phase.ts';
 import { runHttpPhase } from './http-phase.ts';
+import { JIT_COMPILER_THREADS, warmUntilJitSettles } from './broker-warmup.ts';
 import { cpuSeconds, peakRssMb, processTree, residentMb, threadsCpuSeconds, treeCpuSeconds } from './process-stats.ts';
 import { measureIdleVisibility } from './idle-latency.ts';
 import { kafkaBatchingBetween, readKafkaBatching } from './kafka-batching.ts';
@@ -114,7 +115,8 @@ interface Snapshot {
   kafkaJitSeconds: number;
 }
 
-const JIT_COMPILER_THREADS = /^C[12] CompilerThre/;
+/** P's warm-up rounds at most (broker-warmup.ts). */
+const MAX_WARMUP_ROUNDS = 20;
 
 async function main(): Promise<void> {
   const ghz = await pinnedTool('ghz');
@@ -221,8 +223,15 @@ async function main(): Promise<void> {
   };
 
   let expected = 0;
-  log(`P: warming up (${plan.warmupSeconds}s)`);
-  expected += (await runGhz(ghz, target, { mode: 'closed', ...CALLERS, durationSeconds: plan.warmupSeconds })).acked;
+  // Each round a closed loop and an open loop at half its rate, the two shapes measured below.
+  log(`P: warming up, rounds of ${plan.warmupSeconds}s closed and ${plan.warmupSeconds}s open loop until the broker's JIT compilers settle`);
+  const warmup = await warmUntilJitSettles(kafka.pid, MAX_WARMUP_ROUNDS, async () => {
+    const closed = await runGhz(ghz, target, { mode: 'closed', ...CALLERS, durationSeconds: plan.warmupSeconds });
+    const open = await runGhz(ghz, target, { mode: 'open', rate: closed.ackedPerSecond / 2, durationSeconds: plan.warmupSeconds, connections: CALLERS.connections });
+    return closed.acked + open.acked;
+  });
+  expected += warmup.acked;
+  log(`P: warmed up in ${warmup.rounds} round(s); JIT ${(warmup.lastJitShare * 100).toFixed(0)}% of the broker's CPU in the last`);
   await waitApplied(expected);
   log('P: idle visibility, one Add at a time');
   const idle = await measureIdleVisibility({ grpcTarget: target, totalsUrl: `http://127.0.0.1:${totalsPort}`, samples: 50, gapMs: 200, sql });
@@ -433,6 +442,7 @@ async function main(): Promise<void> {
       cpu_ms_per_request_at_half_load: perRequest(s1, s2, pOpen.acked),
       // Part of Kafka's figures above: the broker's JIT compilers, still at work on a broker started
       // minutes before (a long-running broker compiled its hot paths long ago).
+      p_warmup: { rounds: warmup.rounds, last_round_jit_share: round(warmup.lastJitShare, 3) },
       kafka_jit_cpu_ms_per_request: { at_saturation: jitPerRequest(s0, s1, pClosed.acked), at_half_load: jitPerRequest(s1, s2, pOpen.acked) },
       kafka_batching_at_saturation: kafkaBatching,
       drain: { backlog: fill.acked, fill_rps: round(fill.ackedPerSecond, 0), seconds_including_relay_start: round(drainTotalSeconds, 2) },
