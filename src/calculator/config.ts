@@ -46,7 +46,11 @@ function envRelayMode(env: Env): RelayMode {
 
 export function readCalculatorConfig(env: Env = process.env): CalculatorConfig {
   const relayMode = envRelayMode(env);
-  const maxConcurrentWrites = envInteger(env, 'CALCULATOR_CONCURRENT_WRITES', 4, { min: 1, max: 64 });
+  // One statement in flight by default: requests that arrive meanwhile wait for it and go together
+  // in the next, so each WAL flush serves as many as arrived during the previous one. With four in
+  // flight the statements carried fewer requests at half load, for 0.19 fsyncs per request from
+  // the calculator against 0.12, more CPU and no better latency (BENCHMARKS.md, "Where it falls short").
+  const maxConcurrentWrites = envInteger(env, 'CALCULATOR_CONCURRENT_WRITES', 1, { min: 1, max: 64 });
   return Object.freeze({
     ...envServiceConfig(env, 'CALCULATOR_HTTP_PORT', DEFAULT_PORTS.calculatorHttp),
     grpcPort: envPort(env, 'CALCULATOR_GRPC_PORT', DEFAULT_PORTS.calculatorGrpc),
